@@ -1,0 +1,248 @@
+"""The pipeline config: dataclasses that describe every stage, read strictly from YAML.
+
+A config file holds a ``pipeline:`` section (read here, by the stage commands) beside the
+LightningCLI sections (``trainer``, ``model``, ``data``, ...) used by ``fpenc fit``/``test``.
+Several files stack (``--config base.yaml --config overlay.yaml``): mappings merge key by key,
+later files win. Unknown keys are errors with a "did you mean" hint, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fpenc.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+ROLES = ("piracy", "homologous")
+LIGHTNING_SECTIONS = ("trainer", "model", "data", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how its training set is split (paper §5.1, DESIGN.md stage 1)."""
+
+    dataset: str = "fashion_mnist"
+    root: str | None = None
+    download: bool = False
+    split_seed: int = 0
+    homologous_overlap: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """How one model is trained (Table 1: optimizer, batch size; epochs and lr are ours)."""
+
+    architecture: str = "fmnist_a"
+    optimizer: str = "adam"
+    lr: float | None = None  # None: a per-optimizer default (see fpenc.zoo.classifier.DEFAULT_LR)
+    batch_size: int = 128
+    epochs: int = 5
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ExtractionConfig:
+    """How piracy models are extracted from the victim (CloudLeak-style, paper §5.1)."""
+
+    api: str = "probs"  # probs | topk:K | label
+    adversarial_queries: int = 0  # extra queries crafted around the pool (FGSM on the student)
+    adversarial_eps: float = 0.1  # L-inf step of those queries, in [0, 1] pixel space
+    pool_fraction: float = 1.0  # share of the attacker split the attacker actually queries
+
+
+@dataclass
+class GridConfig:
+    """A grid of suspect models: architectures x optimizers x seeds, all of one role."""
+
+    role: str = "piracy"
+    architectures: list[str] = field(default_factory=lambda: ["fmnist_b"])
+    optimizers: list[str] = field(default_factory=lambda: ["adam"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int = 3
+    batch_sizes: list[int] = field(default_factory=lambda: [128])  # one drawn per model (Table 1)
+    lr: float | None = None
+
+
+@dataclass
+class ZooConfig:
+    victim: TrainConfig = field(default_factory=TrainConfig)
+    grids: list[GridConfig] = field(default_factory=list)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+
+
+@dataclass
+class PipelineConfig:
+    name: str | None = None  # outputs go to <runs_dir>/<name>/; default: the last config file's stem
+    seed: int = 0
+    runs_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / str(self.name)
+
+
+# ----------------------------------------------------------------------------------------------
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}; known keys: {', '.join(known)}")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value]
+        return [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "pipeline") -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown(str(key), list(fields), where)
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def validate(cfg: PipelineConfig) -> PipelineConfig:
+    """Check values that types alone cannot (names, ranges). Raises ConfigError."""
+    from fpenc.models import known_architectures, resolve_architecture
+
+    def check_arch(name: str, where: str) -> str:
+        try:
+            return resolve_architecture(name)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    def check_opt(name: str, where: str) -> str:
+        if name.lower() not in OPTIMIZERS:
+            raise ConfigError(f"{where}: unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}")
+        return name.lower()
+
+    z = cfg.zoo
+    z.victim.architecture = check_arch(z.victim.architecture, "pipeline.zoo.victim.architecture")
+    z.victim.optimizer = check_opt(z.victim.optimizer, "pipeline.zoo.victim.optimizer")
+    if not 0.0 <= cfg.data.homologous_overlap <= 1.0:
+        raise ConfigError("pipeline.data.homologous_overlap must be in [0, 1]")
+    if not 0.0 < z.extraction.pool_fraction <= 1.0:
+        raise ConfigError("pipeline.zoo.extraction.pool_fraction must be in (0, 1]")
+    from fpenc.api import parse_api
+
+    parse_api(z.extraction.api)
+    for i, g in enumerate(z.grids):
+        where = f"pipeline.zoo.grids[{i}]"
+        if g.role not in ROLES:
+            raise ConfigError(f"{where}.role: unknown role '{g.role}'; known: {', '.join(ROLES)}")
+        g.architectures = [check_arch(a, f"{where}.architectures") for a in g.architectures]
+        g.optimizers = [check_opt(o, f"{where}.optimizers") for o in g.optimizers]
+        if not g.seeds or not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):
+            raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
+    if z.victim.epochs < 1 or z.victim.batch_size < 1:
+        raise ConfigError("pipeline.zoo.victim: epochs and batch_size must be >= 1")
+    _ = known_architectures
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (the shipped ones are in configs/)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_pipeline_config(paths: list[str | Path], overrides: dict | None = None) -> PipelineConfig:
+    """Read, stack and validate the ``pipeline`` sections of ``paths`` (later files win)."""
+    if not paths:
+        raise ConfigError("no config given: pass --config configs/fmnist_demo.yaml (see configs/)")
+    merged: dict = {}
+    for path in paths:
+        data = load_yaml(path)
+        for key in data:
+            if key != "pipeline" and key not in LIGHTNING_SECTIONS:
+                raise _unknown(key, ["pipeline", *LIGHTNING_SECTIONS], str(path))
+        merged = _merge(merged, data.get("pipeline") or {})
+    if overrides:
+        merged = _merge(merged, overrides)
+    cfg = from_dict(PipelineConfig, merged, "pipeline")
+    if cfg.name is None:
+        cfg.name = Path(paths[-1]).stem
+    return validate(cfg)

@@ -1,0 +1,109 @@
+"""Safe, atomic artifact files.
+
+Every artifact fpenc writes goes to a temporary file in the target directory, is fsynced, then
+``os.replace``-d over the final name: a run killed at any instant leaves either the old file or
+the new one, never a truncated one. Weights are ``state_dict`` + a plain config dict saved with
+``torch.save`` and read back only with ``torch.load(..., weights_only=True)``, which cannot run
+code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from fpenc.errors import WeightsFileError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it over ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise WeightsFileError(f"{path} is not valid JSON ({err}); delete it to recompute it") from err
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(path: str | os.PathLike, state_dict: dict, config: dict, **extra: Any) -> str:
+    """Save ``{"format": "fpenc-weights/1", "config": config, "state_dict": ..., **extra}``.
+
+    Tensors are moved to CPU. Returns the file's SHA-256.
+    """
+    import torch
+
+    payload = {
+        "format": "fpenc-weights/1",
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return sha256_file(path)
+
+
+def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) -> dict:
+    """Load a file written by :func:`save_weights` without unpickling arbitrary objects.
+
+    Raises :class:`WeightsFileError` for a missing, truncated, corrupt or foreign file, or one
+    whose SHA-256 differs from ``expected_sha256``.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(f"weights file {path} does not exist; rebuild it (e.g. `fpenc zoo --config ...`)")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise WeightsFileError(
+                f"weights file {path} is corrupt or was changed (sha256 {actual[:12]}... != recorded "
+                f"{expected_sha256[:12]}...); delete it and rerun `fpenc zoo` to rebuild it"
+            )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, garbage bytes, or a pickle that needs code
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsFileError(
+            f"cannot read weights file {path}: it is truncated, corrupt or not an fpenc weights file "
+            f"({first[:160]}); delete it and rerun `fpenc zoo` to rebuild it"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != "fpenc-weights/1" or "state_dict" not in payload:
+        raise WeightsFileError(f"{path} is not an fpenc weights file (no 'fpenc-weights/1' header)")
+    return payload

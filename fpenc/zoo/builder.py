@@ -1,0 +1,278 @@
+"""Build a zoo from a pipeline config: plan the models, train what is missing, write the manifest.
+
+Resumable at model granularity: each model's weights are written atomically, then its manifest
+entry (also atomically). A rerun skips every model whose entry, spec and weights hash match, so
+a run killed at any point (even SIGKILL) finishes without retraining finished models and never
+leaves a truncated file behind. A piracy model is rebuilt when its victim changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fpenc.config import PipelineConfig, to_dict
+from fpenc.errors import WeightsFileError
+from fpenc.io import load_weights, save_weights, sha256_file
+from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
+
+
+@dataclass
+class ModelSpec:
+    """Everything that determines one model's weights."""
+
+    id: str
+    role: str  # victim | piracy | homologous
+    architecture: str
+    optimizer: str
+    seed: int
+    batch_size: int
+    epochs: int
+    lr: float | None
+    split: str  # victim | attacker | homologous
+    parent: str | None = None
+    extraction: dict | None = None
+
+
+def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
+    """The victim first, then every grid's architectures x optimizers x seeds.
+
+    Each model's batch size is drawn, seeded by its id, from its grid's ``batch_sizes``
+    (Table 1: "attributes without numbers are randomly selected during each training process").
+    """
+    v = cfg.zoo.victim
+    specs = [ModelSpec("victim", "victim", v.architecture, v.optimizer, cfg.seed, v.batch_size, v.epochs, v.lr, "victim")]
+    seen = {"victim"}
+    for grid in cfg.zoo.grids:
+        for arch in grid.architectures:
+            for opt in grid.optimizers:
+                for seed in grid.seeds:
+                    mid = f"{grid.role}-{arch}-{opt}-s{seed}"
+                    if mid in seen:
+                        continue
+                    seen.add(mid)
+                    bs = random.Random(mid).choice(grid.batch_sizes)
+                    piracy = grid.role == "piracy"
+                    specs.append(
+                        ModelSpec(
+                            mid, grid.role, arch, opt, seed, bs, grid.epochs, grid.lr,
+                            split="attacker" if piracy else "homologous",
+                            parent="victim" if piracy else None,
+                            extraction=asdict(cfg.zoo.extraction) if piracy else None,
+                        )
+                    )
+    return specs
+
+
+# ----------------------------------------------------------------------------------------------
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def _make_bar_callback(desc: str, enabled: bool):
+    import pytorch_lightning as pl
+
+    class StepBar(pl.Callback):
+        """A tqdm bar over the optimisation steps of one model, with its running loss."""
+
+        def on_train_start(self, trainer, pl_module):
+            self.bar = tqdm(total=int(trainer.estimated_stepping_batches), desc=desc, unit="step",
+                            leave=False, disable=not enabled, dynamic_ncols=True,
+                            mininterval=0.5 if sys.stderr.isatty() else 15)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.bar.update(1)
+            if batch_idx % 25 == 0 and outputs is not None:
+                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                self.bar.set_postfix(epoch=trainer.current_epoch + 1, loss=f"{float(loss):.3f}")
+
+        def on_train_end(self, trainer, pl_module):
+            self.bar.close()
+
+    return StepBar()
+
+
+def _fit(module, datamodule, epochs: int, desc: str, progress: bool) -> float:
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[_make_bar_callback(desc, progress)],
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return time.perf_counter() - start
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of uint8 images ``[N, C, H, W]`` in [0, 1] units."""
+    x = images.float().div_(255.0)
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+def load_zoo_model(entry: dict, run_dir: str | Path) -> torch.nn.Module:
+    """Rebuild a manifest entry's network from its weights file (hash-checked, no unpickling)."""
+    from fpenc.models import build_model
+
+    payload = load_weights(Path(run_dir) / entry["weights"], expected_sha256=entry.get("sha256"))
+    net = build_model(**payload["config"])
+    net.load_state_dict(payload["state_dict"])  # strict: a mismatch is an error, never ignored
+    return net.eval()
+
+
+class ZooBuilder:
+    """Trains the models of :func:`plan_zoo` that are not complete yet and records them."""
+
+    def __init__(self, cfg: PipelineConfig, progress: bool = True, log=print):
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.manifest_path = self.run_dir / "manifest.json"
+        self.progress = progress
+        self.log = log
+
+    # -- data ----------------------------------------------------------------------------------
+    def _load_data(self):
+        from datamodules.datasets import load_dataset
+        from datamodules.splits import load_splits, make_splits, save_splits
+
+        d = self.cfg.data
+        arrays = load_dataset(d.dataset, root=d.root, download=d.download)
+        meta = {"dataset": d.dataset, "n_train": int(len(arrays.train_y)), "seed": d.split_seed,
+                "homologous_overlap": d.homologous_overlap}
+        path = self.run_dir / "splits.npz"
+        splits = None
+        if path.exists():
+            splits, saved_meta = load_splits(path)
+            if saved_meta != meta:
+                self.log(f"splits in {path} were made for {saved_meta}; recomputing for {meta}")
+                splits = None
+        if splits is None:
+            splits = make_splits(meta["n_train"], d.split_seed, d.homologous_overlap)
+            save_splits(path, splits, meta)
+        frac = self.cfg.zoo.extraction.pool_fraction
+        if frac < 1.0:
+            rng = np.random.default_rng(d.split_seed + 1)
+            pool = splits["attacker"]
+            splits = dict(splits, attacker=np.sort(rng.permutation(pool)[: max(1, int(frac * len(pool)))]))
+        return arrays, splits
+
+    # -- one model -----------------------------------------------------------------------------
+    def _train(self, spec: ModelSpec, arrays, splits, victim_net) -> tuple[torch.nn.Module, dict]:
+        from datamodules.image import ImageDataModule
+        from fpenc.models import build_model
+        from fpenc.zoo.classifier import ClassifierModule
+        from fpenc.zoo.extraction import ExtractionModule
+
+        torch.manual_seed(spec.seed)
+        split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
+        mean, std = _channel_stats(split_images)
+        net = build_model(spec.architecture, num_classes=arrays.num_classes,
+                          input_shape=tuple(arrays.input_shape), mean=mean, std=std)
+        dm = ImageDataModule(arrays=arrays, split=spec.split, splits=splits,
+                             batch_size=spec.batch_size, seed=spec.seed)
+        if spec.role == "piracy":
+            ex = spec.extraction or {}
+            module = ExtractionModule(net, victim_net, api=ex.get("api", "probs"), optimizer=spec.optimizer,
+                                      lr=spec.lr, adversarial_queries=ex.get("adversarial_queries", 0),
+                                      adversarial_eps=ex.get("adversarial_eps", 0.1))
+        else:
+            module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr)
+        seconds = _fit(module, dm, spec.epochs, spec.id, self.progress)
+        info = {"train_seconds": round(seconds, 2)}
+        if spec.role == "piracy":
+            info["queries"] = module.queries
+        return net.cpu().eval(), info
+
+    def _is_complete(self, entry: dict | None, spec: ModelSpec, victim_sha: str | None) -> bool:
+        if not entry or entry.get("spec") != asdict(spec):
+            return False
+        path = self.run_dir / entry["weights"]
+        if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            return False
+        return spec.parent is None or entry.get("parent_sha256") == victim_sha
+
+    # -- the zoo -------------------------------------------------------------------------------
+    def build(self) -> dict:
+        from fpenc.zoo.evaluate import accuracy, agreement, predict_probs
+
+        _quiet_lightning()
+        specs = plan_zoo(self.cfg)
+        for stale in self.run_dir.rglob(".*.tmp"):  # left by a run killed mid-write
+            stale.unlink()
+        arrays, splits = self._load_data()
+        try:
+            old = entries_by_id(load_manifest(self.manifest_path))
+        except WeightsFileError as err:
+            self.log(f"warning: {err}; starting a new manifest")
+            old = {}
+        manifest = {
+            "format": FORMAT, "name": self.cfg.name, "dataset": arrays.name, "data_source": arrays.source,
+            "input_shape": list(arrays.input_shape), "num_classes": arrays.num_classes,
+            "splits": "splits.npz", "config": to_dict(self.cfg), "models": [],
+        }
+        victim_net, victim_probs, victim_acc, victim_sha = None, None, None, None
+        bar = tqdm(specs, desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
+        for spec in bar:
+            entry = old.get(spec.id)
+            if self._is_complete(entry, spec, victim_sha):
+                self.log(f"[skip] {spec.id}: complete (test acc {entry['test_accuracy']:.4f})")
+                net = load_zoo_model(entry, self.run_dir) if spec.role == "victim" else None
+            else:
+                bar.set_postfix_str(spec.id)
+                net, info = self._train(spec, arrays, splits, victim_net)
+                weights_rel = f"models/{spec.id}.pt"
+                sha = save_weights(self.run_dir / weights_rel, net.state_dict(), _arch_config(net),
+                                   model_id=spec.id, role=spec.role)
+                probs = predict_probs(net, arrays.test_x)
+                acc = accuracy(probs, arrays.test_y)
+                entry = {
+                    "id": spec.id, "role": spec.role, "architecture": spec.architecture,
+                    "optimizer": spec.optimizer, "seed": spec.seed, "batch_size": spec.batch_size,
+                    "epochs": spec.epochs, "split": spec.split, "parent": spec.parent,
+                    "test_accuracy": round(acc, 4),
+                    "agreement": None if victim_probs is None else round(agreement(probs, victim_probs), 4),
+                    "recovery_rate": round(acc / victim_acc, 4) if spec.role == "piracy" else None,
+                    "queries": info.get("queries"), "train_seconds": info["train_seconds"],
+                    "weights": weights_rel, "sha256": sha,
+                    "parent_sha256": victim_sha if spec.parent else None, "spec": asdict(spec),
+                }
+                if spec.role == "victim":
+                    entry["agreement"] = 1.0
+                tqdm.write(f"[done] {spec.id}: test acc {acc:.4f} in {info['train_seconds']:.1f}s", file=sys.stderr)
+            if spec.role == "victim":
+                victim_net, victim_sha = net, entry["sha256"]
+                victim_probs = predict_probs(net, arrays.test_x)
+                victim_acc = accuracy(victim_probs, arrays.test_y)
+            manifest["models"] = [m for m in manifest["models"] if m["id"] != spec.id] + [entry]
+            save_manifest(self.manifest_path, manifest)  # after every model: resumable at any point
+        bar.close()
+        return manifest
+
+
+def _arch_config(net: torch.nn.Module) -> dict:
+    from fpenc.models import arch_config
+
+    return arch_config(net)
+
+
+def build_zoo(cfg: PipelineConfig, progress: bool = True) -> dict:
+    """Build (or finish) the zoo of ``cfg`` and return its manifest."""
+    manifest = ZooBuilder(cfg, progress=progress).build()
+    return manifest
+
+
+__all__ = ["ModelSpec", "plan_zoo", "build_zoo", "ZooBuilder", "load_zoo_model", "format_table"]

@@ -1,0 +1,61 @@
+import textwrap
+
+import pytest
+
+from fpenc.config import load_pipeline_config
+from fpenc.errors import ConfigError
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_configs_load():
+    demo = load_pipeline_config(["configs/fmnist_demo.yaml"])
+    assert demo.name == "fmnist_demo" and demo.zoo.victim.architecture == "fmnist_a"
+    paper = load_pipeline_config(["configs/fmnist_paper.yaml"])
+    n = sum(len(g.architectures) * len(g.optimizers) * len(g.seeds) for g in paper.zoo.grids)
+    assert n == 240  # arcs B-E x 3 optimizers x 10 seeds x {piracy, homologous}
+
+
+def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
+    base = write(tmp_path, "base.yaml", """
+        pipeline:
+          zoo:
+            victim: {architecture: fmnist_a, epochs: 4}
+    """)
+    over = write(tmp_path, "tiny.yaml", """
+        pipeline:
+          zoo:
+            victim: {epochs: 1}
+        trainer: {max_epochs: 3}
+    """)
+    cfg = load_pipeline_config([base, over])
+    assert cfg.name == "tiny"
+    assert cfg.zoo.victim.epochs == 1 and cfg.zoo.victim.architecture == "fmnist_a"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("pipeline:\n  zoo:\n    victm: {}\n", r"pipeline.zoo: unknown key 'victm' \(did you mean 'victim'\?\)"),
+        ("pipline:\n  seed: 1\n", r"unknown key 'pipline' \(did you mean 'pipeline'\?\)"),
+        ("pipeline:\n  seed: one\n", r"pipeline.seed: expected an integer"),
+        ("pipeline:\n  zoo:\n    victim: {architecture: resnet99}\n", r"unknown architecture 'resnet99'.*known:"),
+        ("pipeline:\n  zoo:\n    victim: {optimizer: adamw}\n", r"unknown optimizer 'adamw'"),
+        ("pipeline:\n  zoo:\n    grids: [{role: pirate}]\n", r"unknown role 'pirate'"),
+        ("pipeline:\n  data: {homologous_overlap: 1.5}\n", r"homologous_overlap must be in \[0, 1\]"),
+        ("pipeline: [1, 2\n", r"not valid YAML"),
+    ],
+)
+def test_bad_configs_give_clear_errors(tmp_path, text, match):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ConfigError, match=match):
+        load_pipeline_config([path])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pipeline_config([tmp_path / "nope.yaml"])

@@ -1,0 +1,61 @@
+import os
+
+import pytest
+import torch
+
+from fpenc.errors import WeightsFileError
+from fpenc.io import atomic_path, load_weights, save_weights, sha256_file
+
+
+def test_weights_roundtrip_and_hash(tmp_path):
+    sd = {"w": torch.randn(3, 4), "b": torch.zeros(3)}
+    path = tmp_path / "m.pt"
+    sha = save_weights(path, sd, {"arch": "x", "input_shape": [1, 28, 28]}, model_id="m")
+    assert sha == sha256_file(path)
+    payload = load_weights(path, expected_sha256=sha)
+    assert payload["config"]["arch"] == "x" and payload["model_id"] == "m"
+    assert torch.equal(payload["state_dict"]["w"], sd["w"])
+
+
+def test_truncated_and_garbage_files_are_clear_errors(tmp_path):
+    path = tmp_path / "m.pt"
+    save_weights(path, {"w": torch.randn(100, 100)}, {"arch": "x"})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsFileError, match="truncated, corrupt"):
+        load_weights(path)
+    path.write_bytes(b"not a weights file at all")
+    with pytest.raises(WeightsFileError, match="truncated, corrupt"):
+        load_weights(path)
+    with pytest.raises(WeightsFileError, match="does not exist"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_hash_mismatch_is_reported(tmp_path):
+    path = tmp_path / "m.pt"
+    save_weights(path, {"w": torch.ones(2)}, {"arch": "x"})
+    with pytest.raises(WeightsFileError, match="corrupt or was changed"):
+        load_weights(path, expected_sha256="0" * 64)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "fpenc-weights/1", "state_dict": {}, "x": Evil()}, path)
+    with pytest.raises(WeightsFileError):
+        load_weights(path)
+
+
+def test_atomic_path_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

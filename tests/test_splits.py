@@ -1,0 +1,75 @@
+"""Tests for datamodules.splits: victim / attacker / homologous index splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datamodules.splits import SPLIT_NAMES, load_splits, make_splits, save_splits
+from fpenc.errors import ConfigError, FpencError
+
+
+@pytest.mark.parametrize("n_train", [2, 101, 1000])
+def test_sizes_and_disjoint(n_train):
+    s = make_splits(n_train, seed=0)
+    assert set(s) == set(SPLIT_NAMES)
+    victim, attacker, homologous = s["victim"], s["attacker"], s["homologous"]
+    assert len(victim) == n_train // 2 and len(attacker) == n_train - n_train // 2
+    assert len(homologous) == len(victim)
+    assert not np.intersect1d(victim, attacker).size
+    assert np.array_equal(np.union1d(victim, attacker), np.arange(n_train))
+    for arr in s.values():
+        assert arr.dtype == np.int64 and np.all(np.diff(arr) > 0)  # sorted, unique
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.3, 0.5, 1.0])
+def test_overlap_exact(overlap):
+    s = make_splits(1000, seed=7, homologous_overlap=overlap)
+    shared = np.intersect1d(s["homologous"], s["victim"]).size
+    assert shared == round(overlap * 500)
+    assert np.intersect1d(s["homologous"], s["attacker"]).size == 500 - shared
+
+
+def test_deterministic_per_seed():
+    a, b, c = make_splits(500, seed=1), make_splits(500, seed=1), make_splits(500, seed=2)
+    assert all(np.array_equal(a[k], b[k]) for k in SPLIT_NAMES)
+    assert not np.array_equal(a["victim"], c["victim"])
+    assert not np.array_equal(a["homologous"], c["homologous"])
+
+
+@pytest.mark.parametrize("overlap", [-0.1, 1.5])
+def test_bad_overlap(overlap):
+    with pytest.raises(ConfigError, match="homologous_overlap"):
+        make_splits(100, seed=0, homologous_overlap=overlap)
+
+
+def test_too_small():
+    with pytest.raises(ConfigError):
+        make_splits(1, seed=0)
+
+
+def test_save_load_roundtrip(tmp_path):
+    splits = make_splits(300, seed=4)
+    meta = {"dataset": "fashion_mnist", "seed": 4, "homologous_overlap": 0.5}
+    path = tmp_path / "sub" / "splits.npz"
+    save_splits(path, splits, meta)
+    assert [p.name for p in path.parent.iterdir()] == ["splits.npz"]  # no temp file left
+    loaded, loaded_meta = load_splits(path)
+    assert loaded_meta == meta
+    assert set(loaded) == set(SPLIT_NAMES)
+    assert all(np.array_equal(loaded[k], splits[k]) and loaded[k].dtype == np.int64 for k in SPLIT_NAMES)
+    save_splits(path, make_splits(300, seed=5), {"seed": 5})  # overwrite in place
+    assert load_splits(path)[1] == {"seed": 5}
+
+
+def test_load_corrupt(tmp_path):
+    path = tmp_path / "splits.npz"
+    save_splits(path, make_splits(100, seed=0), {})
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(FpencError, match=r"splits\.npz.*delete it"):
+        load_splits(path)
+
+
+def test_load_missing(tmp_path):
+    with pytest.raises(FpencError, match="does not exist"):
+        load_splits(tmp_path / "nope.npz")
