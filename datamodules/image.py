@@ -25,24 +25,31 @@ class IndexedImageDataset(Dataset):
     """Items ``(x, y, idx)`` drawn from uint8 images ``[N, C, H, W]`` at the given indices.
 
     ``x`` is converted to float32 in ``[0, 1]`` when fetched; ``__getitems__`` returns a whole
-    batch ``([B,C,H,W], [B], [B])`` from one index op.
+    batch ``([B,C,H,W], [B], [B])`` from one index op. Gathering and conversion run in numpy
+    (single-threaded): torch's intra-op threads make these small ops slower, not faster, on a
+    busy 2-core machine.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor):
         self.images = images
         self.labels = labels
         self.indices = indices.to(torch.int64)
+        self._images_np = images.numpy()  # shares memory with ``images``
+        self._labels_np = labels.numpy()
+        self._indices_np = self.indices.numpy()
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Batch:
-        idx = self.indices[i]
-        return self.images[idx].float().div_(255.0), self.labels[idx], idx
+        x, y, idx = self.__getitems__([i])
+        return x[0], y[0], idx[0]
 
     def __getitems__(self, positions: Sequence[int]) -> Batch:
-        idx = self.indices[torch.as_tensor(positions, dtype=torch.int64)]
-        return self.images[idx].float().div_(255.0), self.labels[idx], idx
+        idx = self._indices_np[np.asarray(positions, dtype=np.int64)]
+        x = self._images_np[idx].astype(np.float32)
+        np.divide(x, np.float32(255.0), out=x)
+        return torch.from_numpy(x), torch.from_numpy(self._labels_np[idx]), torch.from_numpy(idx)
 
 
 def collate_batch(batch):

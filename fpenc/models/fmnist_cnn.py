@@ -14,7 +14,7 @@ Table 1 fixes only the activation, dropout, kernel size and number of conv layer
 
 The rest is our choice, kept small so that each net trains on a 2-core CPU:
 
-* conv ``i`` has ``channels[i]`` output channels (default ``(32, 64, 64, 64)``), kernel
+* conv ``i`` has ``channels[i]`` output channels (default ``(16, 32, 32, 32)``), kernel
   ``k``, padding ``k // 2`` (size preserving), followed by the activation;
 * a 2x2 max-pool after each of the first two conv layers only (28x28 -> 14x14 -> 7x7);
 * flatten, ``Linear(C_last * H' * W', 128)``, activation -> the 128-d features ``[B, 128]``;
@@ -36,7 +36,7 @@ from fpenc.errors import ConfigError
 
 __all__ = ["FMNIST_ARCS", "DEFAULT_CHANNELS", "DEFAULT_HIDDEN", "FmnistArcSpec", "build_fmnist_cnn"]
 
-DEFAULT_CHANNELS: tuple[int, ...] = (32, 64, 64, 64)
+DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 32, 32)
 """Output channels of conv layers 1..4 (a net with ``n`` conv layers uses the first ``n``)."""
 
 DEFAULT_HIDDEN = 128
@@ -112,9 +112,10 @@ def build_fmnist_cnn(
     if int(hidden) < 1:
         raise ConfigError(f"hidden must be a positive int, got {hidden}")
     height, width = input_size
-    if min(height, width) < 2**_NUM_POOLS:
+    min_size = 2 ** min(spec.num_conv, _NUM_POOLS)
+    if min(height, width) < min_size:
         raise ConfigError(
-            f"arc {spec.name} needs inputs of at least {2**_NUM_POOLS}x{2**_NUM_POOLS} pixels, "
+            f"arc {spec.name} needs inputs of at least {min_size}x{min_size} pixels, "
             f"got {height}x{width}; use a larger input_shape"
         )
 

@@ -80,6 +80,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
+    warnings.filterwarnings("ignore", ".*but have no `validation_step`.*")
+    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen victim
 
 
 def _make_bar_callback(desc: str, enabled: bool):
