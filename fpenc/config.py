@@ -78,12 +78,40 @@ class ZooConfig:
 
 
 @dataclass
+class UAPConfig:
+    """The victim's bank of universal adversarial perturbations (paper §3.3; DESIGN.md stage 3)."""
+
+    method: str = "sgd"  # sgd (SGD-UAP, Shafahi et al. 2020) | deepfool (Moosavi-Dezfooli et al. 2017)
+    norm: str = "linf"  # linf | l2, in [0, 1] pixel space
+    eps: float = 0.25
+    num_uaps: int = 5  # bank size; member i is seeded with seed + i
+    steps: int = 100  # optimisation steps (batches) per UAP
+    batch_size: int = 256
+    lr: float = 0.01  # sgd method: Adam step on v
+    holdout: int = 2000  # test images on which the fooling rate is measured
+
+
+@dataclass
+class KeyConfig:
+    """The fingerprint key: datapoints and their views (paper §4.2, §4.3)."""
+
+    num_datapoints: int = 100  # N: k-means clusters on the victim's last-layer representation
+    num_views: int = 10  # V: view sets X^(1..V)
+    neighbours: int = 10  # K >= V nearest neighbours (victim output space) each view is sampled from
+    selection_layer: str = "features"  # features (penultimate) | logits | probs
+    view_layer: str = "probs"  # output space for the view neighbours: probs | logits | features
+    kmeans_iters: int = 25
+
+
+@dataclass
 class PipelineConfig:
     name: str | None = None  # outputs go to <runs_dir>/<name>/; default: the last config file's stem
     seed: int = 0
     runs_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
+    uap: UAPConfig = field(default_factory=UAPConfig)
+    key: KeyConfig = field(default_factory=KeyConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -209,6 +237,19 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     if z.victim.epochs < 1 or z.victim.batch_size < 1:
         raise ConfigError("pipeline.zoo.victim: epochs and batch_size must be >= 1")
     _ = known_architectures
+    u = cfg.uap
+    if u.method not in ("sgd", "deepfool"):
+        raise ConfigError(f"pipeline.uap.method: unknown method '{u.method}'; known: sgd, deepfool")
+    if u.norm not in ("linf", "l2"):
+        raise ConfigError(f"pipeline.uap.norm: unknown norm '{u.norm}'; known: linf, l2")
+    if u.eps <= 0 or u.num_uaps < 1 or u.steps < 1 or u.batch_size < 1 or u.holdout < 1:
+        raise ConfigError("pipeline.uap: eps must be > 0 and num_uaps, steps, batch_size, holdout >= 1")
+    k = cfg.key
+    layers = ("features", "logits", "probs")
+    if k.selection_layer not in layers or k.view_layer not in layers:
+        raise ConfigError(f"pipeline.key: selection_layer and view_layer must be one of {', '.join(layers)}")
+    if k.num_datapoints < 1 or k.num_views < 1 or k.neighbours < k.num_views:
+        raise ConfigError("pipeline.key: need num_datapoints >= 1, num_views >= 1 and neighbours >= num_views")
     return cfg
 
 

@@ -60,6 +60,32 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def save_tensors(path: str | os.PathLike, payload: dict, fmt: str) -> str:
+    """Save a dict of tensors and plain values (no custom classes) atomically; returns its SHA-256."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": fmt, **payload}, tmp)
+    return sha256_file(path)
+
+
+def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", remedy: str = "delete it to recompute it") -> dict:
+    """Load a file of :func:`save_tensors` with ``weights_only=True``; clear errors for bad files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(f"{what} {path} does not exist; {remedy}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsFileError(f"cannot read {what} {path}: truncated, corrupt or unsafe ({first[:160]}); {remedy}") from err
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise WeightsFileError(f"{path} is not an fpenc {what} (expected format '{fmt}'); {remedy}")
+    return payload
+
+
 def save_weights(path: str | os.PathLike, state_dict: dict, config: dict, **extra: Any) -> str:
     """Save ``{"format": "fpenc-weights/1", "config": config, "state_dict": ..., **extra}``.
 

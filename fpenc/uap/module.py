@@ -70,8 +70,9 @@ class SGDUAPModule(_UAPBase):
         self.log("train/uap_loss", loss.mean(), prog_bar=True)
         return -loss.mean()  # ascend the victim's loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        with torch.no_grad():
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():  # project right after every step: v never leaves the ball
             self.v.copy_(project(self.v, self.eps, self.norm))
 
     def configure_optimizers(self):

@@ -75,6 +75,8 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
 
 # ----------------------------------------------------------------------------------------------
 def _quiet_lightning() -> None:
+    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO: import first, then quiet)
+
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -135,6 +137,17 @@ def load_zoo_model(entry: dict, run_dir: str | Path) -> torch.nn.Module:
     net = build_model(**payload["config"])
     net.load_state_dict(payload["state_dict"])  # strict: a mismatch is an error, never ignored
     return net.eval()
+
+
+def victim_entry(run_dir: str | Path) -> dict:
+    """The victim's manifest entry of the zoo in ``run_dir`` (clear error if there is none)."""
+    from fpenc.errors import FpencError
+
+    manifest = load_manifest(Path(run_dir) / "manifest.json")
+    for m in manifest["models"]:
+        if m["role"] == "victim":
+            return m
+    raise FpencError(f"no victim in {Path(run_dir) / 'manifest.json'}: run `fpenc zoo --config ...` first")
 
 
 class ZooBuilder:
@@ -256,6 +269,9 @@ class ZooBuilder:
                 if spec.role == "victim":
                     entry["agreement"] = 1.0
                 tqdm.write(f"[done] {spec.id}: test acc {acc:.4f} in {info['train_seconds']:.1f}s", file=sys.stderr)
+                if acc < 1.5 / arrays.num_classes:
+                    tqdm.write(f"warning: {spec.id} did not learn (test acc {acc:.4f}, chance "
+                               f"{1 / arrays.num_classes:.2f}); try another lr or optimizer for it", file=sys.stderr)
             if spec.role == "victim":
                 victim_net, victim_sha = net, entry["sha256"]
                 victim_probs = predict_probs(net, arrays.test_x)

@@ -6,7 +6,7 @@ import torch
 
 from fpenc.errors import ConfigError
 
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "rmsprop": 5e-4}
+DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3, "rmsprop": 5e-4}
 
 
 def make_optimizer(name: str, params, lr: float | None = None, weight_decay: float = 0.0) -> torch.optim.Optimizer:
