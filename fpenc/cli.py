@@ -32,6 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the victim, piracy (extracted) and homologous models a config "
                        "describes; skips finished models; writes runs/<name>/manifest.json.")
     _add_config(p)
+    p = sub.add_parser("uap", help="compute (and cache) the victim's UAP bank; report how it fools the zoo",
+                       description="Builds the zoo first if needed. Writes runs/<name>/uaps.pt.")
+    _add_config(p)
+    p = sub.add_parser("fingerprint", help="select datapoints/views and fingerprint every zoo model",
+                       description="Runs zoo and uap first if their artifacts are missing; writes "
+                       "runs/<name>/key.pt and runs/<name>/fingerprints/<id>.pt.")
+    _add_config(p)
+    p.add_argument("--api", default="probs", help="what suspects reveal: probs, topk:K or label (default probs)")
+    p = sub.add_parser("subspace", help="UAP subspace analysis (paper §4.1, eq. 5, Figure 2)",
+                       description="Computes many UAPs of the victim, a piracy and a homologous model and "
+                       "reports the distribution inconsistency of each against the victim's UAP subspace.")
+    _add_config(p)
+    p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64)")
+    p.add_argument("--steps", type=int, default=60, help="optimisation steps per batch of UAPs (default 60)")
     return parser
 
 
@@ -54,7 +68,56 @@ def cmd_zoo(args) -> int:
     return 0
 
 
-COMMANDS = {"zoo": cmd_zoo}
+def _stages_up_to_uap(cfg, args):
+    from fpenc.uap.bank import build_uap_bank
+    from fpenc.zoo.builder import build_zoo
+
+    build_zoo(cfg, progress=not args.no_progress)
+    return build_uap_bank(cfg, progress=not args.no_progress)
+
+
+def cmd_uap(args) -> int:
+    cfg = _pipeline_config(args)
+    from datamodules.datasets import load_dataset
+    from fpenc.uap.bank import holdout_images, time_to_target
+    from fpenc.uap.report import format_fooling, zoo_fooling
+
+    bank = _stages_up_to_uap(cfg, args)
+    u = cfg.uap
+    print(f"UAP bank: {len(bank['uaps'])} x {u.method} UAP, {u.norm} eps {u.eps}, {u.steps} steps of {u.batch_size}")
+    for i, (fr, sec, hist) in enumerate(zip(bank["fooling_rates"], bank["seconds"], bank["histories"])):
+        t80 = time_to_target(hist)
+        reach = f"{t80:.1f}s to 80%" if t80 is not None else "never reached 80%"
+        print(f"  uap {i}: victim fooling rate {fr:.3f} on held-out images, {sec:.1f}s ({reach})")
+    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    print(format_fooling(zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))))
+    return 0
+
+
+def cmd_fingerprint(args) -> int:
+    cfg = _pipeline_config(args)
+    from fpenc.api import parse_api
+    from fpenc.fingerprint.key import build_key
+    from fpenc.fingerprint.zoo import fingerprint_zoo
+
+    api = str(parse_api(args.api))
+    _stages_up_to_uap(cfg, args)
+    build_key(cfg)
+    fingerprint_zoo(cfg, api=api)
+    return 0
+
+
+def cmd_subspace(args) -> int:
+    cfg = _pipeline_config(args)
+    from fpenc.uap.subspace import format_subspace, subspace_analysis
+    from fpenc.zoo.builder import build_zoo
+
+    build_zoo(cfg, progress=not args.no_progress)
+    print(format_subspace(subspace_analysis(cfg, args.num_uaps, args.steps, progress=not args.no_progress)))
+    return 0
+
+
+COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace}
 
 
 def main(args: list[str] | None = None) -> int:

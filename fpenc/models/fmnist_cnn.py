@@ -23,6 +23,11 @@ The rest is our choice, kept small so that each net trains on a 2-core CPU:
 * head: ``Linear(128, num_classes)``.
 
 Every activation is its own module instance (PReLU has one learned slope per layer).
+
+Cost with the default channels, one epoch of 30,000 28x28 images at batch 128, forward +
+backward + SGD step, ``torch.set_num_threads(2)`` on an otherwise idle 2-core Xeon:
+A 4.1 s, B 4.9 s, C 2.7 s, D 5.5 s, E 3.9 s (206,922 - 241,002 parameters). Doubling
+the channels to ``(32, 64, 64, 64)`` roughly doubles this (A ~8 s, B ~13 s).
 """
 
 from __future__ import annotations

@@ -49,8 +49,14 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
     Each model's batch size is drawn, seeded by its id, from its grid's ``batch_sizes``
     (Table 1: "attributes without numbers are randomly selected during each training process").
     """
+    from fpenc.zoo.optim import DEFAULT_LR
+
+    def lr_of(opt: str, lr: float | None) -> float:  # resolved, so a changed default rebuilds
+        return DEFAULT_LR[opt] if lr is None else lr
+
     v = cfg.zoo.victim
-    specs = [ModelSpec("victim", "victim", v.architecture, v.optimizer, cfg.seed, v.batch_size, v.epochs, v.lr, "victim")]
+    specs = [ModelSpec("victim", "victim", v.architecture, v.optimizer, cfg.seed, v.batch_size, v.epochs,
+                       lr_of(v.optimizer, v.lr), "victim")]
     seen = {"victim"}
     for grid in cfg.zoo.grids:
         for arch in grid.architectures:
@@ -64,7 +70,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
                     piracy = grid.role == "piracy"
                     specs.append(
                         ModelSpec(
-                            mid, grid.role, arch, opt, seed, bs, grid.epochs, grid.lr,
+                            mid, grid.role, arch, opt, seed, bs, grid.epochs, lr_of(opt, grid.lr),
                             split="attacker" if piracy else "homologous",
                             parent="victim" if piracy else None,
                             extraction=asdict(cfg.zoo.extraction) if piracy else None,

@@ -1,0 +1,147 @@
+"""A suspect: "a model I can query". Images ``[B, C, H, W]`` in [0, 1] in, class probabilities
+``[B, K]`` out, restricted to what its API reveals (probs, top-k, label).
+
+Adapters: an ``nn.Module``; a zoo manifest entry; a TorchScript file; a ``torch.export`` (.pt2)
+file; an ONNX file (onnxruntime, the ``onnx`` extra). A suspect's file is untrusted: fpenc never
+unpickles it. A plain ``torch.save`` of a module (a pickle) is refused with a message saying how
+to export the model instead.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fpenc.api import ApiSpec, apply_api, parse_api
+from fpenc.errors import FpencError
+
+PICKLE_REFUSAL = (
+    "{path} is a pickled Python object (torch.save of a model): loading it could run arbitrary code, "
+    "so fpenc refuses it; export the model with torch.jit.script/trace + torch.jit.save, torch.export.save "
+    "(.pt2) or ONNX, and pass that file"
+)
+
+
+class Suspect:
+    """Wraps a callable ``fn(x) -> logits or probabilities``; counts the queries it answers.
+
+    Args:
+        fn: maps float images ``[B, C, H, W]`` in [0, 1] to ``[B, K]`` scores.
+        api: what the served model reveals: "probs", "topk:K" or "label".
+        outputs: "logits", "probs" or "auto" (probabilities if rows are >= 0 and sum to 1).
+        num_classes: expected K; a suspect that returns another K is an error.
+        name: shown in messages.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], api: str | ApiSpec = "probs",
+                 outputs: str = "auto", num_classes: int | None = None, name: str = "suspect"):
+        if outputs not in ("auto", "logits", "probs"):
+            raise ValueError("outputs must be auto, logits or probs")
+        self.fn, self.api, self.outputs, self.num_classes, self.name = fn, parse_api(api), outputs, num_classes, name
+        self.queries = 0
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fn(x.float())
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        out = torch.as_tensor(out).float().cpu()
+        self.queries += len(x)
+        if out.dim() != 2 or out.shape[0] != len(x):
+            raise FpencError(f"{self.name} returned shape {tuple(out.shape)} for {len(x)} images; expected [B, classes]")
+        if self.num_classes is not None and out.shape[1] != self.num_classes:
+            raise FpencError(f"{self.name} returned {out.shape[1]} classes, but the victim has {self.num_classes}; "
+                             "is it a model of the same task?")
+        bad = (~torch.isfinite(out)).any(1)
+        if bad.any():
+            raise FpencError(f"{self.name} returned NaN or inf for {int(bad.sum())} of {len(x)} inputs; "
+                             "its answers cannot be fingerprinted")
+        is_probs = self.outputs == "probs" or (
+            self.outputs == "auto" and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3)
+        )
+        probs = out if is_probs else torch.softmax(out, 1)
+        return apply_api(probs, self.api)
+
+
+def _module_fn(net: torch.nn.Module, batch_size: int = 1000):
+    net.eval()
+
+    def fn(x):
+        device = next(iter(net.parameters()), torch.empty(0)).device
+        return torch.cat([net(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+    return fn
+
+
+def from_module(net: torch.nn.Module, api="probs", num_classes=None, name="module") -> Suspect:
+    return Suspect(_module_fn(net), api, "auto", num_classes, name)
+
+
+def from_manifest_entry(entry: dict, run_dir, api="probs", num_classes=None) -> Suspect:
+    from fpenc.zoo.builder import load_zoo_model
+
+    return Suspect(_module_fn(load_zoo_model(entry, run_dir)), api, "logits", num_classes, entry["id"])
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except zipfile.BadZipFile:
+        return None
+
+
+def load_model_file(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable for a TorchScript, ``torch.export`` (.pt2) or ONNX file; never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise FpencError(f"suspect file {path} does not exist")
+    head = path.read_bytes()[:4]
+    names = _zip_names(path)
+    if path.suffix.lower() == ".onnx" or (names is None and head[:1] == b"\x08"):
+        return _onnx_fn(path)
+    if names is None:
+        if head[:1] == b"\x80":  # a raw pickle stream
+            raise FpencError(PICKLE_REFUSAL.format(path=path))
+        raise FpencError(f"{path} is not a TorchScript, torch.export (.pt2) or ONNX model file")
+    if any(n.endswith("serialized_exported_program.json") or "/models/" in n and n.endswith(".json") for n in names):
+        try:
+            program = torch.export.load(str(path))
+        except Exception as err:
+            raise FpencError(f"cannot load torch.export file {path}: {str(err).splitlines()[0][:200]}") from err
+        module = program.module()
+        return lambda x: module(x)
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:
+            raise FpencError(f"cannot load TorchScript file {path}: {str(err).splitlines()[0][:200]}") from err
+        module.eval()
+        return _module_fn(module) if list(module.parameters()) else (lambda x: module(x))
+    if any(n.endswith("data.pkl") for n in names):
+        raise FpencError(PICKLE_REFUSAL.format(path=path))
+    raise FpencError(f"{path} is a zip archive but not a TorchScript or torch.export model")
+
+
+def _onnx_fn(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise FpencError("ONNX suspects need onnxruntime: pip install 'fpenc[onnx]'") from err
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise FpencError(f"cannot load ONNX file {path}: {str(err).splitlines()[0][:200]}") from err
+    name = sess.get_inputs()[0].name
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(sess.run(None, {name: x.detach().cpu().numpy().astype("float32")})[0])
+
+    return fn
+
+
+def from_file(path, api="probs", outputs="auto", num_classes=None) -> Suspect:
+    return Suspect(load_model_file(path), api, outputs, num_classes, Path(path).name)
