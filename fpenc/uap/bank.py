@@ -58,7 +58,7 @@ def _tracker(victim, holdout, every: int, bar):
             if step % every == 0 or step >= trainer.max_steps:
                 fr = fooling_rate(victim, pl_module.v.detach()[0], holdout)
                 self.history.append({"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "fooling_rate": round(fr, 4)})
-                bar.set_postfix(fooling=f"{fr:.3f}")
+                bar.set_postfix(fooling=f"{fr:.3f}", refresh=False)
 
     return FoolingTracker()
 

@@ -108,7 +108,7 @@ def _make_bar_callback(desc: str, enabled: bool):
             self.bar.update(1)
             if batch_idx % 25 == 0 and outputs is not None:
                 loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-                self.bar.set_postfix(epoch=trainer.current_epoch + 1, loss=f"{float(loss):.3f}")
+                self.bar.set_postfix(epoch=trainer.current_epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
 
         def on_train_end(self, trainer, pl_module):
             self.bar.close()

@@ -1,0 +1,156 @@
+"""Key selection, views, fingerprints, API modes, file suspects (TorchScript, ONNX, .pt2) and refusal of pickles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fpenc.errors import FpencError
+from fpenc.fingerprint.fingerprints import fingerprints
+from fpenc.fingerprint.selection import kmeans_select, sample_views
+from fpenc.suspects import Suspect, from_file, from_module
+
+
+def small_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+
+
+def key_inputs(u=2, v=3, n=5):
+    g = torch.Generator().manual_seed(0)
+    uaps = (torch.rand(u, 1, 8, 8, generator=g) - 0.5) * 0.4
+    views = (torch.rand(v, n, 1, 8, 8, generator=g) * 255).to(torch.uint8)
+    return uaps, views
+
+
+def test_kmeans_select_one_distinct_point_per_cluster():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 4)) * 20
+    reps = np.concatenate([c + rng.normal(size=(50, 4)) for c in centers]).astype(np.float32)
+    chosen = kmeans_select(reps, 6, seed=0)
+    assert len(set(chosen.tolist())) == 6
+    assert sorted((chosen // 50).tolist()) == list(range(6))  # one per true cluster
+
+
+def test_sample_views_are_neighbours_without_replacement():
+    rng = np.random.default_rng(1)
+    reps = rng.normal(size=(200, 3)).astype(np.float32)
+    selected = np.array([3, 50, 120])
+    views = sample_views(reps, selected, num_views=4, neighbours=6, seed=0)
+    assert views.shape == (4, 3)
+    for j, s in enumerate(selected):
+        d = np.linalg.norm(reps - reps[s], axis=1)
+        nearest6 = set(np.argsort(d)[:6].tolist())
+        assert set(views[:, j].tolist()) <= nearest6 and len(set(views[:, j].tolist())) == 4
+    with pytest.raises(ValueError):
+        sample_views(reps, selected, num_views=7, neighbours=6)
+
+
+def test_fingerprint_layout_and_determinism():
+    net = small_net()
+    uaps, views = key_inputs()
+    fp1 = fingerprints(from_module(net), uaps, views)
+    fp2 = fingerprints(from_module(net), uaps, views)
+    assert fp1.shape == (2, 3, 2 * 5 * 4)
+    assert torch.equal(fp1, fp2)
+    # [M(x_1), M(x_1+v), ...] for UAP 1, view 2
+    x = views[2].float() / 255
+    with torch.no_grad():
+        clean, adv = torch.softmax(net(x), 1), torch.softmax(net((x + uaps[1]).clamp(0, 1)), 1)
+    expected = torch.stack([clean, adv], 1).reshape(-1)
+    assert torch.allclose(fp1[1, 2], expected, atol=1e-6)
+
+
+def test_query_count():
+    suspect = from_module(small_net())
+    uaps, views = key_inputs(u=2, v=3, n=5)
+    fingerprints(suspect, uaps, views)
+    assert suspect.queries == 3 * 5 * (1 + 2)
+
+
+def test_topk_and_label_modes():
+    net = small_net()
+    uaps, views = key_inputs()
+    full = fingerprints(from_module(net, api="probs"), uaps, views).reshape(-1, 4)
+    top2 = fingerprints(from_module(net, api="topk:2"), uaps, views).reshape(-1, 4)
+    label = fingerprints(from_module(net, api="label"), uaps, views).reshape(-1, 4)
+    assert ((top2 > 0).sum(1) <= 2).all()
+    assert torch.allclose(top2.max(1).values, full.max(1).values)
+    assert torch.equal(label.sum(1), torch.ones(len(label)))
+    assert torch.equal(label.argmax(1), full.argmax(1))
+
+
+def test_bad_suspect_outputs_are_clear_errors():
+    x = torch.rand(3, 1, 8, 8)
+    with pytest.raises(FpencError, match="NaN or inf"):
+        Suspect(lambda t: torch.full((len(t), 4), float("nan")))(x)
+    with pytest.raises(FpencError, match="returned 3 classes, but the victim has 4"):
+        Suspect(lambda t: torch.zeros(len(t), 3), num_classes=4)(x)
+
+
+def test_torchscript_export_and_onnx_suspects_match_the_module(tmp_path):
+    net = small_net()
+    uaps, views = key_inputs()
+    reference = fingerprints(from_module(net), uaps, views)
+    example = torch.rand(2, 1, 8, 8)
+    ts = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.trace(net, example), ts)
+    pt2 = tmp_path / "m.pt2"
+    dim = torch.export.Dim("batch", min=1, max=100_000)
+    torch.export.save(torch.export.export(net, (example,), dynamic_shapes=({0: dim},)), pt2)
+    for path in (ts, pt2):
+        assert torch.allclose(fingerprints(from_file(path), uaps, views), reference, atol=1e-5), path
+    onnx = pytest.importorskip("onnxruntime")
+    assert onnx
+    onnx_path = tmp_path / "m.onnx"
+    torch.onnx.export(net, (example,), onnx_path, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    assert torch.allclose(fingerprints(from_file(onnx_path), uaps, views), reference, atol=1e-5)
+
+
+def test_a_file_that_would_unpickle_is_refused(tmp_path, monkeypatch):
+    net = small_net()
+    path = tmp_path / "model.pt"
+    torch.save(net, path)  # a pickled nn.Module: loading it would run code
+    called = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: called.append(1))
+    with pytest.raises(FpencError, match="pickled Python object"):
+        from_file(path)
+    raw = tmp_path / "raw.pkl"
+    import pickle
+
+    raw.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(FpencError, match="pickled Python object"):
+        from_file(raw)
+    assert not called
+
+
+def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
+    from conftest import tiny_zoo_config
+    from fpenc.cli import main
+    from fpenc.fingerprint.key import load_key
+    from fpenc.io import load_tensors
+
+    config = tiny_zoo_config(tmp_path, tiny_fmnist)
+    overlay = tmp_path / "fp.yaml"
+    overlay.write_text(
+        "pipeline:\n  name: tiny\n"
+        "  uap: {num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}\n"
+        "  key: {num_datapoints: 10, num_views: 3, neighbours: 4}\n"
+    )
+    args = ["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]
+    assert main(args) == 0
+    run = tmp_path / "runs/tiny"
+    key = load_key(run / "key.pt")
+    assert key["datapoints"].shape == (10,) and key["views"].shape == (3, 10)
+    assert key["view_images"].shape == (3, 10, 1, 28, 28) and key["view_images"].dtype == torch.uint8
+    splits = np.load(run / "splits.npz")
+    assert set(key["views"].flatten().tolist()) <= set(splits["victim"].tolist())  # the victim's own data
+    files = sorted((run / "fingerprints").glob("*.pt"))
+    assert len(files) == 5
+    fp = load_tensors(files[0], "fpenc-fingerprints/1")
+    assert fp["fingerprints"].shape == (2, 3, 2 * 10 * 10)
+    before = {f.name: f.stat().st_mtime_ns for f in files}
+    assert main(args) == 0  # everything cached
+    assert {f.name: f.stat().st_mtime_ns for f in files} == before

@@ -1,0 +1,93 @@
+"""UAPs stay in their epsilon ball and fool; DeepFool flips images; the bank caches and resumes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fpenc.uap.deepfool import deepfool
+from fpenc.uap.projection import perturbation_norm, project
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5)).eval()
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.5)])
+def test_project_is_a_projection(norm, eps):
+    v = torch.randn(6, 1, 8, 8)
+    p = project(v, eps, norm)
+    for row in p:
+        assert perturbation_norm(row, norm) <= eps + 1e-6
+    assert torch.allclose(project(p, eps, norm), p)  # idempotent
+    small = v * 1e-4
+    assert torch.allclose(project(small, eps, norm), small)  # inside the ball: unchanged
+
+
+def test_project_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        project(torch.zeros(1, 1, 2, 2), -1.0, "linf")
+    with pytest.raises(ValueError, match="unknown norm"):
+        project(torch.zeros(1, 1, 2, 2), 1.0, "l1")
+
+
+def test_deepfool_flips_almost_every_image_with_small_perturbations():
+    net = tiny_net()
+    x = torch.rand(64, 1, 8, 8)
+    r = deepfool(net, x, num_candidates=5, max_iter=50)
+    with torch.no_grad():
+        flipped = (net((x + r).clamp(0, 1)).argmax(1) != net(x).argmax(1)).float().mean()
+    assert flipped >= 0.9
+    assert r.flatten(1).norm(dim=1).median() < x.flatten(1).norm(dim=1).median()
+
+
+def _sgd_uap(eps, norm, steps=60):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fpenc.uap.module import SGDUAPModule
+
+    net = tiny_net()
+    x = torch.rand(512, 1, 8, 8)
+    dl = DataLoader(TensorDataset(x, torch.zeros(512, dtype=torch.long)), batch_size=64, shuffle=True)
+    module = SGDUAPModule(net, (1, 8, 8), eps=eps, norm=norm, lr=0.05)
+    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, train_dataloaders=dl)
+    return module, net, x
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.3), ("l2", 2.0)])
+def test_sgd_uap_stays_in_ball_and_fools(norm, eps):
+    from fpenc.uap.bank import fooling_rate
+
+    module, net, x = _sgd_uap(eps, norm)
+    v = module.perturbation()
+    assert v.shape == (1, 8, 8)
+    assert perturbation_norm(v, norm) <= eps + 1e-5
+    assert module.victim.training is False and not any(p.requires_grad for p in net.parameters())
+    fooled = fooling_rate(net, v, x)
+    random_v = project(torch.randn(1, 1, 8, 8), eps, norm)[0]
+    assert fooled > 0.5 and fooled > 2 * fooling_rate(net, random_v, x)
+
+
+def test_uap_bank_on_tiny_zoo_caches(tmp_path, tiny_fmnist):
+    from conftest import tiny_zoo_config
+    from fpenc.cli import main
+
+    config = tiny_zoo_config(tmp_path, tiny_fmnist)
+    overlay = tmp_path / "uap.yaml"
+    overlay.write_text("pipeline:\n  name: tiny\n  uap: {num_uaps: 2, steps: 5, batch_size: 32, holdout: 50, eps: 0.3}\n")
+    args = ["uap", "--config", str(config), "--config", str(overlay), "--no-progress"]
+    assert main(args) == 0
+    from fpenc.uap.bank import load_bank
+
+    bank = load_bank(tmp_path / "runs/tiny/uaps.pt")
+    assert bank["uaps"].shape == (2, 1, 28, 28)
+    assert bank["uaps"].abs().max() <= 0.3 + 1e-6
+    assert not torch.equal(bank["uaps"][0], bank["uaps"][1])  # seeded members differ
+    assert len(bank["fooling_rates"]) == 2 and all(0 <= f <= 1 for f in bank["fooling_rates"])
+    mtime = (tmp_path / "runs/tiny/uaps.pt").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (tmp_path / "runs/tiny/uaps.pt").stat().st_mtime_ns == mtime  # cached, not recomputed
