@@ -47,7 +47,7 @@ def kmeans_select(reps: np.ndarray, n_clusters: int, seed: int = 0, niter: int =
     n, d = reps.shape
     if not 1 <= n_clusters <= n:
         raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
-    km = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed, verbose=False, max_points_per_centroid=10_000_000)
+    km = faiss.Kmeans(d, n_clusters, niter=niter, nredo=3, seed=seed, verbose=False, max_points_per_centroid=10_000_000)
     km.train(reps)
     index = faiss.IndexFlatL2(d)
     index.add(reps)
