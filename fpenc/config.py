@@ -203,7 +203,7 @@ def to_dict(obj: Any) -> dict:
 
 def validate(cfg: PipelineConfig) -> PipelineConfig:
     """Check values that types alone cannot (names, ranges). Raises ConfigError."""
-    from fpenc.models import known_architectures, resolve_architecture
+    from fpenc.models import resolve_architecture
 
     def check_arch(name: str, where: str) -> str:
         try:
@@ -236,7 +236,6 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
     if z.victim.epochs < 1 or z.victim.batch_size < 1:
         raise ConfigError("pipeline.zoo.victim: epochs and batch_size must be >= 1")
-    _ = known_architectures
     u = cfg.uap
     if u.method not in ("sgd", "deepfool"):
         raise ConfigError(f"pipeline.uap.method: unknown method '{u.method}'; known: sgd, deepfool")

@@ -110,26 +110,16 @@ def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) ->
     Raises :class:`WeightsFileError` for a missing, truncated, corrupt or foreign file, or one
     whose SHA-256 differs from ``expected_sha256``.
     """
-    import torch
-
     path = Path(path)
-    if not path.is_file():
-        raise WeightsFileError(f"weights file {path} does not exist; rebuild it (e.g. `fpenc zoo --config ...`)")
-    if expected_sha256 is not None:
+    remedy = "rebuild it with `fpenc zoo --config ...` (delete a damaged file first)"
+    if expected_sha256 is not None and path.is_file():
         actual = sha256_file(path)
         if actual != expected_sha256:
             raise WeightsFileError(
                 f"weights file {path} is corrupt or was changed (sha256 {actual[:12]}... != recorded "
-                f"{expected_sha256[:12]}...); delete it and rerun `fpenc zoo` to rebuild it"
+                f"{expected_sha256[:12]}...); {remedy}"
             )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, garbage bytes, or a pickle that needs code
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsFileError(
-            f"cannot read weights file {path}: it is truncated, corrupt or not an fpenc weights file "
-            f"({first[:160]}); delete it and rerun `fpenc zoo` to rebuild it"
-        ) from err
-    if not isinstance(payload, dict) or payload.get("format") != "fpenc-weights/1" or "state_dict" not in payload:
-        raise WeightsFileError(f"{path} is not an fpenc weights file (no 'fpenc-weights/1' header)")
+    payload = load_tensors(path, "fpenc-weights/1", what="weights file", remedy=remedy)
+    if "state_dict" not in payload or "config" not in payload:
+        raise WeightsFileError(f"{path} is an fpenc weights file without 'state_dict' or 'config'; {remedy}")
     return payload

@@ -39,19 +39,49 @@ def representations(net, images: torch.Tensor, layer: str = "features", batch_si
     return np.ascontiguousarray(torch.cat(out).numpy(), dtype=np.float32)
 
 
-def kmeans_select(reps: np.ndarray, n_clusters: int, seed: int = 0, niter: int = 25) -> np.ndarray:
+def kmeanspp_init(reps: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``[k, D]`` initial centroids.
+
+    FAISS seeds k-means with k random points, which on well-separated data often leaves two
+    centroids in one cluster and none in another; D^2 sampling makes that unlikely.
+    """
+    n = len(reps)
+    centroids = np.empty((k, reps.shape[1]), dtype=np.float32)
+    centroids[0] = reps[rng.integers(n)]
+    dist = ((reps - centroids[0]) ** 2).sum(1)
+    for j in range(1, k):
+        total = float(dist.sum())
+        i = int(rng.choice(n, p=dist / total)) if total > 0 else int(rng.integers(n))
+        centroids[j] = reps[i]
+        dist = np.minimum(dist, ((reps - centroids[j]) ** 2).sum(1))
+    return centroids
+
+
+def kmeans_select(reps: np.ndarray, n_clusters: int, seed: int = 0, niter: int = 25, nredo: int = 3) -> np.ndarray:
     """Indices ``[n_clusters]`` into ``reps [N, D]``: for each FAISS k-means centroid, the nearest
-    not-yet-chosen point (so the datapoints are distinct)."""
+    not-yet-chosen point (so the datapoints are distinct).
+
+    k-means++ seeding, ``nredo`` restarts, the lowest final objective kept.
+    """
     import faiss
 
+    reps = np.ascontiguousarray(reps, dtype=np.float32)
     n, d = reps.shape
     if not 1 <= n_clusters <= n:
         raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
-    km = faiss.Kmeans(d, n_clusters, niter=niter, nredo=3, seed=seed, verbose=False, max_points_per_centroid=10_000_000)
-    km.train(reps)
+    if nredo < 1:
+        raise ValueError(f"nredo must be >= 1, got {nredo}")
+    rng = np.random.default_rng(seed)
+    best, best_obj = None, float("inf")
+    for redo in range(nredo):
+        km = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed + redo, verbose=False,
+                          max_points_per_centroid=10_000_000, min_points_per_centroid=1)
+        obj = km.train(reps, init_centroids=kmeanspp_init(reps, n_clusters, rng))
+        if obj < best_obj:
+            best, best_obj = km.centroids.copy(), obj
     index = faiss.IndexFlatL2(d)
     index.add(reps)
-    _, near = index.search(km.centroids, min(n, 32))
+    _, near = index.search(best, min(n, 32))
     chosen: list[int] = []
     taken: set[int] = set()
     for row in near:
