@@ -19,6 +19,8 @@ import torch
 from fpenc.errors import DatasetNotFoundError, FpencError, ConfigError
 
 KNOWN_DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "tiny_imagenet")
+#: classes of each dataset, known before any data is read (the fingerprint width depends on it)
+NUM_CLASSES: dict[str, int] = {"fashion_mnist": 10, "cifar10": 10, "tiny_imagenet": 200}
 FMNIST_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 DEFAULT_DOWNLOAD_ROOT = "data"  # relative to the working directory, as torchvision does
 

@@ -2,6 +2,7 @@
 ``fpenc --help`` answers without importing torch or Lightning.
 
     fpenc zoo --config configs/fmnist_demo.yaml     # build the model zoo, print its table
+    fpenc verify --bundle victim.safetensors --suspect model.onnx   # test one suspect
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fpenc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # fit / validate / test are LightningCLI subcommands (main() hands them over before argparse);
+    # they are listed here for --help only.
+    sub.add_parser("fit", help="train the fingerprint encoder, running earlier stages if needed "
+                   "(LightningCLI: fpenc fit --help)", add_help=False)
+    sub.add_parser("validate", help="validate an encoder checkpoint (LightningCLI)", add_help=False)
+    sub.add_parser("test", help="score the test models with a trained encoder: report.json/md, CDF plot, "
+                   "bundle in checkpoints/ (needs --ckpt_path)", add_help=False)
     p = sub.add_parser("zoo", help="build the model zoo (victim, piracy, homologous models) of a config",
                        description="Train the victim, piracy (extracted) and homologous models a config "
                        "describes; skips finished models; writes runs/<name>/manifest.json.")
@@ -46,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64)")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per batch of UAPs (default 60)")
+    p = sub.add_parser("verify", help="test one suspect model file against an exported bundle",
+                       description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a "
+                       "pickle) on random (UAP, view) pairs of a bundle and test it against the bundle's "
+                       "reference similarities (one-sided Welch t-test). Needs no run directory and no Lightning.")
+    p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
+    p.add_argument("--suspect", required=True, help="the suspect model file (.pt TorchScript, .pt2, .onnx)")
+    p.add_argument("--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)")
+    p.add_argument("--outputs", default="auto", choices=["auto", "logits", "probs"],
+                   help="what the suspect file returns (default auto: probabilities if rows sum to 1)")
+    p.add_argument("--fingerprints", type=int, default=None, metavar="F",
+                   help="fingerprint pairs to query, 2..U*V (default: the bundle's, else 20)")
+    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the bundle's, else 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
 
@@ -117,12 +139,52 @@ def cmd_subspace(args) -> int:
     return 0
 
 
-COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace}
+def cmd_verify(args) -> int:
+    import json
+
+    from fpenc.bundle import load_bundle
+    from fpenc.errors import ConfigError
+    from fpenc.suspects import from_file
+    from fpenc.verify import verify_suspect
+
+    bundle = load_bundle(args.bundle)
+    meta = bundle.meta
+    api = args.api if args.api is not None else meta.get("api", "probs")
+    num_fp = args.fingerprints if args.fingerprints is not None else int(meta.get("num_fingerprints", 20))
+    alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
+    total = bundle.num_uaps * bundle.num_views
+    if not 2 <= num_fp <= total:
+        raise ConfigError(f"--fingerprints must be in [2, {total}] for this bundle, got {num_fp}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
+    suspect = from_file(args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes)
+    result = verify_suspect(bundle, suspect, num_fingerprints=num_fp, alpha=alpha, seed=args.seed)
+    if args.json:
+        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api), **result}))
+        return 0
+    print(f"bundle:     {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
+    print(f"suspect:    {args.suspect} (api {suspect.api})")
+    print(f"similarity: {result['similarity']:.4f} (mean of {num_fp} fingerprint pairs; "
+          f"reference mean {result['reference_mean']:.4f})")
+    print(f"p-value:    {result['p_value']:.3g} (one-sided Welch t-test, alpha {alpha:g})")
+    print(f"verdict:    {result['verdict']}")
+    print(f"queries:    {result['queries']} images ({result['seconds']:.2f} s)")
+    return 0
+
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace,
+            "verify": cmd_verify}
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``fpenc`` console script; returns the exit code."""
     os.environ.setdefault("WANDB_MODE", "offline")
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI parses these itself
+        from fpenc import lightning_cli
+
+        return lightning_cli.main(args)
     parser = build_parser()
     ns = parser.parse_args(args)
     if ns.command is None:

@@ -1,0 +1,181 @@
+"""The fingerprints of a zoo as a LightningDataModule for the contrastive encoder (paper §4.3, §5.1).
+
+Each sample is one fingerprint ``[2 N K]`` of one model for one (UAP, view) pair, with label 0
+for the victim and piracy models and 1 for homologous models. Splits are by *model*, never by
+view, as in the paper: the encoder trains on ``train_models_per_role`` piracy and as many
+homologous models of ``train_architectures`` (plus the victim); the other models of those
+architectures are validation (their homologous models are the reference of the t-test, as the
+encoder never trained on them); models of all other architectures are the test set.
+
+``prepare_data`` runs the earlier stages (zoo, UAP bank, key, fingerprints) when their cached
+artifacts are missing, so ``fpenc fit`` works from nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from datamodules.datasets import NUM_CLASSES
+from fpenc.config import PipelineConfig, from_dict, validate
+from fpenc.errors import ConfigError
+
+LABEL_DERIVED, LABEL_INDEPENDENT = 0, 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ModelRecord:
+    """A zoo model as the encoder sees it: ``fingerprints [P, 2NK]`` with P = U * V pairs."""
+
+    index: int
+    id: str
+    role: str
+    architecture: str
+    optimizer: str
+    split: str  # train | val | test (the victim: "victim")
+    fingerprints: torch.Tensor
+
+    @property
+    def label(self) -> int:
+        return LABEL_INDEPENDENT if self.role == "homologous" else LABEL_DERIVED
+
+
+def assign_splits(models: list[dict], train_architectures: list[str], per_role: int) -> dict[str, str]:
+    """``{model id: split}`` for manifest entries (the victim gets "victim"). Deterministic:
+    within the training architectures the first ``per_role`` ids (sorted) of each role train."""
+    known = sorted({m["architecture"] for m in models if m["role"] != "victim"})
+    unknown = [a for a in train_architectures if a not in known]
+    if not train_architectures or unknown:
+        raise ConfigError(
+            f"data.train_architectures must name architectures of the zoo ({', '.join(known)}); got {train_architectures}"
+        )
+    out = {}
+    for role in ("piracy", "homologous"):
+        ids = sorted(m["id"] for m in models if m["role"] == role and m["architecture"] in train_architectures)
+        if len(ids) < per_role + 1:
+            raise ConfigError(
+                f"the training architectures {train_architectures} have {len(ids)} {role} models; the encoder "
+                f"needs {per_role} to train on and at least 1 more for validation: add seeds or optimizers "
+                f"to the zoo grid, or lower data.train_models_per_role"
+            )
+        out.update({mid: ("train" if i < per_role else "val") for i, mid in enumerate(ids)})
+    for m in models:
+        out.setdefault(m["id"], "victim" if m["role"] == "victim" else "test")
+    if not any(s == "test" for s in out.values()):
+        raise ConfigError("no test models: the zoo has no architecture outside data.train_architectures")
+    return out
+
+
+class FingerprintDataModule(pl.LightningDataModule):
+    """Serves fingerprint views by split.
+
+    Args:
+        pipeline: the ``pipeline:`` section of the run's config (``fpenc fit`` passes the merged,
+            validated one).
+        train_architectures: architectures whose models the encoder trains on.
+        train_models_per_role: piracy (and homologous) models trained on; the paper uses 5.
+        batch_size: fingerprints per batch; contrastive training wants large batches.
+        api: what the zoo's suspects reveal when fingerprinted (probs, topk:K, label).
+        progress: progress bars while running earlier stages.
+    """
+
+    def __init__(self, pipeline: dict | None = None, train_architectures: list[str] | None = None,
+                 train_models_per_role: int = 5, batch_size: int = 1024, api: str = "probs",
+                 num_workers: int = 0, progress: bool = True) -> None:
+        super().__init__()
+        if pipeline is None:
+            raise ConfigError("FingerprintDataModule needs the pipeline config: pass --config configs/<name>.yaml")
+        self.cfg = validate(from_dict(PipelineConfig, pipeline)) if isinstance(pipeline, dict) else pipeline
+        if self.cfg.name is None:
+            raise ConfigError("pipeline.name is not set")
+        if train_models_per_role < 1 or batch_size < 2 or num_workers < 0:
+            raise ConfigError("data: train_models_per_role >= 1, batch_size >= 2 and num_workers >= 0 are required")
+        from fpenc.api import parse_api
+
+        self.api = str(parse_api(api))
+        self.train_architectures = list(train_architectures or [])
+        self.train_models_per_role = train_models_per_role
+        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+        self.models: list[ModelRecord] = []
+        self.save_hyperparameters(ignore=["progress", "num_workers"])
+
+    # -- facts known before any data is read -----------------------------------------------------
+    @property
+    def run_dir(self):
+        return self.cfg.run_dir
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.cfg.data.dataset]
+
+    @property
+    def input_dim(self) -> int:
+        """Fingerprint width ``2 N K``."""
+        return 2 * self.cfg.key.num_datapoints * self.num_classes
+
+    # -- Lightning hooks ----------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        from fpenc.fingerprint.key import build_key
+        from fpenc.fingerprint.zoo import fingerprint_zoo
+        from fpenc.uap.bank import build_uap_bank
+        from fpenc.zoo.builder import build_zoo
+
+        build_zoo(self.cfg, progress=self.progress)
+        build_uap_bank(self.cfg, progress=self.progress)
+        build_key(self.cfg)
+        fingerprint_zoo(self.cfg, api=self.api)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.models:
+            return
+        from fpenc.fingerprint.zoo import fingerprint_zoo
+        from fpenc.zoo.manifest import load_manifest
+
+        manifest = load_manifest(self.run_dir / "manifest.json")
+        fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
+        splits = assign_splits(manifest["models"], self.train_architectures, self.train_models_per_role)
+        for i, m in enumerate(manifest["models"]):
+            f = fps[m["id"]]
+            if f.shape[-1] != self.input_dim:
+                raise ConfigError(f"fingerprints of {m['id']} have width {f.shape[-1]}, expected {self.input_dim}")
+            self.models.append(ModelRecord(i, m["id"], m["role"], m["architecture"], m.get("optimizer", ""),
+                                           splits[m["id"]], f.reshape(-1, f.shape[-1]).float()))
+
+    # -- data ---------------------------------------------------------------------------------------
+    @property
+    def victim(self) -> ModelRecord:
+        return next(m for m in self.models if m.role == "victim")
+
+    def split(self, name: str) -> list[ModelRecord]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; use one of {SPLITS}")
+        return [m for m in self.models if m.split == name]
+
+    def reference_models(self) -> list[ModelRecord]:
+        """Homologous models the encoder never trained on whose similarities are the t-test's reference."""
+        return [m for m in self.split("val") if m.role == "homologous"]
+
+    def _dataset(self, models: list[ModelRecord]) -> TensorDataset:
+        x = torch.cat([m.fingerprints for m in models])
+        label = torch.cat([torch.full((len(m.fingerprints),), m.label) for m in models])
+        model = torch.cat([torch.full((len(m.fingerprints),), m.index) for m in models])
+        pair = torch.cat([torch.arange(len(m.fingerprints)) for m in models])
+        return TensorDataset(x, label, model, pair)
+
+    def _loader(self, models: list[ModelRecord], shuffle: bool) -> DataLoader:
+        ds = self._dataset(models)
+        return DataLoader(ds, batch_size=min(self.batch_size, len(ds)), shuffle=shuffle, drop_last=shuffle,
+                          num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader([self.victim, *self.split("train")], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader([self.victim, *self.split("val")], shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader([self.victim, *self.split("val"), *self.split("test")], shuffle=False)

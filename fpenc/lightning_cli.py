@@ -1,0 +1,107 @@
+"""``fpenc fit`` / ``fpenc test``: LightningCLI over :class:`EncoderModule` and
+:class:`FingerprintDataModule` (imported only for these subcommands: Lightning takes seconds).
+
+The ``pipeline:`` section of the stacked ``--config`` files is read, merged and validated by
+:func:`fpenc.config.load_pipeline_config` (one-line errors, did-you-mean) and handed to the
+datamodule as ``--pipeline`` (linked to ``data.pipeline``); the datamodule's fingerprint width
+is linked to ``model.input_dim``. ``test`` refuses to run without ``--ckpt_path`` (Lightning
+would silently test untrained weights); ``--ckpt_path best`` or ``last`` names the run's own
+``runs/<name>/encoder/{best,last}.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from fpenc.errors import ConfigError, FpencError
+
+SUBCOMMANDS = ("fit", "validate", "test")
+
+
+def config_paths(args: list[str]) -> list[str]:
+    """The values of every ``--config``/``-c`` option in ``args``."""
+    out = []
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def _cli_class():
+    from pytorch_lightning.cli import LightningCLI
+
+    class FpencLightningCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_argument("--pipeline", type=Optional[dict], default=None,
+                                help="the pipeline section of the configs (merged and validated by fpenc)")
+            parser.link_arguments("pipeline", "data.pipeline")
+            parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
+
+        def before_test(self) -> None:
+            cfg = self.config_init[self.subcommand]
+            ckpt = cfg.get("ckpt_path")
+            if not ckpt:
+                raise ConfigError(
+                    "test needs trained weights: pass --ckpt_path runs/<name>/encoder/best.ckpt (or --ckpt_path best); "
+                    "without it Lightning would test an untrained encoder"
+                )
+            if ckpt in ("best", "last"):
+                ckpt = str(Path(self.datamodule.run_dir) / "encoder" / f"{ckpt}.ckpt")
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"checkpoint {ckpt} does not exist; run `fpenc fit` with the same --config first")
+            cfg["ckpt_path"] = ckpt
+
+        def after_test(self) -> None:
+            from fpenc.report import format_markdown
+
+            report = self.model.test_report
+            if report is not None:
+                print(format_markdown(report))
+                print(f"report: {Path(self.datamodule.run_dir) / 'report.json'}")
+                if report.get("bundle"):
+                    print(f"bundle: {report['bundle']}")
+
+    return FpencLightningCLI
+
+
+def run(args: list[str]) -> int:
+    """Run ``fit``/``validate``/``test`` with LightningCLI; ``args`` start with the subcommand."""
+    from fpenc.config import load_pipeline_config
+
+    if not args or args[0] not in SUBCOMMANDS:
+        raise ValueError(f"args must start with one of {SUBCOMMANDS}")
+    if any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args[1:]):
+        paths = []
+    else:
+        paths = config_paths(args[1:])
+        cfg = load_pipeline_config(paths)
+        from dataclasses import asdict
+
+        # Lightning's own outputs (saved config, default logs) go to the run's folder unless set.
+        args = [args[0], f"--trainer.default_root_dir={cfg.run_dir}", *args[1:], f"--pipeline={json.dumps(asdict(cfg))}"]
+    from fpenc.encoder.module import EncoderModule
+    from datamodules.fingerprints import FingerprintDataModule
+
+    cli_class = _cli_class()
+    cli_class(EncoderModule, FingerprintDataModule, args=args, seed_everything_default=0,
+              save_config_kwargs={"overwrite": True}, subclass_mode_model=False, subclass_mode_data=False)
+    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """``python -m fpenc.lightning_cli fit --config ...``; errors as one line, exit 2."""
+    args = list(sys.argv[1:] if args is None else args)
+    try:
+        return run(args)
+    except FpencError as err:
+        print(f"fpenc {args[0] if args else ''}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
