@@ -25,8 +25,10 @@ data:
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist', or set data.root / data.download in $(CONFIG)"; fi; \
 	fi
 
+# zoo -> UAPs -> key -> fingerprints -> encoder (fit), then the report and the bundle (test)
 demo: setup data
-	$(VENV)/bin/fpenc zoo --config $(CONFIG)
+	$(VENV)/bin/fpenc fit --config $(CONFIG)
+	$(VENV)/bin/fpenc test --config $(CONFIG) --ckpt_path best
 
 test: setup data
 	$(PY) -m pytest -q

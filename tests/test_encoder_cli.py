@@ -1,0 +1,112 @@
+"""`fpenc fit` / `fpenc test` through the one entry point `main(args)`, on a tiny zoo: cpu, no
+logger, a few epochs. Then the exported bundle verifies a TorchScript suspect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import REPO
+from fpenc.cli import main
+
+
+def encoder_config(tmp_path, data_root):
+    text = textwrap.dedent(f"""
+        pipeline:
+          name: tinyenc
+          runs_dir: {tmp_path / 'runs'}
+          data: {{dataset: fashion_mnist, root: {data_root}}}
+          zoo:
+            victim: {{architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}}
+            grids:
+              - {{role: piracy, architectures: [fmnist_b], optimizers: [adam], seeds: [0, 1, 2], epochs: 1, batch_sizes: [64]}}
+              - {{role: homologous, architectures: [fmnist_b], optimizers: [adam], seeds: [0, 1, 2], epochs: 1, batch_sizes: [64]}}
+              - {{role: piracy, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
+              - {{role: homologous, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
+          uap: {{num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}}
+          key: {{num_datapoints: 8, num_views: 3, neighbours: 4}}
+        seed_everything: 0
+        data: {{train_architectures: [fmnist_b], train_models_per_role: 2, batch_size: 256, progress: false}}
+        model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, num_fingerprints: 4, repeats: 5, export_dir: {tmp_path / 'checkpoints'}}}
+        trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
+    """)
+    path = tmp_path / "tinyenc.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from conftest import make_fmnist_files
+
+    tmp_path = tmp_path_factory.mktemp("enc")
+    data = make_fmnist_files(tmp_path / "fmnist")
+    config = encoder_config(tmp_path, data)
+    assert main(["fit", "--config", str(config)]) == 0  # runs zoo, uap, key, fingerprints first
+    return tmp_path, config
+
+
+def test_fit_runs_earlier_stages_and_checkpoints(fitted):
+    tmp_path, _ = fitted
+    run = tmp_path / "runs/tinyenc"
+    for name in ("manifest.json", "uaps.pt", "key.pt", "encoder/best.ckpt", "encoder/last.ckpt", "config.yaml"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "fingerprints").glob("*.pt"))) == 9
+
+
+def test_test_refuses_without_ckpt_path(fitted, capsys):
+    _, config = fitted
+    assert main(["test", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "--ckpt_path" in err and "untrained" in err
+
+
+def test_test_writes_report_and_bundle_then_verify(fitted, capsys):
+    tmp_path, config = fitted
+    assert main(["test", "--config", str(config), "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out
+    assert "| architecture | optimizer |" in out
+    run = tmp_path / "runs/tinyenc"
+    report = json.loads((run / "report.json").read_text())
+    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "models", "bundle"):
+        assert key in report
+    assert 0.0 <= report["auc"] <= 1.0
+    ids = {m["id"]: m for m in report["models"]}
+    assert {m["split"] for m in ids.values()} == {"val", "test"}
+    assert ids["piracy-fmnist_c-adam-s0"]["split"] == "test"
+    for m in ids.values():
+        assert set(m) >= {"id", "role", "architecture", "optimizer", "similarity", "p_value", "verdict"}
+        assert 0.0 <= m["p_value"] <= 1.0 and m["verdict"] in ("pirated", "not shown")
+    assert (run / "report.md").read_text().startswith("# Verification report")
+    assert (run / "similarity_cdf.png").read_bytes()[:4] == b"\x89PNG"
+    bundle = tmp_path / "checkpoints/tinyenc.fpenc.safetensors"
+    assert report["bundle"] == str(bundle) and bundle.is_file()
+
+    # The exported bundle verifies a TorchScript file of a zoo model, without Lightning.
+    from fpenc.zoo.builder import load_zoo_model
+
+    entry = next(m for m in json.loads((run / "manifest.json").read_text())["models"] if m["id"] == "piracy-fmnist_c-adam-s0")
+    net = load_zoo_model(entry, run).eval()
+    scripted = tmp_path / "suspect.ts"
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 1, 28, 28)), str(scripted))
+    code = ("import json, sys, fpenc.cli; rc = fpenc.cli.main(sys.argv[1:]); "
+            "assert 'pytorch_lightning' not in sys.modules; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, "verify", "--bundle", str(bundle), "--suspect", str(scripted),
+                             "--fingerprints", "4", "--json"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert set(answer) >= {"similarity", "p_value", "verdict", "queries"}
+    assert answer["queries"] > 0
+
+
+def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
+    _, config = fitted
+    assert main(["fit", "--config", str(config), "--data.train_architectures", "[fmnist_z]",
+                 "--trainer.max_epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "train_architectures" in err[-1]
