@@ -87,6 +87,10 @@ def run(args: list[str]) -> int:
     from fpenc.encoder.module import EncoderModule
     from datamodules.fingerprints import FingerprintDataModule
 
+    import warnings
+
+    # run() is the command line: passing args= on purpose is not the mistake Lightning warns of.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli_class = _cli_class()
     cli_class(EncoderModule, FingerprintDataModule, args=args, seed_everything_default=0,
               save_config_kwargs={"overwrite": True}, subclass_mode_model=False, subclass_mode_data=False)
