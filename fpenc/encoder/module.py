@@ -121,18 +121,15 @@ class EncoderModule(pl.LightningModule):
                               repeats=hp.repeats, seed=dm.cfg.seed,
                               meta={"name": dm.cfg.name, "api": dm.api, "reference_models": sorted(
                                   records[i].id for i in reference_ids)})
+        if hp.export_dir:
+            from fpenc.encoder.export import export_from_run
+
+            report["bundle"] = str(export_from_run(self.encoder, dm, reference, report, hp.export_dir))
         self.test_report = report
         paths = write_report(dm.run_dir, report, models, reference)
         self.log_dict({"test/auc": report["auc"], "test/tpr_at_1pct_fpr": report["tpr_at_1pct_fpr"],
                        "test/tpr_at_5pct_fpr": report["tpr_at_5pct_fpr"], "test/auc_models": report["auc_models"]})
         self._log_to_wandb(report, models, reference, paths)
-        if hp.export_dir:
-            from fpenc.encoder.export import export_from_run
-
-            report["bundle"] = str(export_from_run(self.encoder, dm, reference, report, hp.export_dir))
-            from fpenc.io import write_json
-
-            write_json(paths["json"], report)
 
     def _log_to_wandb(self, report: dict, models: list[dict], reference: np.ndarray, paths: dict) -> None:
         from pytorch_lightning.loggers import WandbLogger
