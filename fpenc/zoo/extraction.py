@@ -59,15 +59,17 @@ class ExtractionModule(pl.LightningModule):
         self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.adversarial_queries = adversarial_queries
         self.adversarial_eps = adversarial_eps
-        self.pool_seen: set[int] = set()
-        self.adv_x: list[torch.Tensor] = []
-        self.adv_t: list[torch.Tensor] = []
+        self._answers: torch.Tensor | None = None  # [pool size, K]: the victim's answer per pool index
+        self._answered: torch.Tensor | None = None  # [pool size] bool: which pool images were queried
+        self._bank_x: torch.Tensor | None = None  # [adversarial_queries, C, H, W]: crafted queries
+        self._bank_t: torch.Tensor | None = None  # [adversarial_queries, K]: the victim's answers to them
         self.adv_used = 0
 
     @property
     def queries(self) -> int:
-        """Distinct queries sent to the victim: pool images (answers are cached) + adversarial ones."""
-        return len(self.pool_seen) + self.adv_used
+        """Distinct queries sent to the victim: pool images (each answered once) + adversarial ones."""
+        pool = 0 if self._answered is None else int(self._answered.sum())
+        return pool + self.adv_used
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -91,22 +93,52 @@ class ExtractionModule(pl.LightningModule):
             (grad,) = torch.autograd.grad(loss, x)
         return (x + self.adversarial_eps * grad.sign()).clamp(0, 1).detach()
 
+    def _pool_answers(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The victim's answers for pool images ``x`` (indices ``idx``): queried once, then cached.
+
+        An attacker pays for each pool image once and trains on the stored answers every epoch.
+        """
+        top = int(idx.max()) + 1
+        if self._answered is None or top > len(self._answered):  # grow the cache (indices: the train set)
+            size = top if self._answered is None else max(top, 2 * len(self._answered))
+            answered = torch.zeros(size, dtype=torch.bool, device=x.device)
+            if self._answered is not None:
+                answered[: len(self._answered)] = self._answered
+            if self._answers is not None:
+                answers = self._answers.new_zeros(size, self._answers.shape[1])
+                answers[: len(self._answers)] = self._answers
+                self._answers = answers
+            self._answered = answered
+        new = ~self._answered[idx]
+        if new.any():
+            got = self.query(x[new])
+            if self._answers is None:
+                self._answers = got.new_zeros(len(self._answered), got.shape[1])
+            self._answers[idx[new]] = got
+            self._answered[idx[new]] = True
+        return self._answers[idx]
+
+    def _store_adversarial(self, x_adv: torch.Tensor, answers: torch.Tensor) -> None:
+        if self._bank_x is None:
+            self._bank_x = torch.empty(self.adversarial_queries, *x_adv.shape[1:], device=x_adv.device)
+            self._bank_t = torch.empty(self.adversarial_queries, answers.shape[1], device=x_adv.device)
+        n = len(x_adv)
+        self._bank_x[self.adv_used : self.adv_used + n] = x_adv
+        self._bank_t[self.adv_used : self.adv_used + n] = answers
+        self.adv_used += n
+
     def training_step(self, batch, batch_idx):
         x, idx = batch[0], batch[2]
-        self.pool_seen.update(idx.tolist())
-        loss = soft_cross_entropy(self.student(x), self.query(x))
+        loss = soft_cross_entropy(self.student(x), self._pool_answers(x, idx))
         remaining = self.adversarial_queries - self.adv_used
         if remaining > 0 and self.current_epoch >= 1:
             steps_left = max(1, self.trainer.estimated_stepping_batches - self.global_step)
             n = min(len(x), remaining, math.ceil(remaining / steps_left))
             x_adv = self._craft_adversarial(x[:n])
-            self.adv_x.append(x_adv)
-            self.adv_t.append(self.query(x_adv))
-            self.adv_used += n
-        if self.adv_x:
-            bank_x, bank_t = torch.cat(self.adv_x), torch.cat(self.adv_t)
-            pick = torch.randint(len(bank_x), (min(len(x), len(bank_x)),), device=bank_x.device)
-            loss = loss + soft_cross_entropy(self.student(bank_x[pick]), bank_t[pick])
+            self._store_adversarial(x_adv, self.query(x_adv))
+        if self.adv_used:
+            pick = torch.randint(self.adv_used, (min(len(x), self.adv_used),), device=x.device)
+            loss = loss + soft_cross_entropy(self.student(self._bank_x[pick]), self._bank_t[pick])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
