@@ -45,6 +45,7 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 5
     weight_decay: float = 0.0
+    options: dict = field(default_factory=dict)  # architecture options, e.g. {channels: [8, 16, 16, 16]}
 
 
 @dataclass
@@ -68,6 +69,7 @@ class GridConfig:
     epochs: int = 3
     batch_sizes: list[int] = field(default_factory=lambda: [128])  # one drawn per model (Table 1)
     lr: float | None = None
+    options: dict = field(default_factory=dict)  # architecture options, e.g. {channels: [8, 16, 16, 16]}
 
 
 @dataclass
@@ -157,6 +159,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
+    if tp is dict:
+        if value is None:
+            return {}
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        raise ConfigError(f"{where}: expected a mapping of names to values, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -216,8 +224,18 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}: unknown optimizer '{name}'; known: {', '.join(OPTIMIZERS)}")
         return name.lower()
 
+    def check_options(arch: str, options: dict, where: str) -> None:
+        from fpenc.models.registry import ARCHITECTURES
+
+        known = ARCHITECTURES[arch].option_defaults()
+        for key in options:
+            if key not in known:
+                raise _unknown(key, list(known) or ["(none: this architecture takes no options)"],
+                               f"{where} (options of {arch})")
+
     z = cfg.zoo
     z.victim.architecture = check_arch(z.victim.architecture, "pipeline.zoo.victim.architecture")
+    check_options(z.victim.architecture, z.victim.options, "pipeline.zoo.victim.options")
     z.victim.optimizer = check_opt(z.victim.optimizer, "pipeline.zoo.victim.optimizer")
     if not 0.0 <= cfg.data.homologous_overlap <= 1.0:
         raise ConfigError("pipeline.data.homologous_overlap must be in [0, 1]")
@@ -232,6 +250,8 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}.role: unknown role '{g.role}'; known: {', '.join(ROLES)}")
         g.architectures = [check_arch(a, f"{where}.architectures") for a in g.architectures]
         g.optimizers = [check_opt(o, f"{where}.optimizers") for o in g.optimizers]
+        for a in g.architectures:
+            check_options(a, g.options, f"{where}.options")
         if not g.seeds or not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):
             raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
     if z.victim.epochs < 1 or z.victim.batch_size < 1:

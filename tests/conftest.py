@@ -62,7 +62,8 @@ def tiny_zoo_config(tmp_path: Path, data_root: Path, extra: str = "") -> Path:
             victim: {{architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}}
             grids:
               - {{role: piracy, architectures: [fmnist_b, fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
-              - {{role: homologous, architectures: [fmnist_c], optimizers: [sgd, adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
+              - {{role: homologous, architectures: [fmnist_c], optimizers: [sgd, adam], seeds: [0], epochs: 1, batch_sizes: [64],
+                 options: {{channels: [8, 8]}}}}
     """) + textwrap.dedent(extra)
     path = tmp_path / "tiny.yaml"
     path.write_text(text)

@@ -48,6 +48,9 @@ def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
         ("pipeline:\n  zoo:\n    grids: [{role: pirate}]\n", r"unknown role 'pirate'"),
         ("pipeline:\n  data: {homologous_overlap: 1.5}\n", r"homologous_overlap must be in \[0, 1\]"),
         ("pipeline: [1, 2\n", r"not valid YAML"),
+        ("pipeline:\n  zoo:\n    grids: [{architectures: [fmnist_b], options: {chanels: [8]}}]\n",
+         r"grids\[0\].options \(options of fmnist_b\): unknown key 'chanels' \(did you mean 'channels'\?\)"),
+        ("pipeline:\n  zoo:\n    victim: {options: [8, 16]}\n", r"victim.options: expected a mapping"),
     ],
 )
 def test_bad_configs_give_clear_errors(tmp_path, text, match):
@@ -59,3 +62,16 @@ def test_bad_configs_give_clear_errors(tmp_path, text, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_pipeline_config([tmp_path / "nope.yaml"])
+
+
+def test_architecture_options_reach_the_plan(tmp_path):
+    from fpenc.zoo.builder import plan_zoo
+
+    path = write(tmp_path, "narrow.yaml", """
+        pipeline:
+          zoo:
+            victim: {architecture: fmnist_a}
+            grids: [{role: homologous, architectures: [fmnist_c], options: {channels: [8, 16]}}]
+    """)
+    specs = plan_zoo(load_pipeline_config([path]))
+    assert specs[0].options == {} and specs[1].options == {"channels": [8, 16]}

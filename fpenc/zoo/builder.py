@@ -13,7 +13,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class ModelSpec:
     split: str  # victim | attacker | homologous
     parent: str | None = None
     extraction: dict | None = None
+    options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
 
 
 def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
@@ -56,7 +57,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
 
     v = cfg.zoo.victim
     specs = [ModelSpec("victim", "victim", v.architecture, v.optimizer, cfg.seed, v.batch_size, v.epochs,
-                       lr_of(v.optimizer, v.lr), "victim")]
+                       lr_of(v.optimizer, v.lr), "victim", options=dict(v.options))]
     seen = {"victim"}
     for grid in cfg.zoo.grids:
         for arch in grid.architectures:
@@ -74,6 +75,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
                             split="attacker" if piracy else "homologous",
                             parent="victim" if piracy else None,
                             extraction=asdict(cfg.zoo.extraction) if piracy else None,
+                            options=dict(grid.options),
                         )
                     )
     return specs
@@ -203,7 +205,7 @@ class ZooBuilder:
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
         mean, std = _channel_stats(split_images)
         net = build_model(spec.architecture, num_classes=arrays.num_classes,
-                          input_shape=tuple(arrays.input_shape), mean=mean, std=std)
+                          input_shape=tuple(arrays.input_shape), mean=mean, std=std, **spec.options)
         dm = ImageDataModule(arrays=arrays, split=spec.split, splits=splits,
                              batch_size=spec.batch_size, seed=spec.seed)
         if spec.role == "piracy":
@@ -220,7 +222,7 @@ class ZooBuilder:
         return net.cpu().eval(), info
 
     def _is_complete(self, entry: dict | None, spec: ModelSpec, victim_sha: str | None) -> bool:
-        if not entry or entry.get("spec") != asdict(spec):
+        if not entry or {"options": {}, **entry.get("spec", {})} != asdict(spec):  # (older specs: no options)
             return False
         path = self.run_dir / entry["weights"]
         if not path.is_file() or sha256_file(path) != entry.get("sha256"):
