@@ -103,6 +103,8 @@ class KeyConfig:
     selection_layer: str = "features"  # features (penultimate) | logits | probs
     view_layer: str = "probs"  # output space for the view neighbours: probs | logits | features
     kmeans_iters: int = 25
+    pool: str = "victim"  # where datapoints come from: victim (its training split, as the paper) | test (held out)
+    selection: str = "kmeans"  # kmeans (paper §4.2) | errors (k-means among the pool images the victim gets wrong)
 
 
 @dataclass
@@ -267,6 +269,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     layers = ("features", "logits", "probs")
     if k.selection_layer not in layers or k.view_layer not in layers:
         raise ConfigError(f"pipeline.key: selection_layer and view_layer must be one of {', '.join(layers)}")
+    if k.pool not in ("victim", "test"):
+        raise ConfigError(f"pipeline.key.pool: unknown pool '{k.pool}'; known: victim, test")
+    if k.selection not in ("kmeans", "errors"):
+        raise ConfigError(f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors")
     if k.num_datapoints < 1 or k.num_views < 1 or k.neighbours < k.num_views:
         raise ConfigError("pipeline.key: need num_datapoints >= 1, num_views >= 1 and neighbours >= num_views")
     return cfg

@@ -165,3 +165,33 @@ def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
     before = {f.name: f.stat().st_mtime_ns for f in files}
     assert main(args) == 0  # everything cached
     assert {f.name: f.stat().st_mtime_ns for f in files} == before
+
+
+def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
+    from conftest import tiny_zoo_config
+    from datamodules.datasets import load_dataset
+    from fpenc.cli import main
+    from fpenc.fingerprint.key import load_key
+    from fpenc.zoo.builder import load_zoo_model, victim_entry
+    from fpenc.zoo.evaluate import predict_probs
+
+    config = tiny_zoo_config(tmp_path, tiny_fmnist)
+    overlay = tmp_path / "errors.yaml"
+    overlay.write_text(
+        "pipeline:\n  name: tiny\n"
+        "  uap: {num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}\n"
+        "  key: {num_datapoints: 6, num_views: 2, neighbours: 3, pool: test, selection: errors}\n"
+    )
+    assert main(["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 0
+    run = tmp_path / "runs/tiny"
+    key = load_key(run / "key.pt")
+    assert key["pool"] == "test" and key["views"].shape == (2, 6)
+    arrays = load_dataset("fashion_mnist", root=tiny_fmnist)
+    victim = load_zoo_model(victim_entry(run), run)
+    wrong = predict_probs(victim, arrays.test_x).argmax(1) != arrays.test_y
+    assert wrong[key["datapoints"]].all() and wrong[key["views"].flatten()].all()  # only the victim's errors
+    assert torch.equal(key["view_images"][0], arrays.test_x[key["views"][0]])
+    assert torch.equal(key["datapoint_labels"], arrays.test_y[key["datapoints"]])
+    # asking for more datapoints than the victim has errors is a clear error, not a silent fallback
+    overlay.write_text(overlay.read_text().replace("num_datapoints: 6", "num_datapoints: 100000"))
+    assert main(["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 2

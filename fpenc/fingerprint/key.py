@@ -1,8 +1,12 @@
 """Build and cache the fingerprint key of a victim: selected datapoints and their view sets.
 
-``runs/<name>/key.pt``: ``datapoints [N]`` and ``views [V, N]`` (indices into the training
-set), ``view_images [V, N, C, H, W]`` uint8 (so the key is self-contained), the config and the
-victim's hash it was built for.
+``runs/<name>/key.pt``: ``datapoints [N]`` and ``views [V, N]`` (indices into the training set,
+or into the test set when ``key.pool`` is "test"), ``view_images [V, N, C, H, W]`` uint8 (so the
+key is self-contained), the config and the victim's hash it was built for.
+
+``key.selection: errors`` draws the datapoints (and their views) only from pool images the
+victim misclassifies: its idiosyncrasies, which a copy inherits and an independently trained
+model mostly does not (``benchmarks/role_signal.py``; an idea of ours, not the paper's).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 
 from fpenc.config import PipelineConfig
+from fpenc.errors import FpencError
 from fpenc.fingerprint.selection import kmeans_select, representations, sample_views
 from fpenc.io import load_tensors, save_tensors
 
@@ -25,7 +30,7 @@ def load_key(path) -> dict:
 
 
 def build_key(cfg: PipelineConfig, log=print) -> dict:
-    """Select datapoints and views on the victim's training split (cached)."""
+    """Select datapoints and views on the victim's training split or the test set (cached)."""
     from datamodules.datasets import load_dataset
     from datamodules.splits import load_splits
     from fpenc.zoo.builder import load_zoo_model, victim_entry
@@ -42,21 +47,33 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     t0 = time.perf_counter()
     victim = load_zoo_model(ve, run_dir)
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    splits, _ = load_splits(run_dir / "splits.npz")
-    train_idx = splits["victim"]
-    images = arrays.train_x[torch.as_tensor(train_idx)]
     k = cfg.key
+    if k.pool == "victim":
+        splits, _ = load_splits(run_dir / "splits.npz")
+        pool_idx = np.asarray(splits["victim"])
+        images, labels = arrays.train_x[torch.as_tensor(pool_idx)], arrays.train_y[torch.as_tensor(pool_idx)]
+    else:
+        pool_idx = np.arange(len(arrays.test_y))
+        images, labels = arrays.test_x, arrays.test_y
+    if k.selection == "errors":
+        wrong = np.flatnonzero(representations(victim, images, "probs").argmax(1) != labels.numpy())
+        if len(wrong) < max(k.num_datapoints, k.neighbours):
+            raise FpencError(f"the victim misclassifies only {len(wrong)} images of its {k.pool} pool, fewer than "
+                             f"key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
+                             "lower them, or use key.pool: test or key.selection: kmeans")
+        pool_idx, images, labels = pool_idx[wrong], images[torch.as_tensor(wrong)], labels[torch.as_tensor(wrong)]
     sel_reps = representations(victim, images, k.selection_layer)
     chosen = kmeans_select(sel_reps, k.num_datapoints, seed=cfg.seed, niter=k.kmeans_iters)
     out_reps = sel_reps if k.view_layer == k.selection_layer else representations(victim, images, k.view_layer)
-    views = sample_views(out_reps, chosen, k.num_views, k.neighbours, seed=cfg.seed)  # [V, N] into the split
+    views = sample_views(out_reps, chosen, k.num_views, k.neighbours, seed=cfg.seed)  # [V, N] into the pool
     seconds = time.perf_counter() - t0
     key = {
         **meta,
-        "datapoints": torch.as_tensor(train_idx[chosen]),
-        "views": torch.as_tensor(train_idx[views]),
+        "pool": k.pool,
+        "datapoints": torch.as_tensor(pool_idx[chosen]),
+        "views": torch.as_tensor(pool_idx[views]),
         "view_images": images[torch.as_tensor(views.reshape(-1))].reshape(*views.shape, *images.shape[1:]).clone(),
-        "datapoint_labels": arrays.train_y[torch.as_tensor(train_idx[chosen])].clone(),
+        "datapoint_labels": labels[torch.as_tensor(chosen)].clone(),
         "seconds": round(seconds, 3),
     }
     save_tensors(path, key, FORMAT)
