@@ -1,7 +1,8 @@
 """Benchmark: our batched SGD-UAP vs ART's UniversalPerturbation (DeepFool attacker) on the same
 victim, norm and epsilon. Writes benchmarks/results/uap_vs_art.json.
 
-    pip install --no-deps adversarial-robustness-toolbox==1.20.1   # benchmark-only extra
+    pip install -e '.[bench]'                                      # ART's own dependencies
+    pip install --no-deps adversarial-robustness-toolbox==1.20.1   # ART itself: never its torch
     python benchmarks/uap_vs_art.py --config configs/fmnist_demo.yaml --art-budget 300
 
 ART gets a time budget: it runs single passes (max_iter=1) over growing image subsets until the
