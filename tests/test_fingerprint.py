@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -137,20 +139,23 @@ def test_a_file_that_would_unpickle_is_refused(tmp_path, monkeypatch):
     assert not called
 
 
-def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
+def _fingerprint_args(tmp_path, data_root, uap: str, key: str) -> tuple[list[str], Path]:
+    """`fpenc fingerprint` arguments for the tiny zoo with these uap/key settings, and the overlay."""
     from conftest import tiny_zoo_config
+
+    config = tiny_zoo_config(tmp_path, data_root)
+    overlay = tmp_path / "fp.yaml"
+    overlay.write_text(f"pipeline:\n  name: tiny\n  uap: {uap}\n  key: {key}\n")
+    return ["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"], overlay
+
+
+def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
     from fpenc.cli import main
     from fpenc.fingerprint.key import load_key
     from fpenc.io import load_tensors
 
-    config = tiny_zoo_config(tmp_path, tiny_fmnist)
-    overlay = tmp_path / "fp.yaml"
-    overlay.write_text(
-        "pipeline:\n  name: tiny\n"
-        "  uap: {num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}\n"
-        "  key: {num_datapoints: 10, num_views: 3, neighbours: 4}\n"
-    )
-    args = ["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]
+    args, _ = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}",
+                                "{num_datapoints: 10, num_views: 3, neighbours: 4}")
     assert main(args) == 0
     run = tmp_path / "runs/tiny"
     key = load_key(run / "key.pt")
@@ -168,21 +173,15 @@ def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
 
 
 def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
-    from conftest import tiny_zoo_config
     from datamodules.datasets import load_dataset
     from fpenc.cli import main
     from fpenc.fingerprint.key import load_key
     from fpenc.zoo.builder import load_zoo_model, victim_entry
     from fpenc.zoo.evaluate import predict_probs
 
-    config = tiny_zoo_config(tmp_path, tiny_fmnist)
-    overlay = tmp_path / "errors.yaml"
-    overlay.write_text(
-        "pipeline:\n  name: tiny\n"
-        "  uap: {num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}\n"
-        "  key: {num_datapoints: 6, num_views: 2, neighbours: 3, pool: test, selection: errors}\n"
-    )
-    assert main(["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 0
+    args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
+                                      "{num_datapoints: 6, num_views: 2, neighbours: 3, pool: test, selection: errors}")
+    assert main(args) == 0
     run = tmp_path / "runs/tiny"
     key = load_key(run / "key.pt")
     assert key["pool"] == "test" and key["views"].shape == (2, 6)
@@ -194,4 +193,4 @@ def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
     assert torch.equal(key["datapoint_labels"], arrays.test_y[key["datapoints"]])
     # asking for more datapoints than the victim has errors is a clear error, not a silent fallback
     overlay.write_text(overlay.read_text().replace("num_datapoints: 6", "num_datapoints: 100000"))
-    assert main(["fingerprint", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 2
+    assert main(args) == 2
