@@ -67,7 +67,8 @@ def main() -> None:
     art_runs, spent, n = [], 0.0, 64
     while spent < args.art_budget and n <= len(pool):
         x = (pool[torch.as_tensor(order[:n])].float() / 255).numpy()
-        attack = UniversalPerturbation(clf, attacker="deepfool", delta=0.2, max_iter=1, eps=eps,
+        attack = UniversalPerturbation(clf, attacker="deepfool", attacker_params={"verbose": False},
+                                       delta=0.2, max_iter=1, eps=eps,
                                        norm=np.inf if norm == "linf" else 2, batch_size=64, verbose=False)
         t0 = time.perf_counter()
         attack.generate(x)
