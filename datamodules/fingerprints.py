@@ -70,6 +70,16 @@ def assign_splits(models: list[dict], train_architectures: list[str], per_role: 
     return out
 
 
+def check_key_reference(reference: list[str], splits: dict[str, str]) -> None:
+    """The key's reference models (``key.selection: idiosyncratic``) must be encoder-training models:
+    a key chosen where validation or test models disagree with the victim biases their scores."""
+    leaked = [i for i in reference if splits.get(i) != "train"]
+    if leaked:
+        raise ConfigError(f"pipeline.key.reference: {', '.join(leaked)} are not models the encoder trains on; "
+                          "choosing the key with validation or test models biases the evaluation. "
+                          f"Use training models: {', '.join(i for i, s in sorted(splits.items()) if s == 'train')}")
+
+
 class FingerprintDataModule(pl.LightningDataModule):
     """Serves fingerprint views by split.
 
@@ -138,6 +148,7 @@ class FingerprintDataModule(pl.LightningDataModule):
         manifest = load_manifest(self.run_dir / "manifest.json")
         fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
         splits = assign_splits(manifest["models"], self.train_architectures, self.train_models_per_role)
+        check_key_reference(self.cfg.key.reference, splits)
         for i, m in enumerate(manifest["models"]):
             f = fps[m["id"]]
             if f.shape[-1] != self.input_dim:

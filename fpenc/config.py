@@ -105,6 +105,9 @@ class KeyConfig:
     kmeans_iters: int = 25
     pool: str = "victim"  # where datapoints come from: victim (its training split, as the paper) | test (held out)
     selection: str = "kmeans"  # kmeans (paper §4.2) | errors (k-means among the pool images the victim gets wrong)
+    # | idiosyncratic (errors on which every `reference` model predicts another class than the victim)
+    reference: list[str] = field(default_factory=list)  # zoo ids of independent models (the encoder's training
+    # homologous models only: a validation or test model here would bias the evaluation)
 
 
 @dataclass
@@ -271,8 +274,12 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         raise ConfigError(f"pipeline.key: selection_layer and view_layer must be one of {', '.join(layers)}")
     if k.pool not in ("victim", "test"):
         raise ConfigError(f"pipeline.key.pool: unknown pool '{k.pool}'; known: victim, test")
-    if k.selection not in ("kmeans", "errors"):
-        raise ConfigError(f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors")
+    if k.selection not in ("kmeans", "errors", "idiosyncratic"):
+        raise ConfigError(f"pipeline.key.selection: unknown selection '{k.selection}'; "
+                          "known: kmeans, errors, idiosyncratic")
+    if (k.selection == "idiosyncratic") != bool(k.reference):
+        raise ConfigError("pipeline.key: selection 'idiosyncratic' needs reference (zoo ids of the encoder's training "
+                          "homologous models), and reference is used by no other selection")
     if k.num_datapoints < 1 or k.num_views < 1 or k.neighbours < k.num_views:
         raise ConfigError("pipeline.key: need num_datapoints >= 1, num_views >= 1 and neighbours >= num_views")
     return cfg

@@ -51,6 +51,8 @@ def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
         ("pipeline:\n  zoo:\n    grids: [{architectures: [fmnist_b], options: {chanels: [8]}}]\n",
          r"grids\[0\].options \(options of fmnist_b\): unknown key 'chanels' \(did you mean 'channels'\?\)"),
         ("pipeline:\n  zoo:\n    victim: {options: [8, 16]}\n", r"victim.options: expected a mapping"),
+        ("pipeline:\n  key: {selection: idiosyncratic}\n", r"'idiosyncratic' needs reference"),
+        ("pipeline:\n  key: {reference: [homologous-x]}\n", r"reference is used by no other selection"),
     ],
 )
 def test_bad_configs_give_clear_errors(tmp_path, text, match):

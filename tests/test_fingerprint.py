@@ -194,3 +194,47 @@ def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
     # asking for more datapoints than the victim has errors is a clear error, not a silent fallback
     overlay.write_text(overlay.read_text().replace("num_datapoints: 6", "num_datapoints: 100000"))
     assert main(args) == 2
+
+
+def test_victim_errors_mask():
+    from fpenc.fingerprint.key import victim_errors
+
+    labels = np.array([0, 1, 2, 3, 4])
+    victim = np.array([0, 2, 2, 0, 1])  # wrong on 1, 3, 4
+    assert victim_errors(victim, labels).tolist() == [False, True, False, True, True]
+    ref_a = np.array([0, 2, 2, 3, 4])  # agrees with the victim's error on 1
+    ref_b = np.array([1, 1, 2, 0, 4])  # agrees with the victim's error on 3
+    assert victim_errors(victim, labels, [ref_a]).tolist() == [False, False, False, True, True]
+    assert victim_errors(victim, labels, [ref_a, ref_b]).tolist() == [False, False, False, False, True]
+
+
+def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
+    from fpenc.cli import main
+
+    key_yaml = "{num_datapoints: 90, num_views: 2, neighbours: 2, pool: test, selection: idiosyncratic, reference: [REF]}"
+    args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
+                                      key_yaml)
+    text = overlay.read_text()
+    for ref, message in (("homologous-nope", "not in the zoo"), ("piracy-fmnist_b-adam-s0", "must name homologous"),
+                         ("homologous-fmnist_c-sgd-s0", "pass key.selection 'idiosyncratic'")):
+        overlay.write_text(text.replace("REF", ref))
+        with pytest.raises(FpencError, match=message):
+            from fpenc.config import load_pipeline_config
+            from fpenc.fingerprint.key import build_key
+            from fpenc.zoo.builder import build_zoo
+
+            cfg = load_pipeline_config([args[2], args[4]])
+            build_zoo(cfg, progress=False)
+            build_key(cfg, log=lambda *_: None)
+        assert main(args) == 2  # the command: one line, exit 2
+
+
+def test_key_reference_must_be_encoder_training_models():
+    from datamodules.fingerprints import check_key_reference
+    from fpenc.errors import ConfigError
+
+    splits = {"victim": "victim", "h-a": "train", "h-b": "val", "h-c": "test"}
+    check_key_reference(["h-a"], splits)
+    for bad in (["h-b"], ["h-a", "h-c"], ["h-zzz"]):
+        with pytest.raises(ConfigError, match="not models the encoder trains on.*Use training models: h-a"):
+            check_key_reference(bad, splits)

@@ -7,6 +7,10 @@ key is self-contained), the config and the victim's hash it was built for.
 ``key.selection: errors`` draws the datapoints (and their views) only from pool images the
 victim misclassifies: its idiosyncrasies, which a copy inherits and an independently trained
 model mostly does not (``benchmarks/role_signal.py``; an idea of ours, not the paper's).
+``idiosyncratic`` keeps, of those, the images on which every ``key.reference`` model (the
+defender's own independently trained models) predicts another class than the victim: errors
+that are the victim's own rather than the data's (in the spirit of Lukas et al.'s conferrable
+examples, without crafting anything).
 """
 
 from __future__ import annotations
@@ -27,6 +31,30 @@ FORMAT = "fpenc-key/1"
 
 def load_key(path) -> dict:
     return load_tensors(path, FORMAT, what="fingerprint key", remedy="delete it and rerun `fpenc fingerprint`")
+
+
+def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = ()) -> np.ndarray:
+    """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and every
+    reference model's prediction (each ``[M]``) differs from it: errors of the victim's own."""
+    keep = np.asarray(predicted) != np.asarray(labels)
+    for ref in references:
+        keep &= np.asarray(ref) != np.asarray(predicted)
+    return keep
+
+
+def _reference_models(run_dir, ids: list[str]) -> list:
+    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.zoo.manifest import entries_by_id, load_manifest
+
+    entries = entries_by_id(load_manifest(run_dir / "manifest.json"))
+    missing = [i for i in ids if i not in entries]
+    if missing:
+        raise FpencError(f"key.reference names models that are not in the zoo: {', '.join(missing)}; "
+                         f"known: {', '.join(sorted(entries))}")
+    if any(entries[i]["role"] != "homologous" for i in ids):
+        raise FpencError("key.reference must name homologous (independently trained) models, not "
+                         + ", ".join(i for i in ids if entries[i]["role"] != "homologous"))
+    return [load_zoo_model(entries[i], run_dir) for i in ids]
 
 
 def build_key(cfg: PipelineConfig, log=print) -> dict:
@@ -55,12 +83,15 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     else:
         pool_idx = np.arange(len(arrays.test_y))
         images, labels = arrays.test_x, arrays.test_y
-    if k.selection == "errors":
-        wrong = np.flatnonzero(representations(victim, images, "probs").argmax(1) != labels.numpy())
+    if k.selection in ("errors", "idiosyncratic"):
+        predicted = representations(victim, images, "probs").argmax(1)
+        references = [] if k.selection == "errors" else [
+            representations(m, images, "probs").argmax(1) for m in _reference_models(run_dir, k.reference)]
+        wrong = np.flatnonzero(victim_errors(predicted, labels.numpy(), references))
         if len(wrong) < max(k.num_datapoints, k.neighbours):
-            raise FpencError(f"the victim misclassifies only {len(wrong)} images of its {k.pool} pool, fewer than "
-                             f"key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
-                             "lower them, or use key.pool: test or key.selection: kmeans")
+            raise FpencError(f"only {len(wrong)} images of the {k.pool} pool pass key.selection '{k.selection}', fewer "
+                             f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
+                             "lower them, or use key.pool: test, fewer reference models or key.selection: kmeans")
         pool_idx, images, labels = pool_idx[wrong], images[torch.as_tensor(wrong)], labels[torch.as_tensor(wrong)]
     sel_reps = representations(victim, images, k.selection_layer)
     chosen = kmeans_select(sel_reps, k.num_datapoints, seed=cfg.seed, niter=k.kmeans_iters)
