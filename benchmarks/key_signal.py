@@ -1,0 +1,82 @@
+"""Which test images carry the piracy signal? Clean agreement with the victim on candidate key pools.
+
+For a zoo run, each suspect's agreement with the victim's predicted class is measured on four
+pools of test images: all of them, the victim's errors, the images on which every reference
+model (independently trained: pass the encoder's training homologous models) predicts another
+class than the victim, and the intersection of the two (``key.selection: idiosyncratic``).
+"AUC" ranks piracy above homologous suspects of the architectures not excluded. No UAPs and no
+encoder: this is the signal a key drawn from that pool offers at best.
+
+    python benchmarks/key_signal.py runs/converged --exclude fmnist_b \
+        --reference homologous-fmnist_b-adam-s0 homologous-fmnist_b-adam-s1 homologous-fmnist_b-adam-s2 \
+                    homologous-fmnist_b-sgd-s0 homologous-fmnist_b-sgd-s1 \
+        --out benchmarks/results/key_signal_converged.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> None:
+    from datamodules.datasets import load_dataset
+    from fpenc.fingerprint.key import victim_errors
+    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.zoo.evaluate import predict_probs
+    from fpenc.zoo.manifest import entries_by_id, load_manifest
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="a zoo run dir (runs/<name>)")
+    ap.add_argument("--reference", nargs="+", required=True, help="ids of independent (homologous) reference models")
+    ap.add_argument("--exclude", nargs="*", default=[], help="architectures to leave out of the ranking")
+    ap.add_argument("--dataset", default="fashion_mnist")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    run = Path(args.run)
+    entries = entries_by_id(load_manifest(run / "manifest.json"))
+    arrays = load_dataset(args.dataset)
+    x, y = arrays.test_x, arrays.test_y.numpy()
+
+    def predict(mid: str):
+        return predict_probs(load_zoo_model(entries[mid], run), x).argmax(1).numpy()
+
+    victim = predict("victim")
+    refs = [predict(r) for r in args.reference]
+    errors = victim_errors(victim, y)
+    others = victim_errors(victim, victim + 1, refs)  # labels that never match: "every reference differs"
+    pools = {"all": errors | ~errors, "victim_errors": errors, "references_disagree": others,
+             "idiosyncratic": victim_errors(victim, y, refs)}
+    rows = []
+    for mid, e in sorted(entries.items()):
+        if e["role"] not in ("piracy", "homologous") or e["architecture"] in args.exclude or mid in args.reference:
+            continue
+        pred = predict(mid)
+        rows.append({"id": mid, "role": e["role"], "architecture": e["architecture"],
+                     **{k: round(float((pred == victim)[m].mean()), 4) for k, m in pools.items()}})
+
+    def auc(pool: str) -> float:
+        pos = [r[pool] for r in rows if r["role"] == "piracy"]
+        neg = [r[pool] for r in rows if r["role"] == "homologous"]
+        return round(sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg)), 3)
+
+    result = {"run": str(run), "reference": args.reference, "excluded": args.exclude,
+              "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},
+              "auc": {k: auc(k) for k in pools}, "models": rows, "torch": torch.__version__}
+    print(f"{'model':30s} " + " ".join(f"{k:>20s}" for k in pools))
+    for r in rows:
+        print(f"{r['id']:30s} " + " ".join(f"{r[k]:20.4f}" for k in pools))
+    print(f"{'pool size':30s} " + " ".join(f"{result['pool_sizes'][k]:20d}" for k in pools))
+    print(f"{'AUC (piracy > homologous)':30s} " + " ".join(f"{result['auc'][k]:20.3f}" for k in pools))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
