@@ -19,12 +19,14 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
 def main(argv: list[str] | None = None) -> None:
     from datamodules.datasets import load_dataset
     from fpenc.fingerprint.key import victim_errors
+    from fpenc.report import roc_metrics
     from fpenc.zoo.builder import load_zoo_model
     from fpenc.zoo.evaluate import predict_probs
     from fpenc.zoo.manifest import entries_by_id, load_manifest
@@ -47,9 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     victim = predict("victim")
     refs = [predict(r) for r in args.reference]
-    errors = victim_errors(victim, y)
-    others = victim_errors(victim, victim + 1, refs)  # labels that never match: "every reference differs"
-    pools = {"all": errors | ~errors, "victim_errors": errors, "references_disagree": others,
+    disagree = np.logical_and.reduce([r != victim for r in refs])  # every reference predicts another class
+    pools = {"all": np.ones_like(disagree), "victim_errors": victim_errors(victim, y), "references_disagree": disagree,
              "idiosyncratic": victim_errors(victim, y, refs)}
     rows = []
     for mid, e in sorted(entries.items()):
@@ -60,9 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                      **{k: round(float((pred == victim)[m].mean()), 4) for k, m in pools.items()}})
 
     def auc(pool: str) -> float:
-        pos = [r[pool] for r in rows if r["role"] == "piracy"]
-        neg = [r[pool] for r in rows if r["role"] == "homologous"]
-        return round(sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg)), 3)
+        return round(roc_metrics([r[pool] for r in rows], [r["role"] == "piracy" for r in rows])["auc"], 3)
 
     result = {"run": str(run), "reference": args.reference, "excluded": args.exclude,
               "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},

@@ -54,14 +54,6 @@ def statistics(victim: torch.Tensor, suspect: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def auc(positive: list[float], negative: list[float]) -> float:
-    """P(score of a random positive > a random negative), ties counted half (Mann-Whitney)."""
-    if not positive or not negative:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
-    return wins / (len(positive) * len(negative))
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="run dirs; the victim's fingerprints are read from the first")
@@ -84,8 +76,10 @@ def main(argv: list[str] | None = None) -> None:
                          "optimizer": m["optimizer"], "epochs": m["epochs"], "test_accuracy": m["test_accuracy"],
                          "agreement": m["agreement"], **{k: round(v, 4) for k, v in stats.items()}})
     rows.sort(key=lambda r: (r["architecture"], r["optimizer"], r["role"]))
-    aucs = {s: round(auc([r[s] for r in rows if r["role"] == "piracy"],
-                         [r[s] for r in rows if r["role"] == "homologous"]), 3) for s in STATS}
+    from fpenc.report import roc_metrics
+
+    positive = [r["role"] == "piracy" for r in rows]
+    aucs = {s: round(roc_metrics([r[s] for r in rows], positive)["auc"], 3) for s in STATS}
     print(f"{'model':30s} {'ep':>3s} {'acc':>6s} " + " ".join(f"{s:>11s}" for s in STATS))
     for r in rows:
         print(f"{r['id']:30s} {r['epochs']:3d} {r['test_accuracy']:6.4f} " + " ".join(f"{r[s]:11.4f}" for s in STATS))
