@@ -28,6 +28,13 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
+def _grown(t: torch.Tensor, size: int) -> torch.Tensor:
+    """``t`` with its first dimension zero-padded to ``size``."""
+    out = t.new_zeros(size, *t.shape[1:])
+    out[: len(t)] = t
+    return out
+
+
 class ExtractionModule(pl.LightningModule):
     """Trains ``student`` on ``victim``'s answers; counts the distinct queries it spends.
 
@@ -98,17 +105,11 @@ class ExtractionModule(pl.LightningModule):
 
         An attacker pays for each pool image once and trains on the stored answers every epoch.
         """
-        top = int(idx.max()) + 1
-        if self._answered is None or top > len(self._answered):  # grow the cache (indices: the train set)
-            size = top if self._answered is None else max(top, 2 * len(self._answered))
-            answered = torch.zeros(size, dtype=torch.bool, device=x.device)
-            if self._answered is not None:
-                answered[: len(self._answered)] = self._answered
-            if self._answers is not None:
-                answers = self._answers.new_zeros(size, self._answers.shape[1])
-                answers[: len(self._answers)] = self._answers
-                self._answers = answers
-            self._answered = answered
+        top = int(idx.max()) + 1  # indices into the train set
+        if self._answered is None:
+            self._answered = torch.zeros(top, dtype=torch.bool, device=x.device)
+        elif top > len(self._answered):  # (after the first batch, whose answers all exist)
+            self._answered, self._answers = _grown(self._answered, top), _grown(self._answers, top)
         new = ~self._answered[idx]
         if new.any():
             got = self.query(x[new])
