@@ -51,20 +51,32 @@ def tiny_fmnist(tmp_path) -> Path:
     return make_fmnist_files(tmp_path / "fmnist")
 
 
+TINY_GRID = "{{role: {role}, architectures: [{archs}], optimizers: [{opts}], seeds: [{seeds}], epochs: 1, batch_sizes: [64]{more}}}"
+
+
+def tiny_grid(role: str, archs: str, opts: str = "adam", seeds: str = "0", more: str = "") -> str:
+    """One zoo grid of 1-epoch, batch-64 models, as a YAML flow mapping."""
+    return TINY_GRID.format(role=role, archs=archs, opts=opts, seeds=seeds, more=f", {more}" if more else "")
+
+
+def tiny_config(tmp_path: Path, data_root: Path, name: str, grids: list[str], pipeline_extra: str = "",
+                extra: str = "") -> Path:
+    """``<name>.yaml``: an arc-A victim (2 epochs) and ``grids`` on tiny data; ``pipeline_extra``
+    lines go inside ``pipeline:``, ``extra`` (top-level sections) after it."""
+    lines = [
+        "pipeline:", f"  name: {name}", f"  runs_dir: {tmp_path / 'runs'}",
+        f"  data: {{dataset: fashion_mnist, root: {data_root}}}",
+        "  zoo:", "    victim: {architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}", "    grids:",
+        *(f"      - {g}" for g in grids),
+        *(f"  {line}" for line in textwrap.dedent(pipeline_extra).strip().splitlines()),
+    ]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n" + textwrap.dedent(extra))
+    return path
+
+
 def tiny_zoo_config(tmp_path: Path, data_root: Path, extra: str = "") -> Path:
     """A 5-model zoo (victim + 2 piracy + 2 homologous) on tiny data, 1 epoch each."""
-    text = textwrap.dedent(f"""
-        pipeline:
-          name: tiny
-          runs_dir: {tmp_path / 'runs'}
-          data: {{dataset: fashion_mnist, root: {data_root}}}
-          zoo:
-            victim: {{architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}}
-            grids:
-              - {{role: piracy, architectures: [fmnist_b, fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
-              - {{role: homologous, architectures: [fmnist_c], optimizers: [sgd, adam], seeds: [0], epochs: 1, batch_sizes: [64],
-                 options: {{channels: [8, 8]}}}}
-    """) + textwrap.dedent(extra)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(text)
-    return path
+    grids = [tiny_grid("piracy", "fmnist_b, fmnist_c"),
+             tiny_grid("homologous", "fmnist_c", opts="sgd, adam", more="options: {channels: [8, 8]}")]
+    return tiny_config(tmp_path, data_root, "tiny", grids, extra=extra)

@@ -6,38 +6,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, tiny_config, tiny_grid
 from fpenc.cli import main
 
 
 def encoder_config(tmp_path, data_root):
-    text = textwrap.dedent(f"""
-        pipeline:
-          name: tinyenc
-          runs_dir: {tmp_path / 'runs'}
-          data: {{dataset: fashion_mnist, root: {data_root}}}
-          zoo:
-            victim: {{architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}}
-            grids:
-              - {{role: piracy, architectures: [fmnist_b], optimizers: [adam], seeds: [0, 1, 2], epochs: 1, batch_sizes: [64]}}
-              - {{role: homologous, architectures: [fmnist_b], optimizers: [adam], seeds: [0, 1, 2], epochs: 1, batch_sizes: [64]}}
-              - {{role: piracy, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
-              - {{role: homologous, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 1, batch_sizes: [64]}}
-          uap: {{num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}}
-          key: {{num_datapoints: 8, num_views: 3, neighbours: 4}}
+    grids = [tiny_grid(role, "fmnist_b", seeds="0, 1, 2") for role in ("piracy", "homologous")]
+    grids += [tiny_grid(role, "fmnist_c") for role in ("piracy", "homologous")]
+    return tiny_config(tmp_path, data_root, "tinyenc", grids, pipeline_extra="""
+        uap: {num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}
+        key: {num_datapoints: 8, num_views: 3, neighbours: 4}
+    """, extra=f"""
         seed_everything: 0
         data: {{train_architectures: [fmnist_b], train_models_per_role: 2, batch_size: 256, progress: false}}
         model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, num_fingerprints: 4, repeats: 5, export_dir: {tmp_path / 'checkpoints'}}}
         trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
     """)
-    path = tmp_path / "tinyenc.yaml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -210,6 +210,9 @@ def test_victim_errors_mask():
 
 def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
     from fpenc.cli import main
+    from fpenc.config import load_pipeline_config
+    from fpenc.fingerprint.key import build_key
+    from fpenc.zoo.builder import build_zoo
 
     key_yaml = "{num_datapoints: 90, num_views: 2, neighbours: 2, pool: test, selection: idiosyncratic, reference: [REF]}"
     args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
@@ -218,13 +221,9 @@ def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
     for ref, message in (("homologous-nope", "not in the zoo"), ("piracy-fmnist_b-adam-s0", "must name homologous"),
                          ("homologous-fmnist_c-sgd-s0", "pass key.selection 'idiosyncratic'")):
         overlay.write_text(text.replace("REF", ref))
+        cfg = load_pipeline_config([args[2], args[4]])
+        build_zoo(cfg, progress=False)  # trains once, then skips
         with pytest.raises(FpencError, match=message):
-            from fpenc.config import load_pipeline_config
-            from fpenc.fingerprint.key import build_key
-            from fpenc.zoo.builder import build_zoo
-
-            cfg = load_pipeline_config([args[2], args[4]])
-            build_zoo(cfg, progress=False)
             build_key(cfg, log=lambda *_: None)
         assert main(args) == 2  # the command: one line, exit 2
 
