@@ -25,8 +25,9 @@ data:
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist', or set data.root / data.download in $(CONFIG)"; fi; \
 	fi
 
-# zoo -> UAPs -> key -> fingerprints -> encoder (fit), then the report and the bundle (test)
+# zoo (prints its table) -> UAPs -> key -> fingerprints -> encoder (fit), then the report and the bundle (test)
 demo: setup data
+	$(VENV)/bin/fpenc zoo --config $(CONFIG)
 	$(VENV)/bin/fpenc fit --config $(CONFIG)
 	$(VENV)/bin/fpenc test --config $(CONFIG) --ckpt_path best
 
