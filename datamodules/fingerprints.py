@@ -46,7 +46,8 @@ class ModelRecord:
 
 def assign_splits(models: list[dict], train_architectures: list[str], per_role: int) -> dict[str, str]:
     """``{model id: split}`` for manifest entries (the victim gets "victim"). Deterministic:
-    within the training architectures the first ``per_role`` ids (sorted) of each role train."""
+    within the training architectures the first ``per_role`` models of each role by (seed, optimizer,
+    architecture) train, so that with 2 optimizers x 3 seeds both optimizers train and validate."""
     known = sorted({m["architecture"] for m in models if m["role"] != "victim"})
     unknown = [a for a in train_architectures if a not in known]
     if not train_architectures or unknown:
@@ -55,7 +56,10 @@ def assign_splits(models: list[dict], train_architectures: list[str], per_role: 
         )
     out = {}
     for role in ("piracy", "homologous"):
-        ids = sorted(m["id"] for m in models if m["role"] == role and m["architecture"] in train_architectures)
+        pick = [m for m in models if m["role"] == role and m["architecture"] in train_architectures]
+        # seed-major order, so the optimizers alternate: training and validation both get each optimizer
+        ids = [m["id"] for m in sorted(pick, key=lambda m: (m.get("seed", 0), m.get("optimizer", ""),
+                                                             m["architecture"], m["id"]))]
         if len(ids) < per_role + 1:
             raise ConfigError(
                 f"the training architectures {train_architectures} have {len(ids)} {role} models; the encoder "

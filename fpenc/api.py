@@ -56,3 +56,12 @@ def apply_api(probs: torch.Tensor, api: ApiSpec | str) -> torch.Tensor:
     k = min(api.k, probs.shape[1])
     values, idx = probs.topk(k, dim=1)
     return torch.zeros_like(probs).scatter_(1, idx, values)
+
+
+def reveals(api: ApiSpec | str, wanted: ApiSpec | str) -> bool:
+    """Whether answers of ``api`` can be reduced to what ``wanted`` returns (probabilities give
+    everything; top-k gives top-j for j <= k and the label; the label gives only the label)."""
+    api, wanted = parse_api(api), parse_api(wanted)
+    if api.mode == "probs" or wanted.mode == "label":
+        return True
+    return api.mode == "topk" and wanted.mode == "topk" and wanted.k <= api.k

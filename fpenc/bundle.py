@@ -11,7 +11,8 @@ bytes, so it can never run code (no pickle). Tensors (named by part):
     datapoints               [N] int64 (indices into the victim's training set)
     views                    [V, N] int64
     victim_fingerprints      [U, V, 2*N*K] float
-    reference_similarities   [R] float (homologous pair similarities, the t-test's reference)
+    reference_similarities   [G, P] float (pair similarities of G reference homologous models, one row
+                             each: the t-test's reference) or [R] (one pooled sample)
 
 The safetensors string metadata holds ``format`` ("fpenc-bundle/1") and ``fpenc``: a JSON object
 with the format, the encoder config, the caller's ``meta`` (victim id and sha256, dataset,
@@ -98,8 +99,9 @@ def _check_shapes(t: dict[str, torch.Tensor], encoder_input_dim: int) -> tuple[i
     k = vf.shape[2] // (2 * n)
     if k < 1 or vf.shape[2] != encoder_input_dim:
         raise ValueError(f"victim fingerprints have length {vf.shape[2]} but the encoder takes {encoder_input_dim}")
-    if ref.ndim != 1 or ref.numel() < 2 or not ref.is_floating_point():
-        raise ValueError(f"reference_similarities must be a float [R] tensor with R >= 2, got {ref.dtype} {tuple(ref.shape)}")
+    if ref.ndim not in (1, 2) or ref.shape[-1] < 2 or ref.numel() < 2 or not ref.is_floating_point():
+        raise ValueError("reference_similarities must be a float [R] or [G, P] tensor with R, P >= 2, "
+                         f"got {ref.dtype} {tuple(ref.shape)}")
     return u, v, n, k
 
 
@@ -113,7 +115,8 @@ def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tenso
         encoder: a trained :class:`~fpenc.encoder.network.FingerprintEncoder` with ``input_dim = 2*N*K``.
         uaps: ``[U, C, H, W]`` float. view_images: ``[V, N, C, H, W]`` uint8.
         datapoints: ``[N]`` and views: ``[V, N]``, integer (stored as int64).
-        victim_fingerprints: ``[U, V, 2*N*K]`` float. reference_similarities: ``[R]`` float, R >= 2.
+        victim_fingerprints: ``[U, V, 2*N*K]`` float. reference_similarities: ``[G, P]`` (one row per
+            reference model) or ``[R]`` (pooled) float, P, R >= 2.
         meta: JSON-serialisable facts about the victim and defaults (victim_id, victim_sha256,
             dataset, api, alpha, num_fingerprints, repeats, config, eps, norm, ...).
             ``num_classes`` and ``input_shape`` are filled in from the tensors (and checked if given).

@@ -165,8 +165,8 @@ def cmd_verify(args) -> int:
     print(f"bundle:     {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
     print(f"suspect:    {args.suspect} (api {suspect.api})")
     print(f"similarity: {result['similarity']:.4f} (mean of {num_fp} fingerprint pairs; "
-          f"reference mean {result['reference_mean']:.4f})")
-    print(f"p-value:    {result['p_value']:.3g} (one-sided Welch t-test, alpha {alpha:g})")
+          f"closest reference model {result['reference_max_model_mean']:.4f})")
+    print(f"p-value:    {result['p_value']:.3g} (one-sided Welch t-test against the reference, alpha {alpha:g})")
     print(f"verdict:    {result['verdict']}")
     print(f"queries:    {result['queries']} images ({result['seconds']:.2f} s)")
     return 0

@@ -69,7 +69,8 @@ def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.
         "piracy_detected": f"{sum(r['verdict'] == PIRATED for r in piracy)}/{len(piracy)}",
         "homologous_accused": f"{sum(r['verdict'] == PIRATED for r in homologous)}/{len(homologous)}",
         "alpha": alpha, "num_fingerprints": num_fingerprints, "repeats": repeats, "seed": seed,
-        "reference": {"count": int(len(reference)), "mean": float(np.mean(reference)), "std": float(np.std(reference))},
+        "reference": {"count": int(np.size(reference)), "mean": float(np.mean(reference)), "std": float(np.std(reference)),
+                      **({"model_means": [round(float(r.mean()), 6) for r in reference]} if np.ndim(reference) == 2 else {})},
         **(meta or {}),
         "models": rows,
     }
@@ -77,6 +78,15 @@ def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.
 
 def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def _reference_line(report: dict) -> str:
+    ref, ids = report.get("reference", {}), report.get("reference_models", [])
+    if "model_means" in ref:
+        means = ", ".join(f"{i} {m:.3f}" for i, m in zip(ids, ref["model_means"]))
+        return (f"Reference: each of {len(ref['model_means'])} homologous models the encoder never trained on "
+                f"(a suspect must be significantly more similar than every one): {means}.")
+    return f"Reference: the pooled similarities of {', '.join(ids) or '?'} (mean {ref.get('mean', float('nan')):.3f})."
 
 
 def format_markdown(report: dict) -> str:
@@ -94,6 +104,7 @@ def format_markdown(report: dict) -> str:
         f"Verdicts at alpha {report['alpha']} ({report['num_fingerprints']} fingerprints, mean p over "
         f"{report['repeats']} draws): piracy detected {report['piracy_detected']}, homologous accused "
         f"{report['homologous_accused']}.",
+        _reference_line(report),
         "",
         "| architecture | optimizer | piracy mean | piracy std | piracy p-value | homologous mean | homologous std | homologous p-value |",
         "|---|---|---|---|---|---|---|---|",
@@ -130,7 +141,7 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
         if ms:
             s = np.sort(np.concatenate([np.asarray(m["similarities"]) for m in ms]))
             ax.plot(s, np.arange(1, len(s) + 1) / len(s), color=color, label=label)
-    r = np.sort(np.asarray(reference))
+    r = np.sort(np.asarray(reference).reshape(-1))
     ax.plot(r, np.arange(1, len(r) + 1) / len(r), color="tab:gray", linestyle="--", label="reference homologous (val)")
     ax.set_xlabel("cosine similarity to the victim's fingerprints")
     ax.set_ylabel("CDF")

@@ -5,7 +5,9 @@ images of the chosen views (``V_chosen * N``) and the chosen perturbed images (`
 fingerprints ``[F, 2 N K]`` (laid out as :func:`fpenc.fingerprint.fingerprints.fingerprints`) go
 through the bundle's encoder. The cosine similarities of the suspect's and the victim's
 representations per pair are tested against the bundle's reference similarities (one-sided Welch
-t-test); "pirated" is the verdict when p < alpha.
+t-test against each reference model, :func:`fpenc.scoring.reference_pvalue`); "pirated" is the
+verdict when p < alpha. The suspect's answers are reduced to what the bundle's encoder was
+trained on (its ``api``: a label-only encoder takes the arg-max of a suspect's probabilities).
 
 Plain torch + scipy: no Lightning.
 """
@@ -19,7 +21,8 @@ import torch
 
 from fpenc.errors import FpencError
 from fpenc.fingerprint.fingerprints import pair_fingerprints
-from fpenc.scoring import pair_similarities, verdict, welch_pvalue
+from fpenc.api import apply_api, parse_api, reveals
+from fpenc.scoring import pair_similarities, reference_pvalue, verdict
 
 __all__ = ["choose_pairs", "pair_fingerprints", "verify_suspect"]
 
@@ -60,14 +63,20 @@ def verify_suspect(bundle, suspect, num_fingerprints: int = 20, alpha: float = 0
         suspect.num_classes = k
     elif suspect.num_classes != k:
         raise FpencError(f"the suspect was set up for {suspect.num_classes} classes but the bundle's victim has {k}")
+    wanted = parse_api(meta.get("api", "probs"))
+    if not reveals(suspect.api, wanted):
+        raise FpencError(f"this bundle's encoder was trained on '{wanted}' fingerprints, but the suspect answers "
+                         f"only '{suspect.api}': verify it with a bundle exported from a run with "
+                         f"data.api: {suspect.api}, or query the suspect with --api {wanted}")
     before = suspect.queries
     fps = pair_fingerprints(suspect, bundle.uaps, bundle.view_images, pairs, batch_size,
                             dataset=str(meta.get("dataset", "unknown")))
+    fps = apply_api(fps.reshape(-1, k), wanted).reshape(fps.shape)  # the encoder's view of the answers
     enc = bundle.encoder()
     with torch.inference_mode():  # one encoder pass for both sides (eval mode: rows are independent)
         h = enc.encode(torch.cat([fps, bundle.victim_fingerprints[pairs[:, 0], pairs[:, 1]].float()]))
         sims = pair_similarities(h[: len(pairs)], h[len(pairs) :])
-    p = welch_pvalue(sims.numpy(), bundle.reference_similarities.numpy())
+    p = reference_pvalue(sims.numpy(), bundle.reference_similarities.numpy())
     return {
         "similarity": float(sims.mean()),
         "p_value": float(p),
@@ -79,6 +88,8 @@ def verify_suspect(bundle, suspect, num_fingerprints: int = 20, alpha: float = 0
         "pairs": pairs.tolist(),
         "similarities": [round(float(s), 6) for s in sims],
         "reference_mean": float(bundle.reference_similarities.double().mean()),
+        "reference_max_model_mean": float(bundle.reference_similarities.double().reshape(
+            -1, bundle.reference_similarities.shape[-1]).mean(1).max()),  # the closest reference model
         "victim": meta.get("victim_id"),
         "bundle_sha256": bundle.sha256,
         "seconds": round(time.perf_counter() - t0, 4),

@@ -233,3 +233,40 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
     torch.save(small_cnn(0), pickled)
     assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(pickled), "--fingerprints", "4"]) == 2
     assert "pickle" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def label_bundle(toy):
+    """The toy bundle re-exported for a label-only encoder, with [G=3, P=12] per-model reference rows."""
+    b = load_bundle(toy["path"])
+    vf = fingerprints(from_module(toy["victim"], api="label"), toy["uaps"], toy["view_images"])
+    path = toy["tmp"] / "label.safetensors"
+    export_bundle(path, encoder=toy["enc"], uaps=b.uaps, view_images=b.view_images, datapoints=b.datapoints,
+                  views=b.views, victim_fingerprints=vf,
+                  reference_similarities=torch.rand(3, U * V, generator=torch.Generator().manual_seed(3)) * 0.5,
+                  meta={"victim_id": "victim", "dataset": "fashion_mnist", "api": "label"})
+    return load_bundle(path)
+
+
+def test_label_bundle_reduces_richer_answers_and_refuses_poorer(label_bundle, toy):
+    assert tuple(label_bundle.reference_similarities.shape) == (3, U * V)
+    as_label = verify_suspect(label_bundle, from_module(small_cnn(9), api="label"), num_fingerprints=8, seed=2)
+    as_probs = verify_suspect(label_bundle, from_module(small_cnn(9), api="probs"), num_fingerprints=8, seed=2)
+    assert as_probs["similarities"] == as_label["similarities"]  # probabilities reduced to their arg-max
+    assert verify_suspect(label_bundle, from_module(toy["victim"]), num_fingerprints=8)["similarity"] == pytest.approx(1.0, abs=1e-5)
+    rows = label_bundle.reference_similarities.double().mean(1)
+    assert as_label["reference_max_model_mean"] == pytest.approx(float(rows.max()))
+    b = load_bundle(toy["path"])  # a probability encoder cannot be fed a label-only suspect's answers
+    with pytest.raises(FpencError, match="trained on 'probs' fingerprints, but the suspect answers only 'label'"):
+        verify_suspect(b, from_module(small_cnn(0), api="label"), num_fingerprints=4)
+    with pytest.raises(FpencError, match="only 'topk:2'"):
+        verify_suspect(b, from_module(small_cnn(0), api="topk:2"), num_fingerprints=4)
+
+
+def test_export_rejects_bad_reference_shapes(toy, tmp_path):
+    b = load_bundle(toy["path"])
+    for bad in (torch.rand(2, 3, 4), torch.rand(4, 1), torch.rand(1)):
+        with pytest.raises(ValueError, match="reference_similarities"):
+            export_bundle(tmp_path / "x.safetensors", encoder=toy["enc"], uaps=b.uaps, view_images=b.view_images,
+                          datapoints=b.datapoints, views=b.views, victim_fingerprints=b.victim_fingerprints,
+                          reference_similarities=bad)

@@ -23,6 +23,7 @@ from fpenc.scoring import (
     NOT_SHOWN,
     PIRATED,
     pair_similarities,
+    reference_pvalue,
     repeated_test,
     verdict,
     welch_pvalue,
@@ -448,6 +449,24 @@ def test_repeated_test_errors(kwargs):
     sims = np.linspace(0, 1, 10)
     with pytest.raises(ValueError):
         repeated_test(sims, np.array([0.1, 0.2, 0.3]), **kwargs)
+
+
+def test_reference_pvalue_per_model_is_the_largest_welch_p():
+    rng = np.random.default_rng(7)
+    rows = np.stack([rng.normal(m, 0.05, size=40) for m in (0.2, 0.5, 0.8)])  # 3 reference models
+    suspect = rng.normal(0.7, 0.05, size=20)
+    each = [welch_by_hand(suspect, r) for r in rows]
+    assert reference_pvalue(suspect, rows) == pytest.approx(max(each), rel=1e-9)
+    assert reference_pvalue(suspect, rows.reshape(-1)) == pytest.approx(welch_by_hand(suspect, rows.reshape(-1)), rel=1e-9)
+    # above the pooled mean (0.5), below the closest reference model (0.8): the pooled test accuses it,
+    # the per-model (intersection-union) test does not
+    assert reference_pvalue(suspect, rows.reshape(-1)) < 1e-6 and reference_pvalue(suspect, rows) > 0.99
+    above_all = rng.normal(0.95, 0.02, size=20)
+    assert reference_pvalue(above_all, rows) < 1e-6
+    out = repeated_test(suspect, rows, num_fingerprints=10, repeats=3, seed=0)
+    assert out["p_value"] > 0.99
+    with pytest.raises(ValueError, match=r"\[R\] or \[G, P\]"):
+        reference_pvalue(suspect, rows[None])
 
 
 def test_verdict():

@@ -237,3 +237,34 @@ def test_key_reference_must_be_encoder_training_models():
     for bad in (["h-b"], ["h-a", "h-c"], ["h-zzz"]):
         with pytest.raises(ConfigError, match="not models the encoder trains on.*Use training models: h-a"):
             check_key_reference(bad, splits)
+
+
+@pytest.mark.parametrize("api,wanted,ok", [
+    ("probs", "probs", True), ("probs", "topk:3", True), ("probs", "label", True),
+    ("topk:3", "topk:2", True), ("topk:3", "topk:3", True), ("topk:2", "topk:3", False), ("topk:1", "label", True),
+    ("topk:3", "probs", False), ("label", "label", True), ("label", "probs", False), ("label", "topk:1", False),
+])
+def test_reveals(api, wanted, ok):
+    from fpenc.api import reveals
+
+    assert reveals(api, wanted) is ok
+
+
+def test_assign_splits_alternates_optimizers_and_checks():
+    from datamodules.fingerprints import assign_splits
+    from fpenc.errors import ConfigError
+
+    models = [{"id": "victim", "role": "victim", "architecture": "fmnist_a"}] + [
+        {"id": f"{role}-{arch}-{opt}-s{seed}", "role": role, "architecture": arch, "optimizer": opt, "seed": seed}
+        for role in ("piracy", "homologous") for arch in ("fmnist_a", "fmnist_c") for opt in ("adam", "sgd")
+        for seed in range(4)]
+    splits = assign_splits(models, ["fmnist_a"], 5)
+    val = sorted(i for i, s in splits.items() if s == "val")
+    assert val == [f"{r}-fmnist_a-{o}" for r in ("homologous", "piracy") for o in ("adam-s3", "sgd-s2", "sgd-s3")]
+    train = [i for i, s in splits.items() if s == "train"]
+    assert len(train) == 10 and {i.split("-")[2] for i in train} == {"adam", "sgd"}
+    assert splits["victim"] == "victim" and {splits[i] for i in splits if "fmnist_c" in i} == {"test"}
+    with pytest.raises(ConfigError, match="needs 8 to train on"):
+        assign_splits(models, ["fmnist_a"], 8)
+    with pytest.raises(ConfigError, match="must name architectures of the zoo"):
+        assign_splits(models, ["fmnist_x"], 5)

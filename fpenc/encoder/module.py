@@ -21,6 +21,9 @@ from fpenc.encoder.network import FingerprintEncoder
 from fpenc.scoring import pair_similarities
 
 
+REFERENCE_TESTS = ("each", "pooled")
+
+
 class EncoderModule(pl.LightningModule):
     """Args:
         input_dim: fingerprint width 2NK (linked from the datamodule by ``fpenc fit``).
@@ -28,16 +31,21 @@ class EncoderModule(pl.LightningModule):
         temperature: SupCon temperature.
         lr, weight_decay: AdamW.
         num_fingerprints, repeats, alpha: the test protocol (20 fingerprints, 30 draws, 0.05).
+        reference_test: "each" (default): the suspect must be significantly more similar than every
+            reference homologous model (intersection-union test, :mod:`fpenc.scoring`); "pooled":
+            than their pooled similarities (the paper's single t-test).
         export_dir: where ``test`` writes the verification bundle (None: no export).
     """
 
     def __init__(self, input_dim: int = 2000, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
                  dropout: float = 0.1, input_transform: str = "log", temperature: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 num_fingerprints: int = 20, repeats: int = 30, alpha: float = 0.05,
+                 num_fingerprints: int = 20, repeats: int = 30, alpha: float = 0.05, reference_test: str = "each",
                  export_dir: str | None = "checkpoints") -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}")
+        if reference_test not in REFERENCE_TESTS:
+            raise ValueError(f"reference_test must be one of {REFERENCE_TESTS}, got {reference_test!r}")
         self.save_hyperparameters()
         self.encoder = FingerprintEncoder(input_dim, hidden_dim, embed_dim, proj_dim, dropout, input_transform)
         self.criterion = SupConLoss(temperature)
@@ -115,11 +123,14 @@ class EncoderModule(pl.LightningModule):
                    "optimizer": records[i].optimizer, "split": records[i].split, "similarities": s}
                   for i, s in sorted(sims.items())]
         reference_ids = {m.index for m in dm.reference_models()}
-        reference = np.concatenate([sims[i] for i in sorted(reference_ids)])
         hp = self.hparams
+        reference = np.stack([sims[i] for i in sorted(reference_ids)])  # [G, P]: one row per reference model
+        if hp.reference_test == "pooled":
+            reference = reference.reshape(-1)
         report = build_report(models, reference, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
                               repeats=hp.repeats, seed=dm.cfg.seed,
-                              meta={"name": dm.cfg.name, "api": dm.api, "reference_models": sorted(
+                              meta={"name": dm.cfg.name, "api": dm.api, "reference_test": hp.reference_test,
+                                    "reference_models": sorted(
                                   records[i].id for i in reference_ids)})
         if hp.export_dir:
             from fpenc.encoder.export import export_from_run
@@ -145,4 +156,4 @@ class EncoderModule(pl.LightningModule):
                 [m["similarities"] for m in models if m["role"] == role and m["split"] == "test"]))
                 for role in ("piracy", "homologous")}
             logger.experiment.log({"test/results": table, "test/similarity_cdf": wandb.Image(str(paths["cdf"])),
-                                   "test/reference_similarity": wandb.Histogram(reference), **hist})
+                                   "test/reference_similarity": wandb.Histogram(np.ravel(reference)), **hist})
