@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="test one suspect model file against an exported bundle",
                        description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a "
                        "pickle) on random (UAP, view) pairs of a bundle and test it against the bundle's "
-                       "reference similarities (one-sided Welch t-test). Needs no run directory and no Lightning.")
+                       "reference homologous models (one-sided t-test). Needs no run directory and no Lightning.")
     p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
     p.add_argument("--suspect", required=True, help="the suspect model file (.pt TorchScript, .pt2, .onnx)")
     p.add_argument("--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)")
@@ -165,8 +165,8 @@ def cmd_verify(args) -> int:
     print(f"bundle:     {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
     print(f"suspect:    {args.suspect} (api {suspect.api})")
     print(f"similarity: {result['similarity']:.4f} (mean of {num_fp} fingerprint pairs; "
-          f"closest reference model {result['reference_max_model_mean']:.4f})")
-    print(f"p-value:    {result['p_value']:.3g} (one-sided Welch t-test against the reference, alpha {alpha:g})")
+          f"reference models {', '.join(f'{m:.3f}' for m in result['reference_model_means'])})")
+    print(f"p-value:    {result['p_value']:.3g} (one-sided t-test against the reference models, alpha {alpha:g})")
     print(f"verdict:    {result['verdict']}")
     print(f"queries:    {result['queries']} images ({result['seconds']:.2f} s)")
     return 0

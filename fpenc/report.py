@@ -39,8 +39,10 @@ def roc_metrics(scores, positive) -> dict:
 
 
 def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.05, num_fingerprints: int = 20,
-                 repeats: int = 30, seed: int = 0, meta: dict | None = None) -> dict:
-    """``models``: dicts with id, role, architecture, optimizer, split and ``similarities [P]``.
+                 repeats: int = 30, seed: int = 0, test: str = "population", meta: dict | None = None) -> dict:
+    """``models``: dicts with id, role, architecture, optimizer, split and ``similarities [P]``;
+    ``reference [G, P]``: the reference homologous models' similarities; ``test``: how a suspect is
+    tested against them (:func:`fpenc.scoring.reference_pvalue`).
 
     Every model gets similarity, std, p_value (mean over ``repeats`` tests of ``num_fingerprints``
     pairs) and verdict; the metrics are over the test-split models, at model level (mean
@@ -49,10 +51,10 @@ def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.
     rows = []
     for m in models:
         sims = np.asarray(m["similarities"], dtype=np.float64)
-        test = repeated_test(sims, reference, num_fingerprints, repeats, seed)
+        result = repeated_test(sims, reference, num_fingerprints, repeats, seed, test)
         rows.append({k: m[k] for k in ("id", "role", "architecture", "optimizer", "split")} | {
             "similarity": round(float(sims.mean()), 6), "std": round(float(sims.std()), 6),
-            "p_value": test["p_value"], "verdict": verdict(test["p_value"], alpha),
+            "p_value": result["p_value"], "verdict": verdict(result["p_value"], alpha),
         })
     test_models = [(m, r) for m, r in zip(models, rows) if m["split"] == "test"]
     positive = [m["role"] == "piracy" for m, _ in test_models]
@@ -68,9 +70,9 @@ def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.
         "auc_models": model_metrics["auc"],
         "piracy_detected": f"{sum(r['verdict'] == PIRATED for r in piracy)}/{len(piracy)}",
         "homologous_accused": f"{sum(r['verdict'] == PIRATED for r in homologous)}/{len(homologous)}",
-        "alpha": alpha, "num_fingerprints": num_fingerprints, "repeats": repeats, "seed": seed,
+        "alpha": alpha, "num_fingerprints": num_fingerprints, "repeats": repeats, "seed": seed, "reference_test": test,
         "reference": {"count": int(np.size(reference)), "mean": float(np.mean(reference)), "std": float(np.std(reference)),
-                      **({"model_means": [round(float(r.mean()), 6) for r in reference]} if np.ndim(reference) == 2 else {})},
+                      "model_means": [round(float(r.mean()), 6) for r in np.atleast_2d(reference)]},
         **(meta or {}),
         "models": rows,
     }
@@ -82,11 +84,10 @@ def _fmt_p(p: float) -> str:
 
 def _reference_line(report: dict) -> str:
     ref, ids = report.get("reference", {}), report.get("reference_models", [])
-    if "model_means" in ref:
-        means = ", ".join(f"{i} {m:.3f}" for i, m in zip(ids, ref["model_means"]))
-        return (f"Reference: each of {len(ref['model_means'])} homologous models the encoder never trained on "
-                f"(a suspect must be significantly more similar than every one): {means}.")
-    return f"Reference: the pooled similarities of {', '.join(ids) or '?'} (mean {ref.get('mean', float('nan')):.3f})."
+    means = ", ".join(f"{i} {m:.3f}" for i, m in zip(ids, ref.get("model_means", [])))
+    how = {"population": "one-sided prediction t-test against the population of", "pooled":
+           "one-sided Welch t-test (the paper's) against the pooled similarities of"}[report.get("reference_test", "pooled")]
+    return f"Reference ({how} the homologous models the encoder never trained on): {means}."
 
 
 def format_markdown(report: dict) -> str:

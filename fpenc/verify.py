@@ -5,7 +5,7 @@ images of the chosen views (``V_chosen * N``) and the chosen perturbed images (`
 fingerprints ``[F, 2 N K]`` (laid out as :func:`fpenc.fingerprint.fingerprints.fingerprints`) go
 through the bundle's encoder. The cosine similarities of the suspect's and the victim's
 representations per pair are tested against the bundle's reference similarities (one-sided Welch
-t-test against each reference model, :func:`fpenc.scoring.reference_pvalue`); "pirated" is the
+t-test of the bundle's ``reference_test``, :func:`fpenc.scoring.reference_pvalue`); "pirated" is the
 verdict when p < alpha. The suspect's answers are reduced to what the bundle's encoder was
 trained on (its ``api``: a label-only encoder takes the arg-max of a suspect's probabilities).
 
@@ -76,7 +76,8 @@ def verify_suspect(bundle, suspect, num_fingerprints: int = 20, alpha: float = 0
     with torch.inference_mode():  # one encoder pass for both sides (eval mode: rows are independent)
         h = enc.encode(torch.cat([fps, bundle.victim_fingerprints[pairs[:, 0], pairs[:, 1]].float()]))
         sims = pair_similarities(h[: len(pairs)], h[len(pairs) :])
-    p = reference_pvalue(sims.numpy(), bundle.reference_similarities.numpy())
+    ref = bundle.reference_similarities.numpy()
+    p = reference_pvalue(sims.numpy(), ref, meta.get("reference_test", "population" if ref.ndim == 2 else "pooled"))
     return {
         "similarity": float(sims.mean()),
         "p_value": float(p),
@@ -88,8 +89,7 @@ def verify_suspect(bundle, suspect, num_fingerprints: int = 20, alpha: float = 0
         "pairs": pairs.tolist(),
         "similarities": [round(float(s), 6) for s in sims],
         "reference_mean": float(bundle.reference_similarities.double().mean()),
-        "reference_max_model_mean": float(bundle.reference_similarities.double().reshape(
-            -1, bundle.reference_similarities.shape[-1]).mean(1).max()),  # the closest reference model
+        "reference_model_means": [round(float(m), 6) for m in np.atleast_2d(ref).mean(1)],
         "victim": meta.get("victim_id"),
         "bundle_sha256": bundle.sha256,
         "seconds": round(time.perf_counter() - t0, 4),

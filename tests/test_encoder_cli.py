@@ -22,7 +22,7 @@ def encoder_config(tmp_path, data_root):
         key: {num_datapoints: 8, num_views: 3, neighbours: 4}
     """, extra=f"""
         seed_everything: 0
-        data: {{train_architectures: [fmnist_b], train_models_per_role: 2, batch_size: 256, progress: false}}
+        data: {{train_architectures: [fmnist_b], train_models_per_role: 1, batch_size: 256, progress: false}}
         model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, num_fingerprints: 4, repeats: 5, export_dir: {tmp_path / 'checkpoints'}}}
         trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
     """)
@@ -98,3 +98,10 @@ def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
                  "--trainer.max_epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "train_architectures" in err[-1]
+
+
+def test_population_test_needs_two_reference_models(fitted, capsys):
+    _, config = fitted
+    assert main(["fit", "--config", str(config), "--data.train_models_per_role", "2", "--trainer.max_epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "needs >= 2 reference homologous models" in err[-1] and "there are 1" in err[-1]

@@ -23,6 +23,7 @@ from fpenc.scoring import (
     NOT_SHOWN,
     PIRATED,
     pair_similarities,
+    population_pvalue,
     reference_pvalue,
     repeated_test,
     verdict,
@@ -409,16 +410,16 @@ def test_repeated_test_protocol():
     rng = np.random.default_rng(0)
     sims = rng.normal(0.7, 0.1, size=60)
     ref = rng.normal(0.4, 0.1, size=25)
-    out = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123)
+    out = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123, test="pooled")
     assert set(out) == {"p_value", "p_values", "similarity"}
     assert len(out["p_values"]) == 30
     assert out["p_value"] == pytest.approx(np.mean(out["p_values"]))
     assert out["similarity"] == pytest.approx(sims.mean())
     assert out["p_value"] < 1e-3
     # deterministic for a seed, different for another
-    again = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123)
+    again = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123, test="pooled")
     assert again == out
-    other = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=124)
+    other = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=124, test="pooled")
     assert other["p_values"] != out["p_values"]
     # each p-value is the Welch test of a draw without replacement with default_rng(seed)
     draw_rng = np.random.default_rng(123)
@@ -432,7 +433,7 @@ def test_repeated_test_all_fingerprints_and_small_suspect():
     rng = np.random.default_rng(1)
     sims = rng.normal(0.1, 0.1, size=10)
     ref = rng.normal(0.5, 0.1, size=10)
-    out = repeated_test(sims, ref, num_fingerprints=10, repeats=4, seed=0)
+    out = repeated_test(sims, ref, num_fingerprints=10, repeats=4, seed=0, test="pooled")
     # drawing all of them each time gives the same p-value every repeat
     assert len(out["p_values"]) == 4
     assert len(set(round(p, 12) for p in out["p_values"])) == 1
@@ -448,25 +449,39 @@ def test_repeated_test_all_fingerprints_and_small_suspect():
 def test_repeated_test_errors(kwargs):
     sims = np.linspace(0, 1, 10)
     with pytest.raises(ValueError):
-        repeated_test(sims, np.array([0.1, 0.2, 0.3]), **kwargs)
+        repeated_test(sims, np.array([0.1, 0.2, 0.3]), test="pooled", **kwargs)
 
 
-def test_reference_pvalue_per_model_is_the_largest_welch_p():
+def population_by_hand(s, rows):
+    """Prediction t-test of a new model against G reference models, written out."""
+    means = [sum(r) / len(r) for r in rows]
+    g, n = len(means), len(s)
+    m = sum(means) / g
+    var_m = sum((x - m) ** 2 for x in means) / (g - 1)
+    ms = sum(s) / n
+    var_s = sum((x - ms) ** 2 for x in s) / (n - 1)
+    return float(stats.t.sf((ms - m) / math.sqrt(var_m * (1 + 1 / g) + var_s / n), g - 1))
+
+
+def test_population_pvalue_matches_formula_and_spares_the_spread_of_innocent_models():
     rng = np.random.default_rng(7)
-    rows = np.stack([rng.normal(m, 0.05, size=40) for m in (0.2, 0.5, 0.8)])  # 3 reference models
-    suspect = rng.normal(0.7, 0.05, size=20)
-    each = [welch_by_hand(suspect, r) for r in rows]
-    assert reference_pvalue(suspect, rows) == pytest.approx(max(each), rel=1e-9)
-    assert reference_pvalue(suspect, rows.reshape(-1)) == pytest.approx(welch_by_hand(suspect, rows.reshape(-1)), rel=1e-9)
-    # above the pooled mean (0.5), below the closest reference model (0.8): the pooled test accuses it,
-    # the per-model (intersection-union) test does not
-    assert reference_pvalue(suspect, rows.reshape(-1)) < 1e-6 and reference_pvalue(suspect, rows) > 0.99
-    above_all = rng.normal(0.95, 0.02, size=20)
-    assert reference_pvalue(above_all, rows) < 1e-6
-    out = repeated_test(suspect, rows, num_fingerprints=10, repeats=3, seed=0)
-    assert out["p_value"] > 0.99
-    with pytest.raises(ValueError, match=r"\[R\] or \[G, P\]"):
-        reference_pvalue(suspect, rows[None])
+    rows = np.stack([rng.normal(m, 0.1, size=300) for m in (0.24, 0.38, 0.32)])  # 3 reference models
+    near = rng.normal(0.48, 0.1, size=20)  # an innocent model a little above the reference models
+    assert population_pvalue(near, rows) == pytest.approx(population_by_hand(near, rows), rel=1e-9)
+    assert reference_pvalue(near, rows) == population_pvalue(near, rows)
+    # the paper's pooled Welch test accuses it; the population test does not
+    assert reference_pvalue(near, rows, "pooled") == pytest.approx(welch_by_hand(near, rows.reshape(-1)), rel=1e-9)
+    assert reference_pvalue(near, rows, "pooled") < 1e-3 < 0.05 < reference_pvalue(near, rows)
+    copy = rng.normal(0.95, 0.03, size=20)  # a copy, far outside them
+    assert reference_pvalue(copy, rows) < 0.01
+    out = repeated_test(np.r_[near, near], rows, num_fingerprints=10, repeats=3, seed=0)
+    assert out["p_value"] > 0.05
+    with pytest.raises(ValueError, match="G >= 2"):
+        population_pvalue(near, rows[:1])
+    with pytest.raises(ValueError, match="G >= 2"):
+        population_pvalue(near, rows.reshape(-1))
+    with pytest.raises(ValueError, match="test must be one of"):
+        reference_pvalue(near, rows, "each")
 
 
 def test_verdict():

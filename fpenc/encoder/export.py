@@ -32,7 +32,7 @@ def export_from_run(encoder, dm, reference: np.ndarray, report: dict, export_dir
         "num_classes": dm.num_classes, "input_shape": list(bank["uaps"].shape[1:]), "api": dm.api,
         "uap": asdict(cfg.uap), "key": asdict(cfg.key),
         "alpha": report["alpha"], "num_fingerprints": report["num_fingerprints"], "repeats": report["repeats"],
-        "reference_models": report.get("reference_models", []),
+        "reference_models": report.get("reference_models", []), "reference_test": report["reference_test"],
         "test_auc": report["auc"], "test_tpr_at_1pct_fpr": report["tpr_at_1pct_fpr"],
     }
     path = bundle_path(export_dir, cfg.name)

@@ -18,10 +18,7 @@ import torch
 
 from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
-from fpenc.scoring import pair_similarities
-
-
-REFERENCE_TESTS = ("each", "pooled")
+from fpenc.scoring import REFERENCE_TESTS, pair_similarities
 
 
 class EncoderModule(pl.LightningModule):
@@ -31,15 +28,15 @@ class EncoderModule(pl.LightningModule):
         temperature: SupCon temperature.
         lr, weight_decay: AdamW.
         num_fingerprints, repeats, alpha: the test protocol (20 fingerprints, 30 draws, 0.05).
-        reference_test: "each" (default): the suspect must be significantly more similar than every
-            reference homologous model (intersection-union test, :mod:`fpenc.scoring`); "pooled":
-            than their pooled similarities (the paper's single t-test).
+        reference_test: "population" (default): is the suspect more similar than a new independently
+            trained model would be, given the reference models' similarities; "pooled": than the
+            reference similarities pooled (the paper's Welch test). See :mod:`fpenc.scoring`.
         export_dir: where ``test`` writes the verification bundle (None: no export).
     """
 
     def __init__(self, input_dim: int = 2000, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
                  dropout: float = 0.1, input_transform: str = "log", temperature: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 num_fingerprints: int = 20, repeats: int = 30, alpha: float = 0.05, reference_test: str = "each",
+                 num_fingerprints: int = 20, repeats: int = 30, alpha: float = 0.05, reference_test: str = "population",
                  export_dir: str | None = "checkpoints") -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0:
@@ -51,6 +48,18 @@ class EncoderModule(pl.LightningModule):
         self.criterion = SupConLoss(temperature)
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_report: dict | None = None
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "reference_models") or self.hparams.reference_test != "population":
+            return
+        if len(dm.reference_models()) < 2:
+            from fpenc.errors import ConfigError
+
+            raise ConfigError(
+                f"model.reference_test 'population' needs >= 2 reference homologous models (the validation "
+                f"homologous models of the training architectures), but there are {len(dm.reference_models())}: "
+                "add seeds to those grids, lower data.train_models_per_role, or set model.reference_test: pooled")
 
     # -- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -125,10 +134,8 @@ class EncoderModule(pl.LightningModule):
         reference_ids = {m.index for m in dm.reference_models()}
         hp = self.hparams
         reference = np.stack([sims[i] for i in sorted(reference_ids)])  # [G, P]: one row per reference model
-        if hp.reference_test == "pooled":
-            reference = reference.reshape(-1)
         report = build_report(models, reference, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
-                              repeats=hp.repeats, seed=dm.cfg.seed,
+                              repeats=hp.repeats, seed=dm.cfg.seed, test=hp.reference_test,
                               meta={"name": dm.cfg.name, "api": dm.api, "reference_test": hp.reference_test,
                                     "reference_models": sorted(
                                   records[i].id for i in reference_ids)})
