@@ -137,8 +137,8 @@ class EncoderModule(pl.LightningModule):
         report = build_report(models, reference, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
                               repeats=hp.repeats, seed=dm.cfg.seed, test=hp.reference_test,
                               meta={"name": dm.cfg.name, "api": dm.api, "reference_test": hp.reference_test,
-                                    "reference_models": sorted(
-                                  records[i].id for i in reference_ids)})
+                                    "reference_models": [  # in the order of the reference rows
+                                  records[i].id for i in sorted(reference_ids)]})
         if hp.export_dir:
             from fpenc.encoder.export import export_from_run
 

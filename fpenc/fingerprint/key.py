@@ -89,9 +89,11 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
             representations(m, images, "probs").argmax(1) for m in _reference_models(run_dir, k.reference)]
         wrong = np.flatnonzero(victim_errors(predicted, labels.numpy(), references))
         if len(wrong) < max(k.num_datapoints, k.neighbours):
+            hint = "fewer key.reference models, " if k.selection == "idiosyncratic" else ""
+            hint += "key.pool: test (10,000 images), " if k.pool != "test" else ""
             raise FpencError(f"only {len(wrong)} images of the {k.pool} pool pass key.selection '{k.selection}', fewer "
                              f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
-                             "lower them, or use key.pool: test, fewer reference models or key.selection: kmeans")
+                             f"lower them, or use {hint}or key.selection: kmeans")
         pool_idx, images, labels = pool_idx[wrong], images[torch.as_tensor(wrong)], labels[torch.as_tensor(wrong)]
     sel_reps = representations(victim, images, k.selection_layer)
     chosen = kmeans_select(sel_reps, k.num_datapoints, seed=cfg.seed, niter=k.kmeans_iters)
