@@ -4,8 +4,8 @@ F (UAP, view) pairs are drawn at random among the bundle's U*V; the suspect answ
 images of the chosen views (``V_chosen * N``) and the chosen perturbed images (``F * N``), and its
 fingerprints ``[F, 2 N K]`` (laid out as :func:`fpenc.fingerprint.fingerprints.fingerprints`) go
 through the bundle's encoder. The cosine similarities of the suspect's and the victim's
-representations per pair are tested against the bundle's reference similarities (one-sided Welch
-t-test of the bundle's ``reference_test``, :func:`fpenc.scoring.reference_pvalue`); "pirated" is the
+representations per pair are tested against the bundle's reference similarities (the one-sided
+t-test named by the bundle's ``reference_test``, :func:`fpenc.scoring.reference_pvalue`); "pirated" is the
 verdict when p < alpha. The suspect's answers are reduced to what the bundle's encoder was
 trained on (its ``api``: a label-only encoder takes the arg-max of a suspect's probabilities).
 
