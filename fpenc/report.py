@@ -3,8 +3,8 @@
 From each model's pair similarities (cosine similarity of encoder representations of its
 fingerprints and the victim's, one per (UAP, view) pair) and the reference homologous
 similarities: per-model similarity, mean p-value of the repeated t-test against the reference
-models (:mod:`fpenc.scoring`) and verdict; AUC and TPR at 1% / 5% FPR over the test models (piracy = positive); ``report.json``,
-``report.md`` and a CDF plot.
+models (:mod:`fpenc.scoring`) and verdict; AUC and TPR at 1% / 5% FPR over the test models
+(piracy = positive); ``report.json``, ``report.md`` and a CDF plot.
 """
 
 from __future__ import annotations
