@@ -108,6 +108,8 @@ class KeyConfig:
     # | idiosyncratic (errors on which every `reference` model predicts another class than the victim)
     reference: list[str] = field(default_factory=list)  # zoo ids of independent models (the encoder's training
     # homologous models only: a validation or test model here would bias the evaluation)
+    reference_quorum: float = 1.0  # idiosyncratic: share of `reference` models that must predict another class
+    # than the victim (1.0: every one; 0.8 of 5: any 4), lower it when too few images pass
 
 
 @dataclass
@@ -280,6 +282,9 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     if (k.selection == "idiosyncratic") != bool(k.reference):
         raise ConfigError("pipeline.key: selection 'idiosyncratic' needs reference (zoo ids of the encoder's training "
                           "homologous models), and reference is used by no other selection")
+    if not 0.0 < k.reference_quorum <= 1.0:
+        raise ConfigError(f"pipeline.key.reference_quorum must be in (0, 1] (the share of reference models that must "
+                          f"disagree with the victim), got {k.reference_quorum}")
     if k.num_datapoints < 1 or k.num_views < 1 or k.neighbours < k.num_views:
         raise ConfigError("pipeline.key: need num_datapoints >= 1, num_views >= 1 and neighbours >= num_views")
     return cfg

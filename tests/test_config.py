@@ -53,6 +53,8 @@ def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
         ("pipeline:\n  zoo:\n    victim: {options: [8, 16]}\n", r"victim.options: expected a mapping"),
         ("pipeline:\n  key: {selection: idiosyncratic}\n", r"'idiosyncratic' needs reference"),
         ("pipeline:\n  key: {reference: [homologous-x]}\n", r"reference is used by no other selection"),
+        ("pipeline:\n  key: {selection: idiosyncratic, reference: [h], reference_quorum: 1.5}\n",
+         r"reference_quorum must be in \(0, 1\]"),
     ],
 )
 def test_bad_configs_give_clear_errors(tmp_path, text, match):

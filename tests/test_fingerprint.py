@@ -206,6 +206,13 @@ def test_victim_errors_mask():
     ref_b = np.array([1, 1, 2, 0, 4])  # agrees with the victim's error on 3
     assert victim_errors(victim, labels, [ref_a]).tolist() == [False, False, False, True, True]
     assert victim_errors(victim, labels, [ref_a, ref_b]).tolist() == [False, False, False, False, True]
+    # a quorum of 1/2: one of the two reference models disagreeing is enough
+    assert victim_errors(victim, labels, [ref_a, ref_b], quorum=0.5).tolist() == [False, True, False, True, True]
+    ref_c = np.array([0, 2, 2, 0, 1])  # the victim's twin: agrees with every error
+    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=2 / 3).tolist() == [False, False, False, False, True]
+    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=1 / 3).tolist() == [False, True, False, True, True]
+    with pytest.raises(ValueError, match="quorum"):
+        victim_errors(victim, labels, [ref_a], quorum=0.0)
 
 
 def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):

@@ -7,14 +7,16 @@ key is self-contained), the config and the victim's hash it was built for.
 ``key.selection: errors`` draws the datapoints (and their views) only from pool images the
 victim misclassifies: its idiosyncrasies, which a copy inherits and an independently trained
 model mostly does not (``benchmarks/role_signal.py``; an idea of ours, not the paper's).
-``idiosyncratic`` keeps, of those, the images on which every ``key.reference`` model (the
-defender's own independently trained models) predicts another class than the victim: errors
+``idiosyncratic`` keeps, of those, the images on which the ``key.reference`` models (the
+defender's own independently trained models; every one of them, or the share
+``key.reference_quorum``) predict another class than the victim: errors
 that are the victim's own rather than the data's (in the spirit of Lukas et al.'s conferrable
 examples, without crafting anything).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 
@@ -33,12 +35,18 @@ def load_key(path) -> dict:
     return load_tensors(path, FORMAT, what="fingerprint key", remedy="delete it and rerun `fpenc fingerprint`")
 
 
-def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = ()) -> np.ndarray:
-    """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and every
-    reference model's prediction (each ``[M]``) differs from it: errors of the victim's own."""
-    keep = np.asarray(predicted) != np.asarray(labels)
-    for ref in references:
-        keep &= np.asarray(ref) != np.asarray(predicted)
+def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = (),
+                  quorum: float = 1.0) -> np.ndarray:
+    """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and at
+    least ``ceil(quorum * R)`` of the R reference models' predictions (each ``[M]``) differ from it:
+    errors of the victim's own. ``quorum`` 1.0: every reference model; 0.8 of 5: any 4."""
+    if not 0.0 < quorum <= 1.0:
+        raise ValueError(f"quorum must be in (0, 1], got {quorum}")
+    predicted = np.asarray(predicted)
+    keep = predicted != np.asarray(labels)
+    if len(references):
+        disagree = np.sum([np.asarray(ref) != predicted for ref in references], axis=0)
+        keep &= disagree >= math.ceil(quorum * len(references) - 1e-9)
     return keep
 
 
@@ -87,9 +95,9 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
         predicted = representations(victim, images, "probs").argmax(1)
         references = [] if k.selection == "errors" else [
             representations(m, images, "probs").argmax(1) for m in _reference_models(run_dir, k.reference)]
-        wrong = np.flatnonzero(victim_errors(predicted, labels.numpy(), references))
+        wrong = np.flatnonzero(victim_errors(predicted, labels.numpy(), references, k.reference_quorum))
         if len(wrong) < max(k.num_datapoints, k.neighbours):
-            hint = "fewer key.reference models, " if k.selection == "idiosyncratic" else ""
+            hint = "a lower key.reference_quorum, " if k.selection == "idiosyncratic" else ""
             hint += "key.pool: test (10,000 images), " if k.pool != "test" else ""
             raise FpencError(f"only {len(wrong)} images of the {k.pool} pool pass key.selection '{k.selection}', fewer "
                              f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "

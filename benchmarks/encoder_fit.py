@@ -1,0 +1,114 @@
+"""Benchmark: how long `fpenc fit` trains the fingerprint encoder on CPU (target < 2 min).
+
+The earlier stages (zoo, UAPs, key) are built first and not timed; then `fpenc fit`
+runs in this process (Lightning imported beforehand, so its ~9 s import is not counted) with
+`--trainer.logger false`, and a callback times `trainer.fit` from the start of training to its
+end (every epoch, every validation, the checkpoints). The whole `fit` call (which also
+fingerprints the zoo if that is not cached) is timed too. It
+refits the run's encoder (`runs/<name>/encoder/`), with the config's seed.
+Writes benchmarks/results/encoder_fit.json.
+
+    python benchmarks/encoder_fit.py -c configs/fmnist_demo.yaml [-c overlay.yaml] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results" / "encoder_fit.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", "--config", action="append", required=True, help="config files, stacked as in fpenc fit")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from fpenc.config import load_pipeline_config
+    from fpenc.fingerprint.key import build_key
+    from fpenc.uap.bank import build_uap_bank
+    from fpenc.zoo.builder import build_zoo
+
+    cfg = load_pipeline_config(args.config)
+    t0 = time.perf_counter()
+    build_zoo(cfg, progress=False)
+    build_uap_bank(cfg, progress=False)
+    build_key(cfg)
+    stages_s = time.perf_counter() - t0
+
+    import pytorch_lightning as pl
+
+    from fpenc import lightning_cli
+
+    span: dict[str, float] = {}
+
+    class Timer(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            span["start"] = time.perf_counter()
+
+        def on_train_end(self, trainer, pl_module):
+            span["end"] = time.perf_counter()
+            span["epochs"] = trainer.current_epoch
+            span["steps"] = trainer.global_step
+            span["best_separation"] = float(trainer.checkpoint_callback.best_model_score or float("nan"))
+
+    timer = Timer()
+    cli_class = lightning_cli._cli_class()
+
+    class TimedCLI(cli_class):  # the same CLI, with the timer added to the trainer's callbacks
+        def instantiate_trainer(self, **kwargs):
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), timer]
+            return super().instantiate_trainer(**kwargs)
+
+    fit_args = ["fit", *sum((["--config", c] for c in args.config), []), "--trainer.logger", "false",
+                "--trainer.enable_progress_bar", "false"]
+    lightning_cli._cli_class = lambda: TimedCLI
+    t0 = time.perf_counter()
+    rc = lightning_cli.main(fit_args)
+    fit_call_s = time.perf_counter() - t0
+    if rc != 0 or "end" not in span:
+        print(f"fpenc fit failed (exit {rc})", file=sys.stderr)
+        return 1
+    from fpenc.zoo.manifest import load_manifest
+
+    models = len(load_manifest(cfg.run_dir / "manifest.json")["models"])
+    result = {
+        "benchmark": "encoder_fit",
+        "configs": args.config,
+        "command": "python benchmarks/encoder_fit.py " + " ".join(f"-c {c}" for c in args.config),
+        "train_seconds": round(span["end"] - span["start"], 2),
+        "fit_call_seconds": round(fit_call_s, 2),
+        "earlier_stages_seconds_not_timed": round(stages_s, 2),
+        "epochs": span["epochs"],
+        "optimizer_steps": span["steps"],
+        "best_val_separation": round(span["best_separation"], 4),
+        "zoo_models": models,
+        "target": "fpenc fit of the encoder < 120 s on CPU",
+        "meets_target": span["end"] - span["start"] < 120,
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.is_available(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__, "lightning": pl.__version__},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)
+    print(json.dumps({k: result[k] for k in ("train_seconds", "fit_call_seconds", "epochs", "meets_target")}))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
