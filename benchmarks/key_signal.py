@@ -1,9 +1,9 @@
 """Which test images carry the piracy signal? Clean agreement with the victim on candidate key pools.
 
 For a zoo run, each suspect's agreement with the victim's predicted class is measured on four
-pools of test images: all of them, the victim's errors, the images on which every reference
-model (independently trained: pass the encoder's training homologous models) predicts another
-class than the victim, and the intersection of the two (``key.selection: idiosyncratic``).
+pools of test images: all of them, the victim's errors, the images on which the reference
+models (independently trained: pass the encoder's training homologous models; every one, or the
+share ``--quorum``) predict another class than the victim, and the intersection of the two (``key.selection: idiosyncratic``).
 "AUC" ranks piracy above homologous suspects of the architectures not excluded. No UAPs and no
 encoder: this is the signal a key drawn from that pool offers at best.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", help="a zoo run dir (runs/<name>)")
     ap.add_argument("--reference", nargs="+", required=True, help="ids of independent (homologous) reference models")
     ap.add_argument("--exclude", nargs="*", default=[], help="architectures to leave out of the ranking")
+    ap.add_argument("--quorum", type=float, default=1.0,
+                    help="share of reference models that must disagree with the victim (key.reference_quorum)")
     ap.add_argument("--dataset", default="fashion_mnist")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -49,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
 
     victim = predict("victim")
     refs = [predict(r) for r in args.reference]
-    disagree = np.logical_and.reduce([r != victim for r in refs])  # every reference predicts another class
+    need = math.ceil(args.quorum * len(refs) - 1e-9)  # reference models that must predict another class
+    disagree = np.sum([r != victim for r in refs], axis=0) >= need
     pools = {"all": np.ones_like(disagree), "victim_errors": victim_errors(victim, y), "references_disagree": disagree,
-             "idiosyncratic": victim_errors(victim, y, refs)}
+             "idiosyncratic": victim_errors(victim, y, refs, args.quorum)}
     rows = []
     for mid, e in sorted(entries.items()):
         if e["role"] not in ("piracy", "homologous") or e["architecture"] in args.exclude or mid in args.reference:
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     def auc(pool: str) -> float:
         return round(roc_metrics([r[pool] for r in rows], [r["role"] == "piracy" for r in rows])["auc"], 3)
 
-    result = {"run": str(run), "reference": args.reference, "excluded": args.exclude,
+    result = {"run": str(run), "reference": args.reference, "quorum": args.quorum, "excluded": args.exclude,
               "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},
               "auc": {k: auc(k) for k in pools}, "models": rows, "torch": torch.__version__}
     print(f"{'model':30s} " + " ".join(f"{k:>20s}" for k in pools))

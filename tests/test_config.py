@@ -79,3 +79,26 @@ def test_architecture_options_reach_the_plan(tmp_path):
     """)
     specs = plan_zoo(load_pipeline_config([path]))
     assert specs[0].options == {} and specs[1].options == {"channels": [8, 16]}
+
+
+@pytest.mark.parametrize("overlays", [[], ["configs/fmnist_converged.yaml"]])
+def test_shipped_encoder_layouts_are_consistent(overlays):
+    """The shipped configs' key references are encoder-training models, and the population test has
+    >= 3 reference (validation homologous) models: caught here, not 10 minutes into `make demo`."""
+    import yaml
+
+    from datamodules.fingerprints import assign_splits, check_key_reference
+    from fpenc.zoo.builder import plan_zoo
+
+    paths = ["configs/fmnist_demo.yaml", *overlays]
+    cfg = load_pipeline_config(paths)
+    data = {}
+    for p in paths:
+        data.update(yaml.safe_load(open(p)).get("data", {}))
+    models = [{"id": s.id, "role": s.role, "architecture": s.architecture, "optimizer": s.optimizer, "seed": s.seed}
+              for s in plan_zoo(cfg)]
+    splits = assign_splits(models, data["train_architectures"], data["train_models_per_role"])
+    check_key_reference(cfg.key.reference, splits)
+    reference = [m for m in models if m["role"] == "homologous" and splits[m["id"]] == "val"]
+    assert len(reference) >= 3
+    assert [m for m in models if splits[m["id"]] == "test"], "no unseen test models"
