@@ -21,6 +21,18 @@ from fpenc.encoder.network import FingerprintEncoder
 from fpenc.scoring import REFERENCE_TESTS, pair_similarities
 
 
+def encoder_checkpoints(folder: str | Path) -> list:
+    """``best.ckpt`` (the epoch of the highest ``val/separation``) and ``last.ckpt`` (rewritten every
+    epoch) in ``folder``. Two callbacks: with ``save_last=True`` Lightning 2.6 rewrites last.ckpt
+    only when best.ckpt improves, so "last" would silently be the best epoch."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return [ModelCheckpoint(dirpath=folder, filename="best", monitor="val/separation", mode="max",
+                            enable_version_counter=False),
+            ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                            enable_version_counter=False)]
+
+
 class EncoderModule(pl.LightningModule):
     """Args:
         input_dim: fingerprint width 2NK (linked from the datamodule by ``fpenc fit``).
@@ -72,13 +84,10 @@ class EncoderModule(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     def configure_callbacks(self):
-        from pytorch_lightning.callbacks import ModelCheckpoint
-
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "run_dir"):
             return []
-        return [ModelCheckpoint(dirpath=Path(dm.run_dir) / "encoder", filename="best", monitor="val/separation",
-                                mode="max", save_last=True, enable_version_counter=False)]
+        return encoder_checkpoints(Path(dm.run_dir) / "encoder")
 
     # -- collecting representations -----------------------------------------------------------------
     def _collect(self, batch) -> None:
