@@ -63,19 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             span["steps"] = trainer.global_step
             span["best_separation"] = float(trainer.checkpoint_callback.best_model_score or float("nan"))
 
-    timer = Timer()
-    cli_class = lightning_cli._cli_class()
-
-    class TimedCLI(cli_class):  # the same CLI, with the timer added to the trainer's callbacks
-        def instantiate_trainer(self, **kwargs):
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), timer]
-            return super().instantiate_trainer(**kwargs)
-
     fit_args = ["fit", *sum((["--config", c] for c in args.config), []), "--trainer.logger", "false",
                 "--trainer.enable_progress_bar", "false"]
-    lightning_cli._cli_class = lambda: TimedCLI
     t0 = time.perf_counter()
-    rc = lightning_cli.main(fit_args)
+    rc = lightning_cli.run(fit_args, callbacks=[Timer()])
     fit_call_s = time.perf_counter() - t0
     if rc != 0 or "end" not in span:
         print(f"fpenc fit failed (exit {rc})", file=sys.stderr)

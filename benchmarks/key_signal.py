@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 
 def main(argv: list[str] | None = None) -> None:
     from datamodules.datasets import load_dataset
-    from fpenc.fingerprint.key import victim_errors
+    from fpenc.fingerprint.key import references_disagree, victim_errors
     from fpenc.report import roc_metrics
     from fpenc.zoo.builder import load_zoo_model
     from fpenc.zoo.evaluate import predict_probs
@@ -52,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     victim = predict("victim")
     refs = [predict(r) for r in args.reference]
-    need = math.ceil(args.quorum * len(refs) - 1e-9)  # reference models that must predict another class
-    disagree = np.sum([r != victim for r in refs], axis=0) >= need
+    disagree = references_disagree(victim, refs, args.quorum)
     pools = {"all": np.ones_like(disagree), "victim_errors": victim_errors(victim, y), "references_disagree": disagree,
              "idiosyncratic": victim_errors(victim, y, refs, args.quorum)}
     rows = []

@@ -69,8 +69,9 @@ def _cli_class():
     return FpencLightningCLI
 
 
-def run(args: list[str]) -> int:
-    """Run ``fit``/``validate``/``test`` with LightningCLI; ``args`` start with the subcommand."""
+def run(args: list[str], callbacks: list | None = None) -> int:
+    """Run ``fit``/``validate``/``test`` with LightningCLI; ``args`` start with the subcommand.
+    ``callbacks``: extra Lightning callbacks for the trainer (added to the config's)."""
     from fpenc.config import load_pipeline_config
 
     if not args or args[0] not in SUBCOMMANDS:
@@ -93,6 +94,7 @@ def run(args: list[str]) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli_class = _cli_class()
     cli_class(EncoderModule, FingerprintDataModule, args=args, seed_everything_default=0,
+              trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
               save_config_kwargs={"overwrite": True}, subclass_mode_model=False, subclass_mode_data=False)
     return 0
 

@@ -35,19 +35,23 @@ def load_key(path) -> dict:
     return load_tensors(path, FORMAT, what="fingerprint key", remedy="delete it and rerun `fpenc fingerprint`")
 
 
-def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = (),
-                  quorum: float = 1.0) -> np.ndarray:
-    """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and at
-    least ``ceil(quorum * R)`` of the R reference models' predictions (each ``[M]``) differ from it:
-    errors of the victim's own. ``quorum`` 1.0: every reference model; 0.8 of 5: any 4."""
+def references_disagree(predicted: np.ndarray, references: list[np.ndarray], quorum: float = 1.0) -> np.ndarray:
+    """Mask ``[M]``: at least ``ceil(quorum * R)`` of the R reference models' predictions (each ``[M]``)
+    differ from the victim's ``predicted [M]``. ``quorum`` 1.0: every reference model; 0.8 of 5: any 4."""
     if not 0.0 < quorum <= 1.0:
         raise ValueError(f"quorum must be in (0, 1], got {quorum}")
     predicted = np.asarray(predicted)
-    keep = predicted != np.asarray(labels)
-    if len(references):
-        disagree = np.sum([np.asarray(ref) != predicted for ref in references], axis=0)
-        keep &= disagree >= math.ceil(quorum * len(references) - 1e-9)
-    return keep
+    if not len(references):
+        return np.ones(predicted.shape, dtype=bool)
+    disagree = np.sum([np.asarray(ref) != predicted for ref in references], axis=0)
+    return disagree >= math.ceil(quorum * len(references) - 1e-9)
+
+
+def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = (),
+                  quorum: float = 1.0) -> np.ndarray:
+    """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and, with
+    reference models, :func:`references_disagree` with it (none: every error): errors of the victim's own."""
+    return (np.asarray(predicted) != np.asarray(labels)) & references_disagree(predicted, references, quorum)
 
 
 def _reference_models(run_dir, ids: list[str]) -> list:
