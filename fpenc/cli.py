@@ -52,8 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Computes many UAPs of the victim, a piracy and a homologous model and "
                        "reports the distribution inconsistency of each against the victim's UAP subspace.")
     _add_config(p)
-    p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64)")
+    p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64; the paper: 784 = d on FMNIST)")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per batch of UAPs (default 60)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per UAP per step (default 32)")
+    p.add_argument("--norm", choices=["linf", "l2"], help="default: the config's uap.norm")
+    p.add_argument("--eps", type=float, help="default: the config's uap.eps")
+    p.add_argument("--lr", type=float, help="Adam step on the UAPs (default: the config's uap.lr)")
+    p.add_argument("--init-scale", type=float, default=1e-3,
+                   help="random start, as a share of eps (default 0.001, near zero; 1: anywhere in the ball)")
+    p.add_argument("--chunk", type=int, default=64, help="UAPs computed (and cached) at once (default 64)")
+    p.add_argument("--models", nargs="+", metavar="ID", help="suspects to compare (default: the piracy and "
+                   "homologous models of the first piracy model's architecture and optimizer)")
     p = sub.add_parser("verify", help="test one suspect model file against an exported bundle",
                        description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a "
                        "pickle) on random (UAP, view) pairs of a bundle and test it against the bundle's "
@@ -100,9 +109,11 @@ def _stages_up_to_uap(cfg, args):
 
 def cmd_uap(args) -> int:
     cfg = _pipeline_config(args)
+    from dataclasses import asdict
+
     from datamodules.datasets import load_dataset
     from fpenc.uap.bank import holdout_images, time_to_target
-    from fpenc.uap.report import format_fooling, zoo_fooling
+    from fpenc.uap.report import format_fooling, write_fooling, zoo_fooling
 
     bank = _stages_up_to_uap(cfg, args)
     u = cfg.uap
@@ -112,7 +123,11 @@ def cmd_uap(args) -> int:
         reach = f"{t80:.1f}s to 80%" if t80 is not None else "never reached 80%"
         print(f"  uap {i}: victim fooling rate {fr:.3f} on held-out images, {sec:.1f}s ({reach})")
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    print(format_fooling(zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))))
+    rows = zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))
+    print(format_fooling(rows))
+    path = write_fooling(cfg.run_dir / "uap_transfer.json", rows, {**asdict(u), "seed": cfg.seed,
+                         "victim_fooling_rates": [float(f) for f in bank["fooling_rates"]]})
+    print(f"wrote {path}")
     return 0
 
 
@@ -135,7 +150,9 @@ def cmd_subspace(args) -> int:
     from fpenc.zoo.builder import build_zoo
 
     build_zoo(cfg, progress=not args.no_progress)
-    print(format_subspace(subspace_analysis(cfg, args.num_uaps, args.steps, progress=not args.no_progress)))
+    print(format_subspace(subspace_analysis(
+        cfg, args.num_uaps, args.steps, norm=args.norm, eps=args.eps, lr=args.lr, batch_size=args.batch_size,
+        init_scale=args.init_scale, chunk=args.chunk, models=args.models, progress=not args.no_progress)))
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -78,7 +81,7 @@ def test_uap_bank_on_tiny_zoo_caches(tmp_path, tiny_fmnist):
 
     config = tiny_zoo_config(tmp_path, tiny_fmnist)
     overlay = tmp_path / "uap.yaml"
-    overlay.write_text("pipeline:\n  name: tiny\n  uap: {num_uaps: 2, steps: 5, batch_size: 32, holdout: 50, eps: 0.3}\n")
+    overlay.write_text("pipeline:\n  name: tiny\n  uap: {num_uaps: 2, steps: 10, batch_size: 32, holdout: 50, eps: 0.3, lr: 0.1}\n")
     args = ["uap", "--config", str(config), "--config", str(overlay), "--no-progress"]
     assert main(args) == 0
     from fpenc.uap.bank import load_bank
@@ -88,6 +91,24 @@ def test_uap_bank_on_tiny_zoo_caches(tmp_path, tiny_fmnist):
     assert bank["uaps"].abs().max() <= 0.3 + 1e-6
     assert not torch.equal(bank["uaps"][0], bank["uaps"][1])  # seeded members differ
     assert len(bank["fooling_rates"]) == 2 and all(0 <= f <= 1 for f in bank["fooling_rates"])
+    transfer = json.loads((tmp_path / "runs/tiny/uap_transfer.json").read_text())
+    rows = {r["id"]: r for r in transfer["models"]}
+    assert len(rows) == 5 and transfer["bank"]["eps"] == 0.3
+    assert rows["victim"]["follows_mean"] == 1.0  # the victim is fooled exactly its own way
+    assert rows["victim"]["fooling_mean"] == pytest.approx(np.mean(bank["fooling_rates"]), abs=1e-6)
+    assert all(0 <= r[k] <= 1 for r in rows.values() for k in ("fooling_mean", "follows_mean"))
+    assert {p["architecture"] for p in transfer["pairs"]} == {"fmnist_b", "fmnist_c"}
     mtime = (tmp_path / "runs/tiny/uaps.pt").stat().st_mtime_ns
     assert main(args) == 0
     assert (tmp_path / "runs/tiny/uaps.pt").stat().st_mtime_ns == mtime  # cached, not recomputed
+
+
+def test_transfer_matches_a_naive_count():
+    from fpenc.uap.report import transfer
+
+    g = torch.Generator().manual_seed(0)
+    vc, va, c, a = (torch.randint(0, 4, (200,), generator=g) for _ in range(4))
+    got = transfer(vc, va, c, a)
+    fooled = [i for i in range(200) if va[i] != vc[i]]
+    assert got["fooling"] == pytest.approx(sum(int(a[i] != c[i]) for i in range(200)) / 200)
+    assert got["follows"] == pytest.approx(sum(int(a[i] == va[i]) for i in fooled) / len(fooled))

@@ -9,33 +9,54 @@ UAP energy along each principal direction, ``p_M = mean_i P_M[i]^2`` normalised 
     D(M, V) = || p_M - p_V ||_1                                   (0 = same distribution)
 
 measured against the profile of a second, independently seeded set of victim UAPs (the
-victim's own sampling noise is reported as "victim" for reference). The paper finds the
-homologous inconsistency about 3x the piracy one on FMNIST.
+victim's own sampling noise is reported as "victim" for reference). The paper (n = d = 784 UAPs
+per model on FMNIST) finds the homologous inconsistency about 3x the piracy one.
+
+Every model's UAP matrix is cached in ``runs/<name>/subspace/`` chunk by chunk (atomically,
+keyed by the model's weights and the settings), so an interrupted analysis resumes; the
+result goes to ``subspace_<norm>_eps<eps>_n<num_uaps>.json`` and Figure 2's two panels to the
+``.png`` of the same name.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fpenc.uap.projection import project
+from fpenc.io import atomic_path, load_tensors, save_tensors, write_json
+from fpenc.uap.projection import check_norm, project
+
+SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
 
 
 def batched_sgd_uaps(net: torch.nn.Module, images: torch.Tensor, num_uaps: int, eps: float, norm: str,
                      steps: int, batch_size: int = 32, lr: float = 0.01, seed: int = 0,
-                     progress: bool = False, desc: str = "uaps") -> torch.Tensor:
+                     progress: bool = False, desc: str = "uaps", init_scale: float = 1e-3) -> torch.Tensor:
     """``num_uaps`` SGD-UAPs of ``net`` at once, ``[n, C, H, W]``; each sees its own random
-    mini-batches of ``images`` (uint8 ``[N, C, H, W]``) and starts from its own random point."""
+    mini-batches of ``images`` (uint8 ``[N, C, H, W]``) and starts from its own random point,
+    uniform in ``[-1, 1]^d`` times ``init_scale * eps`` (projected onto the ball). Start near 0
+    (the default, as :class:`~fpenc.uap.module.SGDUAPModule`): a start anywhere in the ball
+    leaves a random component in every UAP (victim fooling 0.58 instead of 0.88 at L-inf 0.25
+    on the demo victim) that hides the subspace the gradients span."""
+    if num_uaps < 1 or steps < 1 or batch_size < 1:
+        raise ValueError(f"num_uaps, steps and batch_size must be >= 1, got {num_uaps}, {steps}, {batch_size}")
     g = torch.Generator().manual_seed(seed)
     net = net.eval().requires_grad_(False)
+    device = next(net.parameters()).device
     shape = images.shape[1:]
-    v = project((torch.rand((num_uaps, *shape), generator=g) * 2 - 1) * eps, eps, norm).requires_grad_(True)
+    v0 = (torch.rand((num_uaps, *shape), generator=g) * 2 - 1) * eps * init_scale
+    v = project(v0, eps, norm).to(device).requires_grad_(True)
     opt = torch.optim.Adam([v], lr=lr)
     for _ in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
         idx = torch.randint(len(images), (num_uaps, batch_size), generator=g)
-        x = images[idx].float() / 255.0  # [n, B, C, H, W]
+        x = (images[idx].float() / 255.0).to(device)  # [n, B, C, H, W]
         with torch.no_grad():
             clean = net(x.flatten(0, 1)).argmax(1)
         logits = net((x + v.unsqueeze(1)).clamp(0, 1).flatten(0, 1))
@@ -45,15 +66,16 @@ def batched_sgd_uaps(net: torch.nn.Module, images: torch.Tensor, num_uaps: int, 
         opt.step()
         with torch.no_grad():
             v.copy_(project(v, eps, norm))
-    return v.detach()
+    return v.detach().cpu()
 
 
-def principal_basis(uaps: torch.Tensor) -> torch.Tensor:
-    """Right singular vectors ``[d, r]`` of the unit-normalised UAP matrix (r = numerical rank)."""
+def principal_basis(uaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right singular vectors ``[d, r]`` of the unit-normalised UAP matrix (r = numerical rank),
+    and its singular values ``[r]``, largest first."""
     m = F.normalize(uaps.flatten(1).double(), dim=1)
     _, s, vh = torch.linalg.svd(m, full_matrices=False)
     r = int((s > s[0] * 1e-6).sum())
-    return vh[:r].T
+    return vh[:r].T, s[:r]
 
 
 def profile(uaps: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
@@ -67,46 +89,152 @@ def inconsistency(uaps_m: torch.Tensor, reference_profile: np.ndarray, basis: to
     return float(np.abs(profile(uaps_m, basis) - reference_profile).sum())
 
 
-def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, progress: bool = True) -> list[dict]:
-    """Inconsistency of a second victim UAP set, and of each piracy/homologous model of the
-    first piracy model's architecture and optimizer, against the victim's UAP subspace."""
+def _settings_tag(model_sha: str, settings: dict, seed: int) -> str:
+    blob = json.dumps({"model": model_sha, "seed": seed, **settings}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def cached_uaps(net: torch.nn.Module, images: torch.Tensor, path: Path, tag: str, settings: dict, seed: int,
+                chunk: int, progress: bool, desc: str) -> torch.Tensor:
+    """``settings['num_uaps']`` UAPs of ``net``, computed ``chunk`` at a time; each finished chunk is
+    saved to ``path`` (atomically), so a killed run resumes where it stopped. Chunk ``c`` is
+    seeded ``seed + c``, whatever the chunks before it did."""
+    done = torch.empty(0)
+    if path.is_file():
+        payload = load_tensors(path, SUBSPACE_FORMAT, "subspace UAP cache")
+        if payload.get("tag") == tag:
+            done = payload["uaps"]
+    n = settings["num_uaps"]
+    while len(done) < n:
+        c = len(done) // chunk
+        k = min(chunk, n - len(done))
+        new = batched_sgd_uaps(net, images, k, settings["eps"], settings["norm"], settings["steps"],
+                               settings["batch_size"], settings["lr"], seed=seed + c, progress=progress,
+                               desc=f"{desc} {len(done) + k}/{n}", init_scale=settings["init_scale"])
+        done = torch.cat([done.reshape(-1, *new.shape[1:]), new])
+        save_tensors(path, {"tag": tag, "settings": settings, "seed": seed, "uaps": done}, SUBSPACE_FORMAT)
+    return done[:n]
+
+
+def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None = None, eps: float | None = None,
+                      lr: float | None = None, batch_size: int = 32, init_scale: float = 1e-3, chunk: int = 64,
+                      models: list[str] | None = None, progress: bool = True) -> dict:
+    """Inconsistency D of a second victim UAP set, and of each chosen suspect's UAPs, against the
+    victim's UAP subspace. ``models``: zoo ids (default: the piracy and homologous models of the
+    first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
     from datamodules.datasets import load_dataset
     from datamodules.splits import load_splits
     from fpenc.zoo.builder import load_zoo_model
     from fpenc.zoo.manifest import load_manifest
 
-    run_dir = cfg.run_dir
-    models = load_manifest(run_dir / "manifest.json")["models"]
-    victim = next(m for m in models if m["role"] == "victim")
-    first = next((m for m in models if m["role"] == "piracy"), None)
-    if first is None:
-        raise ValueError("the zoo has no piracy model")
-    chosen = [m for m in models if m["role"] in ("piracy", "homologous")
-              and m["architecture"] == first["architecture"] and m["optimizer"] == first["optimizer"]]
+    if num_uaps < 2 or chunk < 1:
+        raise ValueError(f"num_uaps must be >= 2 and chunk >= 1, got {num_uaps} and {chunk}")
+    run_dir = Path(cfg.run_dir)
+    entries = load_manifest(run_dir / "manifest.json")["models"]
+    by_id = {m["id"]: m for m in entries}
+    victim = next(m for m in entries if m["role"] == "victim")
+    if models:
+        unknown = [i for i in models if i not in by_id or by_id[i]["role"] == "victim"]
+        if unknown:
+            raise ValueError(f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
+                             f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}")
+        chosen = [by_id[i] for i in models]
+    else:
+        first = next((m for m in entries if m["role"] == "piracy"), None)
+        if first is None:
+            raise ValueError(f"the zoo in {run_dir} has no piracy model; pass the models to compare")
+        chosen = [m for m in entries if m["role"] in ("piracy", "homologous")
+                  and m["architecture"] == first["architecture"] and m["optimizer"] == first["optimizer"]]
+    u = cfg.uap
+    settings = {"num_uaps": num_uaps, "steps": steps, "norm": check_norm(norm or u.norm),
+                "eps": float(u.eps if eps is None else eps), "lr": float(u.lr if lr is None else lr),
+                "batch_size": batch_size, "init_scale": float(init_scale)}
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     splits, _ = load_splits(run_dir / "splits.npz")
     images = arrays.train_x[torch.as_tensor(splits["victim"])]
-    u = cfg.uap
-    run = lambda net, seed, desc: batched_sgd_uaps(net, images, num_uaps, u.eps, u.norm, steps, lr=u.lr,  # noqa: E731
-                                                   seed=seed, progress=progress, desc=desc)
-    vnet = load_zoo_model(victim, run_dir)
-    basis_uaps = run(vnet, 1000, "victim UAPs")
-    basis = principal_basis(basis_uaps)
+    out_dir = run_dir / "subspace"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def uaps_of(entry: dict, seed: int, label: str) -> tuple[torch.Tensor, float]:
+        t0 = time.perf_counter()
+        tag = _settings_tag(entry["sha256"], settings, seed)
+        net = load_zoo_model(entry, run_dir).to(device)
+        got = cached_uaps(net, images, out_dir / f"{label}-{tag}.pt", tag, settings, seed, chunk, progress, label)
+        return got, time.perf_counter() - t0
+
+    t_start = time.perf_counter()
+    basis_uaps, _ = uaps_of(victim, 1000, "victim-basis")
+    basis, singular = principal_basis(basis_uaps)
     ref = profile(basis_uaps, basis)
-    rows = [{"id": "victim (2nd UAP set)", "role": "victim", "D": inconsistency(run(vnet, 2000, "victim UAPs 2"), ref, basis)}]
-    for m in chosen:
-        rows.append({"id": m["id"], "role": m["role"], "D": inconsistency(run(load_zoo_model(m, run_dir), 3000, m["id"]), ref, basis)})
-    for r in rows:
-        r.update(num_uaps=num_uaps, rank=int(basis.shape[1]))
-    return rows
-
-
-def format_subspace(rows: list[dict]) -> str:
-    lines = [f"{'model':<32} {'role':<11} inconsistency D (eq. 5, our reading)"]
-    lines += [f"{r['id']:<32} {r['role']:<11} {r['D']:.4f}" for r in rows]
+    jobs = [(victim, 2000, "victim-2nd", "victim (2nd UAP set)", "victim")]
+    jobs += [(m, 3000, m["id"], m["id"], m["role"]) for m in chosen]
+    rows, profiles = [], {"victim (basis set)": ref}
+    for entry, seed, label, shown, role in jobs:
+        got, sec = uaps_of(entry, seed, label)
+        profiles[shown] = profile(got, basis)
+        rows.append({"id": shown, "role": role, "architecture": entry["architecture"], "D": inconsistency(got, ref, basis),
+                     "seconds": round(sec, 1)})
     pir = [r["D"] for r in rows if r["role"] == "piracy"]
     hom = [r["D"] for r in rows if r["role"] == "homologous"]
-    if pir and hom:
-        lines.append(f"homologous / piracy = {np.mean(hom) / max(np.mean(pir), 1e-12):.2f} (paper, FMNIST: about 3)")
-    lines.append(f"({rows[0]['num_uaps']} UAPs per model, victim subspace rank {rows[0]['rank']})")
+    result = {"settings": settings, "rank": int(basis.shape[1]), "rows": rows,
+              "ratio_homologous_to_piracy": float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None,
+              "singular_values": singular.tolist(), "seconds": round(time.perf_counter() - t_start, 1),
+              "device": device, "paper": "homologous / piracy about 3 on FMNIST (n = d = 784 UAPs per model)"}
+    stem = f"subspace_{settings['norm']}_eps{settings['eps']:g}_n{num_uaps}"
+    paths = {"json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
+    write_json(paths["json"], result)
+    plot_subspace(profiles, rows, paths["png"])
+    result["paths"] = {k: str(v) for k, v in paths.items()}
+    return result
+
+
+def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str | Path, top: int = 50) -> Path:
+    """Figure 2: (a) the energy profile over the victim's first ``top`` principal directions,
+    per model; (b) the inconsistency D per model, coloured by role."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"victim": "tab:gray", "piracy": "tab:red", "homologous": "tab:blue"}
+    role_of = {r["id"]: r["role"] for r in rows}
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, p in profiles.items():
+        role = role_of.get(name, "victim")
+        k = min(top, len(p))
+        ax.plot(np.arange(1, k + 1), p[:k], color=colors[role], alpha=0.9 if role == "victim" else 0.6,
+                lw=2 if name == "victim (basis set)" else 1, label=name if role == "victim" else None)
+    for role in ("piracy", "homologous"):
+        ax.plot([], [], color=colors[role], label=role)
+    ax.set_yscale("log")
+    ax.set_xlabel("victim principal direction (by singular value)")
+    ax.set_ylabel("share of UAP energy")
+    ax.set_title("(a) projections on the victim's UAP basis")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    bx.bar(range(len(rows)), [r["D"] for r in rows], color=[colors[r["role"]] for r in rows])
+    bx.set_xticks(range(len(rows)), [r["id"].replace("homologous", "hom").replace("piracy", "pir") for r in rows],
+                  rotation=60, ha="right", fontsize=7)
+    bx.set_ylabel("inconsistency D (eq. 5, our reading)")
+    bx.set_title("(b) inconsistency with the victim")
+    bx.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_subspace(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"{'model':<32} {'role':<11} {'D (eq. 5, our reading)':<24} seconds"]
+    lines += [f"{r['id']:<32} {r['role']:<11} {r['D']:<24.4f} {r['seconds']:.1f}" for r in result["rows"]]
+    if result["ratio_homologous_to_piracy"] is not None:
+        lines.append(f"homologous / piracy = {result['ratio_homologous_to_piracy']:.2f} (paper, FMNIST: about 3)")
+    lines.append(f"({s['num_uaps']} {s['norm']} UAPs of eps {s['eps']} per model, {s['steps']} steps of "
+                 f"{s['batch_size']} images; victim subspace rank {result['rank']}; {result['seconds']:.0f} s on "
+                 f"{result['device']})")
+    if "paths" in result:
+        lines.append(f"wrote {result['paths']['json']} and {result['paths']['png']}")
     return "\n".join(lines)
