@@ -13,7 +13,7 @@ its fingerprints with the victim's on the same (UAP, view) pairs and reports sim
 Each is "higher = closer to the victim"; the AUC of each (piracy = positive) over the suspects of
 the chosen architectures says whether that statistic alone separates the roles. An encoder can
 only generalise to unseen architectures if some such signal beats the spread between
-architectures. Usage (see benchmarks/README.md):
+architectures. Usage (results in README.md, "Where the signal is"):
 
     python benchmarks/role_signal.py runs/fmnist_demo [more runs ...] --exclude fmnist_b \
         --out benchmarks/results/role_signal_demo.json

@@ -1,48 +1,110 @@
-"""How victim UAPs at several budgets transfer to the demo zoo, by role and architecture.
+"""How victim UAPs at several budgets transfer to a zoo, by architecture and role.
 
-Run from the repository root after `fpenc zoo --config configs/fmnist_demo.yaml`:
-    .venv/bin/python benchmarks/uap_budget_sweep.py linf:0.25 linf:0.1 l2:3 l2:1.5
-Prints, per architecture and role, the fooling rate, the agreement with the victim on x+v, and that
-agreement on the images that fool the victim (3 UAPs per budget, seed 0, 2,000 test images).
+For each budget (``norm:eps``), computes 3 SGD-UAPs of the victim (seed 0, 100 steps of 256 of
+its training images, started near 0) and, on 2,000 held-out test images, every model's
+``fooling`` rate and how often it ``follows`` the victim (predicts the victim's new class where
+the UAP fools the victim; fpenc.uap.report). ``--piracy-runs`` adds the piracy models of other
+zoos built on the same victim and splits (e.g. CloudLeak extraction) as extra groups.
+
+    fpenc zoo -c configs/fmnist_demo.yaml -c benchmarks/configs/cloudleak.yaml   # optional
+    .venv/bin/python benchmarks/uap_budget_sweep.py -c configs/fmnist_demo.yaml \
+        --budgets linf:0.25 linf:0.1 l2:3 --piracy-runs runs/demo_cloudleak \
+        --out benchmarks/results/uap_budget_sweep.json
 """
-import sys, json, time, numpy as np, torch
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from fpenc.config import load_pipeline_config
-from fpenc.zoo.builder import load_zoo_model
-from fpenc.uap.subspace import batched_sgd_uaps
-from datamodules.datasets import load_dataset
-from datamodules.splits import load_splits
-cfg = load_pipeline_config(["configs/fmnist_demo.yaml"])
 
-man = json.load(open(f"runs/fmnist_demo/manifest.json"))["models"]
-nets = {m["id"]: load_zoo_model(m, "runs/fmnist_demo") for m in man}
-arr = load_dataset("fashion_mnist")
-splits, _ = load_splits("runs/fmnist_demo/splits.npz")
-train = arr.train_x[torch.as_tensor(splits["victim"])]
-hold = arr.test_x[:2000].float() / 255
-victim = nets["victim"]
-with torch.no_grad():
-    pred = {i: n(hold).argmax(1) for i, n in nets.items()}
-for norm, eps in [(a, float(b)) for a, b in (x.split(":") for x in sys.argv[1:])]:
-    t = time.time()
-    uaps = batched_sgd_uaps(victim, train, 3, eps, norm, steps=100, batch_size=256, lr=0.01 if norm == "linf" else 0.1, seed=0)
-    rows = {}
-    with torch.no_grad():
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datamodules.datasets import load_dataset  # noqa: E402
+from datamodules.splits import load_splits  # noqa: E402
+from fpenc.config import load_pipeline_config  # noqa: E402
+from fpenc.io import write_json  # noqa: E402
+from fpenc.uap.bank import holdout_images  # noqa: E402
+from fpenc.uap.report import _predictions, transfer  # noqa: E402
+from fpenc.uap.subspace import batched_sgd_uaps  # noqa: E402
+from fpenc.zoo.builder import load_zoo_model  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", "--config", action="append", required=True, help="pipeline config(s) of the zoo")
+    ap.add_argument("--budgets", nargs="+", default=["linf:0.25", "linf:0.1", "l2:3"], help="norm:eps ...")
+    ap.add_argument("--piracy-runs", nargs="*", default=[], help="other run dirs whose piracy models to add")
+    ap.add_argument("--out", help="write the results here (JSON)")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+
+    cfg = load_pipeline_config(args.config)
+    groups = {"": cfg.run_dir, **{Path(r).name: Path(r) for r in args.piracy_runs}}
+    models = []  # (group, entry, net)
+    victim_sha = None
+    for group, run in groups.items():
+        for m in json.loads((run / "manifest.json").read_text())["models"]:
+            if m["role"] == "victim":
+                victim_sha = victim_sha or m["sha256"]
+                if m["sha256"] != victim_sha:
+                    raise SystemExit(f"{run} has another victim than {cfg.run_dir}: compare zoos of one victim")
+            if group == "" or m["role"] == "piracy":
+                models.append((group, m, load_zoo_model(m, run)))
+    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    splits, _ = load_splits(cfg.run_dir / "splits.npz")
+    train = arrays.train_x[torch.as_tensor(splits["victim"])]
+    holdout = holdout_images(arrays, 2000, cfg.seed)
+    victim = next(net for g, m, net in models if m["role"] == "victim")
+    clean = {(g, m["id"]): _predictions(net, holdout, None) for g, m, net in models}
+    v_clean = clean[("", "victim")]
+
+    results = []
+    for budget in args.budgets:
+        norm, eps = budget.split(":")
+        eps = float(eps)
+        t0 = time.perf_counter()
+        uaps = batched_sgd_uaps(victim, train, 3, eps, norm, steps=100, batch_size=256,
+                                lr=0.01 if norm == "linf" else 0.1, seed=0)
+        seconds = time.perf_counter() - t0
+        per_model = {}
         for v in uaps:
-            adv = (hold + v).clamp(0, 1)
-            pv = victim(adv).argmax(1)
-            for i, n in nets.items():
-                pa = n(adv).argmax(1)
-                fool = (pa != pred[i]).float().mean().item()
-                agree = (pa == pv).float().mean().item()
-                # agreement restricted to images where the victim is fooled
-                fooled = pv != pred["victim"]
-                agf = (pa[fooled] == pv[fooled]).float().mean().item()
-                rows.setdefault(i, []).append((fool, agree, agf))
-    print(f"== {norm} eps {eps}: {time.time()-t:.1f}s victim fool {np.mean([r[0] for r in rows['victim']]):.3f}")
-    for a in ["fmnist_b", "fmnist_c", "fmnist_d", "fmnist_e"]:
-        line = [a]
-        for role in ("piracy", "homologous"):
-            r = np.array([np.mean(rows[i], 0) for i in rows if i.startswith(role) and f"-{a}-" in i])
-            line.append(f"{role[:3]} fool {r[:,0].mean():.3f} agree {r[:,1].mean():.3f} agree|fooled {r[:,2].mean():.3f}")
-        print("  ", " | ".join(line))
+            v_adv = _predictions(victim, holdout, v)
+            for g, m, net in models:
+                t = transfer(v_clean, v_adv, clean[(g, m["id"])], _predictions(net, holdout, v))
+                per_model.setdefault((g, m["id"], m["role"], m["architecture"]), []).append(t)
+        rows = {}
+        for (g, mid, role, arch), ts in per_model.items():
+            label = role if role != "piracy" or not g else f"piracy ({g})"
+            r = rows.setdefault((arch, label), {"fooling": [], "follows": []})
+            r["fooling"].append(np.mean([t["fooling"] for t in ts]))
+            r["follows"].append(np.nanmean([t["follows"] for t in ts]))
+        summary = [{"architecture": a, "group": label, "models": len(r["fooling"]),
+                    "fooling": round(float(np.mean(r["fooling"])), 4), "follows": round(float(np.mean(r["follows"])), 4)}
+                   for (a, label), r in sorted(rows.items())]
+        vf = float(np.mean([t["fooling"] for t in per_model[("", "victim", "victim", victim_arch(models))]]))
+        results.append({"norm": norm, "eps": eps, "seconds": round(seconds, 1), "victim_fooling": round(vf, 4),
+                        "groups": [s for s in summary if s["group"] != "victim"]})
+        print(f"== {norm} eps {eps}: {seconds:.1f}s, victim fooling {vf:.3f}")
+        for s in results[-1]["groups"]:
+            print(f"   {s['architecture']:<10} {s['group']:<28} n={s['models']}  fooling {s['fooling']:.3f}  "
+                  f"follows {s['follows']:.3f}")
+    if args.out:
+        write_json(args.out, {"configs": args.config, "piracy_runs": args.piracy_runs, "seed": 0, "holdout": 2000,
+                              "victim_sha256": victim_sha, "results": results, "machine": platform.machine(),
+                              "torch": torch.__version__})
+        print(f"wrote {args.out}")
+
+
+def victim_arch(models) -> str:
+    return next(m["architecture"] for g, m, net in models if m["role"] == "victim")
+
+
+if __name__ == "__main__":
+    main()

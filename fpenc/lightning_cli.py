@@ -102,6 +102,9 @@ def run(args: list[str], callbacks: list | None = None) -> int:
 def main(args: list[str] | None = None) -> int:
     """``python -m fpenc.lightning_cli fit --config ...``; errors as one line, exit 2."""
     args = list(sys.argv[1:] if args is None else args)
+    from fpenc.allocator import tune_allocator
+
+    tune_allocator()
     try:
         return run(args)
     except FpencError as err:

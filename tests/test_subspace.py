@@ -84,7 +84,7 @@ def test_subspace_command_writes_results_and_resumes(tmp_path, tiny_fmnist, caps
     assert roles[0] == "victim" and set(roles[1:]) <= {"piracy", "homologous"} and len(roles) > 1
     assert all(r["D"] >= 0 for r in result["rows"]) and 1 <= result["rank"] <= 6
     caches = sorted(sub.glob("*.pt"))
-    assert len(caches) == len(roles) + 1  # the basis set, the victim's 2nd set and each suspect
+    assert len(caches) == len(roles) + 2  # the victim's basis, reference and check sets and each suspect
     mtimes = {p: p.stat().st_mtime_ns for p in caches}
     assert main(args) == 0  # everything cached: same numbers, no UAP file rewritten
     assert json.loads((sub / "subspace_linf_eps0.25_n6.json").read_text())["rows"][0]["D"] == result["rows"][0]["D"]

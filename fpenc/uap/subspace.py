@@ -8,9 +8,11 @@ UAP energy along each principal direction, ``p_M = mean_i P_M[i]^2`` normalised 
 
     D(M, V) = || p_M - p_V ||_1                                   (0 = same distribution)
 
-measured against the profile of a second, independently seeded set of victim UAPs (the
-victim's own sampling noise is reported as "victim" for reference). The paper (n = d = 784 UAPs
-per model on FMNIST) finds the homologous inconsistency about 3x the piracy one.
+where ``p_V`` is the profile of a second, independently seeded set of victim UAPs on the basis
+of the first. (The basis set's own profile is its singular-value spectrum, fitted to it: every
+other set, even the victim's, scatters away from it, so it would measure sampling noise.) A third
+victim set gives the victim's own sampling noise, reported as "victim". The paper (n = d = 784
+UAPs per model on FMNIST) finds the homologous inconsistency about 3x the piracy one.
 
 Every model's UAP matrix is cached in ``runs/<name>/subspace/`` chunk by chunk (atomically,
 keyed by the model's weights and the settings), so an interrupted analysis resumes; the
@@ -165,10 +167,10 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     t_start = time.perf_counter()
     basis_uaps, _ = uaps_of(victim, 1000, "victim-basis")
     basis, singular = principal_basis(basis_uaps)
-    ref = profile(basis_uaps, basis)
-    jobs = [(victim, 2000, "victim-2nd", "victim (2nd UAP set)", "victim")]
+    ref = profile(uaps_of(victim, 2000, "victim-reference")[0], basis)
+    jobs = [(victim, 4000, "victim-check", "victim (3rd UAP set)", "victim")]
     jobs += [(m, 3000, m["id"], m["id"], m["role"]) for m in chosen]
-    rows, profiles = [], {"victim (basis set)": ref}
+    rows, profiles = [], {"victim (basis set)": profile(basis_uaps, basis), "victim (reference set)": ref}
     for entry, seed, label, shown, role in jobs:
         got, sec = uaps_of(entry, seed, label)
         profiles[shown] = profile(got, basis)
@@ -203,7 +205,7 @@ def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str |
         role = role_of.get(name, "victim")
         k = min(top, len(p))
         ax.plot(np.arange(1, k + 1), p[:k], color=colors[role], alpha=0.9 if role == "victim" else 0.6,
-                lw=2 if name == "victim (basis set)" else 1, label=name if role == "victim" else None)
+                lw=2 if name == "victim (reference set)" else 1, label=name if role == "victim" else None)
     for role in ("piracy", "homologous"):
         ax.plot([], [], color=colors[role], label=role)
     ax.set_yscale("log")
