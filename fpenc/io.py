@@ -123,3 +123,15 @@ def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) ->
     if "state_dict" not in payload or "config" not in payload:
         raise WeightsFileError(f"{path} is an fpenc weights file without 'state_dict' or 'config'; {remedy}")
     return payload
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Lay out a matplotlib figure, write it as PNG atomically, close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpenc.io import atomic_path, write_json
+from fpenc.io import atomic_path, save_figure, write_json
 from fpenc.scoring import PIRATED, repeated_test, verdict
 
 FORMAT = "fpenc-report/1"
@@ -149,12 +149,7 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
     ax.set_title(title or "Fingerprint similarity CDF")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(run_dir: str | Path, report: dict, models: list[dict], reference: np.ndarray) -> dict[str, Path]:

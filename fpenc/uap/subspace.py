@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fpenc.io import atomic_path, load_tensors, save_tensors, write_json
+from fpenc.io import load_tensors, save_figure, save_tensors, write_json
 from fpenc.uap.projection import check_norm, project
 
 SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
@@ -220,12 +220,7 @@ def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str |
     bx.set_ylabel("inconsistency D (eq. 5, our reading)")
     bx.set_title("(b) inconsistency with the victim")
     bx.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def format_subspace(result: dict) -> str:
