@@ -3,12 +3,13 @@
 PyTorch on CPU allocates its activations with plain ``malloc``. glibc serves blocks above a
 (dynamic) threshold with ``mmap`` and returns freed memory at the top of the heap to the kernel,
 so a training loop whose batches are tens of MB maps, faults in and unmaps the same memory on
-every step. On this project's 2-core machine that kernel work was half the CPU time of a batch of
-64 subspace UAPs (14.3 s wall, 12 s of it system time; 8.2 s with the thresholds below). Raising
-both thresholds keeps the memory in the process for reuse; its resident size stays at its peak.
+every step. On this project's 2-core machine that kernel work was 40 % of the CPU time of 64
+subspace UAPs (17.2 s wall, 12.5 s system time; 10.6 s and 0.7 s with the thresholds below;
+``benchmarks/allocator.py``). Raising both thresholds keeps the memory in the process for reuse;
+its resident size stays at its peak.
 
 Only glibc (Linux) has ``mallopt``; elsewhere this does nothing. ``FPENC_MALLOC_TUNING=0`` turns
-it off (e.g. to compare; ``benchmarks/allocator.py`` measures both).
+it off (to compare, or where memory is tight).
 """
 
 from __future__ import annotations
