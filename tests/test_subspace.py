@@ -94,5 +94,8 @@ def test_subspace_command_writes_results_and_resumes(tmp_path, tiny_fmnist, caps
     assert [r["role"] for r in both["rows"]] == ["victim", "piracy", "homologous"]
     assert both["ratio_homologous_to_piracy"] > 0 and "homologous / piracy" in capsys.readouterr().out
     assert both["rows"][1]["D"] == result["rows"][1]["D"]  # the piracy model's UAPs came from the cache
-    with pytest.raises(ValueError, match="not suspects"):
-        main(args + ["--models", "victim"])
+    assert main(args + ["--models", "victim"]) == 2  # one clear line, no traceback
+    assert "not suspects of the zoo" in capsys.readouterr().err
+    assert main(args + ["--num-uaps", "1"]) == 2
+    assert "need --num-uaps >= 2" in capsys.readouterr().err
+    assert main(args + ["--steps", "0"]) == 2

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fpenc.errors import ConfigError
 from fpenc.io import load_tensors, save_figure, save_tensors, write_json
 from fpenc.uap.projection import check_norm, project
 
@@ -129,8 +130,9 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     from fpenc.zoo.builder import load_zoo_model
     from fpenc.zoo.manifest import load_manifest
 
-    if num_uaps < 2 or chunk < 1:
-        raise ValueError(f"num_uaps must be >= 2 and chunk >= 1, got {num_uaps} and {chunk}")
+    if num_uaps < 2 or chunk < 1 or steps < 1 or batch_size < 1:
+        raise ConfigError(f"need --num-uaps >= 2 and --chunk, --steps, --batch-size >= 1; got {num_uaps}, "
+                          f"{chunk}, {steps}, {batch_size}")
     run_dir = Path(cfg.run_dir)
     entries = load_manifest(run_dir / "manifest.json")["models"]
     by_id = {m["id"]: m for m in entries}
@@ -138,13 +140,13 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     if models:
         unknown = [i for i in models if i not in by_id or by_id[i]["role"] == "victim"]
         if unknown:
-            raise ValueError(f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
+            raise ConfigError(f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
                              f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}")
         chosen = [by_id[i] for i in models]
     else:
         first = next((m for m in entries if m["role"] == "piracy"), None)
         if first is None:
-            raise ValueError(f"the zoo in {run_dir} has no piracy model; pass the models to compare")
+            raise ConfigError(f"the zoo in {run_dir} has no piracy model; pass the models to compare with --models")
         chosen = [m for m in entries if m["role"] in ("piracy", "homologous")
                   and m["architecture"] == first["architecture"] and m["optimizer"] == first["optimizer"]]
     u = cfg.uap
