@@ -15,7 +15,6 @@ zoos built on the same victim and splits (e.g. CloudLeak extraction) as extra gr
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -31,9 +30,10 @@ from datamodules.splits import load_splits  # noqa: E402
 from fpenc.config import load_pipeline_config  # noqa: E402
 from fpenc.io import write_json  # noqa: E402
 from fpenc.uap.bank import holdout_images  # noqa: E402
-from fpenc.uap.report import _predictions, transfer  # noqa: E402
+from fpenc.uap.report import predictions, transfer  # noqa: E402
 from fpenc.uap.subspace import batched_sgd_uaps  # noqa: E402
 from fpenc.zoo.builder import load_zoo_model  # noqa: E402
+from fpenc.zoo.manifest import load_manifest  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,23 +47,21 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = load_pipeline_config(args.config)
     groups = {"": cfg.run_dir, **{Path(r).name: Path(r) for r in args.piracy_runs}}
-    models = []  # (group, entry, net)
+    models = {}  # (group, id) -> (entry, net): every model of the config's zoo, the piracy models of the others
     victim_sha = None
     for group, run in groups.items():
-        for m in json.loads((run / "manifest.json").read_text())["models"]:
-            if m["role"] == "victim":
-                victim_sha = victim_sha or m["sha256"]
-                if m["sha256"] != victim_sha:
-                    raise SystemExit(f"{run} has another victim than {cfg.run_dir}: compare zoos of one victim")
+        for m in load_manifest(run / "manifest.json")["models"]:
+            victim_sha = victim_sha or (m["sha256"] if m["role"] == "victim" else None)
+            if m["role"] == "victim" and m["sha256"] != victim_sha:
+                raise SystemExit(f"{run} has another victim than {cfg.run_dir}: compare zoos of one victim")
             if group == "" or m["role"] == "piracy":
-                models.append((group, m, load_zoo_model(m, run)))
+                models[(group, m["id"])] = (m, load_zoo_model(m, run))
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     splits, _ = load_splits(cfg.run_dir / "splits.npz")
     train = arrays.train_x[torch.as_tensor(splits["victim"])]
     holdout = holdout_images(arrays, 2000, cfg.seed)
-    victim = next(net for g, m, net in models if m["role"] == "victim")
-    clean = {(g, m["id"]): _predictions(net, holdout, None) for g, m, net in models}
-    v_clean = clean[("", "victim")]
+    victim = models[("", "victim")][1]
+    clean = {key: predictions(net, holdout) for key, (m, net) in models.items()}
 
     results = []
     for budget in args.budgets:
@@ -75,20 +73,20 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - t0
         per_model = {}
         for v in uaps:
-            v_adv = _predictions(victim, holdout, v)
-            for g, m, net in models:
-                t = transfer(v_clean, v_adv, clean[(g, m["id"])], _predictions(net, holdout, v))
-                per_model.setdefault((g, m["id"], m["role"], m["architecture"]), []).append(t)
+            v_adv = predictions(victim, holdout, v)
+            for key, (m, net) in models.items():
+                per_model.setdefault(key, []).append(transfer(clean[("", "victim")], v_adv, clean[key], predictions(net, holdout, v)))
         rows = {}
-        for (g, mid, role, arch), ts in per_model.items():
-            label = role if role != "piracy" or not g else f"piracy ({g})"
-            r = rows.setdefault((arch, label), {"fooling": [], "follows": []})
+        for (g, mid), ts in per_model.items():
+            m = models[(g, mid)][0]
+            label = f"piracy ({g})" if g else m["role"]
+            r = rows.setdefault((m["architecture"], label), {"fooling": [], "follows": []})
             r["fooling"].append(np.mean([t["fooling"] for t in ts]))
             r["follows"].append(np.nanmean([t["follows"] for t in ts]))
         summary = [{"architecture": a, "group": label, "models": len(r["fooling"]),
                     "fooling": round(float(np.mean(r["fooling"])), 4), "follows": round(float(np.mean(r["follows"])), 4)}
                    for (a, label), r in sorted(rows.items())]
-        vf = float(np.mean([t["fooling"] for t in per_model[("", "victim", "victim", victim_arch(models))]]))
+        vf = float(np.mean([t["fooling"] for t in per_model[("", "victim")]]))
         results.append({"norm": norm, "eps": eps, "seconds": round(seconds, 1), "victim_fooling": round(vf, 4),
                         "groups": [s for s in summary if s["group"] != "victim"]})
         print(f"== {norm} eps {eps}: {seconds:.1f}s, victim fooling {vf:.3f}")
@@ -100,10 +98,6 @@ def main(argv: list[str] | None = None) -> None:
                               "victim_sha256": victim_sha, "results": results, "machine": platform.machine(),
                               "torch": torch.__version__})
         print(f"wrote {args.out}")
-
-
-def victim_arch(models) -> str:
-    return next(m["architecture"] for g, m, net in models if m["role"] == "victim")
 
 
 if __name__ == "__main__":

@@ -198,13 +198,13 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of the ``fpenc`` console script; returns the exit code."""
     os.environ.setdefault("WANDB_MODE", "offline")
     args = list(sys.argv[1:] if args is None else args)
-    from fpenc.allocator import tune_allocator
-
-    tune_allocator()  # CPU training: keep freed batches in the process (see fpenc/allocator.py)
     if args and args[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI parses these itself
         from fpenc import lightning_cli
 
-        return lightning_cli.main(args)
+        return lightning_cli.main(args)  # (tunes the allocator too)
+    from fpenc.allocator import tune_allocator
+
+    tune_allocator()  # CPU training: keep freed batches in the process (see fpenc/allocator.py)
     parser = build_parser()
     ns = parser.parse_args(args)
     if ns.command is None:

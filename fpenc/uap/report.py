@@ -17,20 +17,13 @@ import numpy as np
 import torch
 
 from fpenc.io import write_json
+from fpenc.zoo.evaluate import predict_probs
 
 
-@torch.inference_mode()
-def _predictions(net: torch.nn.Module, images: torch.Tensor, v: torch.Tensor | None, batch_size: int = 1000) -> torch.Tensor:
-    """Classes ``[N]`` of ``net`` on ``images`` (uint8 ``[N, C, H, W]``), plus ``v`` (clamped) if given."""
-    net.eval()
-    device = next(net.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float() / 255.0
-        if v is not None:
-            x = (x + v.to(device)).clamp(0, 1)
-        out.append(net(x).argmax(1).cpu())
-    return torch.cat(out)
+def predictions(net: torch.nn.Module, images: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+    """Classes ``[N]`` of ``net`` on uint8 images ``[N, C, H, W]``, plus ``v`` (``[C, H, W]``, clamped) if given."""
+    x = images if v is None else (images.float() / 255.0 + v).clamp(0, 1)
+    return predict_probs(net, x).argmax(1)
 
 
 def transfer(victim_clean: torch.Tensor, victim_adv: torch.Tensor, clean: torch.Tensor, adv: torch.Tensor) -> dict:
@@ -47,13 +40,13 @@ def zoo_fooling(cfg, bank: dict, holdout: torch.Tensor) -> list[dict]:
 
     entries = load_manifest(cfg.run_dir / "manifest.json")["models"]
     victim = load_zoo_model(next(e for e in entries if e["role"] == "victim"), cfg.run_dir)
-    v_clean = _predictions(victim, holdout, None)
-    v_adv = [_predictions(victim, holdout, v) for v in bank["uaps"]]
+    v_clean = predictions(victim, holdout)
+    v_adv = [predictions(victim, holdout, v) for v in bank["uaps"]]
     rows = []
     for entry in entries:
         net = load_zoo_model(entry, cfg.run_dir)
-        clean = _predictions(net, holdout, None)
-        per_uap = [transfer(v_clean, va, clean, _predictions(net, holdout, v)) for v, va in zip(bank["uaps"], v_adv)]
+        clean = predictions(net, holdout)
+        per_uap = [transfer(v_clean, va, clean, predictions(net, holdout, v)) for v, va in zip(bank["uaps"], v_adv)]
         row = {"id": entry["id"], "role": entry["role"], "architecture": entry["architecture"],
                "optimizer": entry["optimizer"]}
         for k in ("fooling", "follows"):  # follows is undefined (nan) for a UAP that fools the victim nowhere

@@ -141,7 +141,7 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
         unknown = [i for i in models if i not in by_id or by_id[i]["role"] == "victim"]
         if unknown:
             raise ConfigError(f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
-                             f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}")
+                              f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}")
         chosen = [by_id[i] for i in models]
     else:
         first = next((m for m in entries if m["role"] == "piracy"), None)
