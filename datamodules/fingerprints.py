@@ -4,8 +4,10 @@ Each sample is one fingerprint ``[2 N K]`` of one model for one (UAP, view) pair
 for the victim and piracy models and 1 for homologous models. Splits are by *model*, never by
 view, as in the paper: the encoder trains on ``train_models_per_role`` piracy and as many
 homologous models of ``train_architectures`` (plus the victim); the other models of those
-architectures are validation (their homologous models are the reference of the t-test, as the
-encoder never trained on them); models of all other architectures are the test set.
+architectures are validation (they pick the encoder's checkpoint); the models of the zoo grids
+marked ``split: reference`` are the verdict's reference population (independent models that
+neither train the encoder, nor pick its checkpoint, nor choose the key); models of all other
+architectures are the test set.
 
 ``prepare_data`` runs the earlier stages (zoo, UAP bank, key, fingerprints) when their cached
 artifacts are missing, so ``fpenc fit`` works from nothing.
@@ -24,7 +26,7 @@ from fpenc.config import PipelineConfig, from_dict, validate
 from fpenc.errors import ConfigError
 
 LABEL_DERIVED, LABEL_INDEPENDENT = 0, 1
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "reference", "test")
 
 
 @dataclass
@@ -36,7 +38,7 @@ class ModelRecord:
     role: str
     architecture: str
     optimizer: str
-    split: str  # train | val | test (the victim: "victim")
+    split: str  # train | val | reference | test (the victim: "victim")
     fingerprints: torch.Tensor
 
     @property
@@ -44,17 +46,24 @@ class ModelRecord:
         return LABEL_INDEPENDENT if self.role == "homologous" else LABEL_DERIVED
 
 
-def assign_splits(models: list[dict], train_architectures: list[str], per_role: int) -> dict[str, str]:
-    """``{model id: split}`` for manifest entries (the victim gets "victim"). Deterministic:
-    within the training architectures the first ``per_role`` models of each role by (seed, optimizer,
-    architecture) train, so that with 2 optimizers x 3 seeds both optimizers train and validate."""
+def assign_splits(models: list[dict], train_architectures: list[str], per_role: int,
+                  reference: list[str] | tuple = ()) -> dict[str, str]:
+    """``{model id: split}`` for manifest entries (the victim gets "victim", the ids in ``reference``
+    "reference"). Deterministic: within the training architectures the first ``per_role`` models of
+    each role by (seed, optimizer, architecture) train, so that with 2 optimizers x 3 seeds both
+    optimizers train and validate."""
+    reference = set(reference)
+    missing = sorted(reference - {m["id"] for m in models})
+    if missing:
+        raise ConfigError(f"the reference grids' models {', '.join(missing)} are not in the zoo: run `fpenc zoo` first")
+    out = {m["id"]: "reference" for m in models if m["id"] in reference}
+    models = [m for m in models if m["id"] not in reference]
     known = sorted({m["architecture"] for m in models if m["role"] != "victim"})
     unknown = [a for a in train_architectures if a not in known]
     if not train_architectures or unknown:
         raise ConfigError(
             f"data.train_architectures must name architectures of the zoo ({', '.join(known)}); got {train_architectures}"
         )
-    out = {}
     for role in ("piracy", "homologous"):
         pick = [m for m in models if m["role"] == role and m["architecture"] in train_architectures]
         # seed-major order, so the optimizers alternate: training and validation both get each optimizer
@@ -151,7 +160,10 @@ class FingerprintDataModule(pl.LightningDataModule):
 
         manifest = load_manifest(self.run_dir / "manifest.json")
         fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
-        splits = assign_splits(manifest["models"], self.train_architectures, self.train_models_per_role)
+        from fpenc.zoo.builder import reference_ids
+
+        splits = assign_splits(manifest["models"], self.train_architectures, self.train_models_per_role,
+                               reference_ids(self.cfg))
         check_key_reference(self.cfg.key.reference, splits)
         for i, m in enumerate(manifest["models"]):
             f = fps[m["id"]]
@@ -171,8 +183,8 @@ class FingerprintDataModule(pl.LightningDataModule):
         return [m for m in self.models if m.split == name]
 
     def reference_models(self) -> list[ModelRecord]:
-        """Homologous models the encoder never trained on whose similarities are the t-test's reference."""
-        return [m for m in self.split("val") if m.role == "homologous"]
+        """The verdict's reference population: the models of the ``split: reference`` grids."""
+        return self.split("reference")
 
     def _dataset(self, models: list[ModelRecord]) -> TensorDataset:
         x = torch.cat([m.fingerprints for m in models])
@@ -193,4 +205,5 @@ class FingerprintDataModule(pl.LightningDataModule):
         return self._loader([self.victim, *self.split("val")], shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader([self.victim, *self.split("val"), *self.split("test")], shuffle=False)
+        return self._loader([self.victim, *self.split("train"), *self.split("val"), *self.split("reference"),
+                             *self.split("test")], shuffle=False)

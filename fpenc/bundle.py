@@ -11,8 +11,16 @@ bytes, so it can never run code (no pickle). Tensors (named by part):
     datapoints               [N] int64 (indices into the victim's training set)
     views                    [V, N] int64
     victim_fingerprints      [U, V, 2*N*K] float
-    reference_similarities   [G, P] float (pair similarities of G reference homologous models, one row
-                             each: the t-test's reference) or [R] (one pooled sample)
+    reference_similarities   [G, P] float (pair similarities of the G reference models, one row each)
+    reference_agreement      [G, P] float (per pair, their share of the victim's labels on the key)
+    sanity_images            [S, C, H, W] uint8 (labelled test images, apart from the key: sanity gates)
+    sanity_labels            [S] int64 (their true classes)
+    zoo_embeddings           [M, P, D] float (encoder representations of the M models the encoder
+                             trained on, victim first: the out-of-distribution gate)
+
+The reference models are independently trained models that neither trained the encoder, nor
+picked its checkpoint, nor chose the key: the population a suspect's verdict is tested against
+(:mod:`fpenc.verdict`). The header's ``meta.gates`` holds the gates' thresholds.
 
 The safetensors string metadata holds ``format`` ("fpenc-bundle/1") and ``fpenc``: a JSON object
 with the format, the encoder config, the caller's ``meta`` (victim id and sha256, dataset,
@@ -39,9 +47,11 @@ import torch
 from fpenc.errors import WeightsFileError
 from fpenc.io import atomic_path, sha256_file
 
-FORMAT = "fpenc-bundle/1"
+FORMAT = "fpenc-bundle/2"
+OLD_FORMATS = ("fpenc-bundle/1",)
 ENCODER_PREFIX = "encoder."
-PARTS = ("uaps", "view_images", "datapoints", "views", "victim_fingerprints", "reference_similarities")
+PARTS = ("uaps", "view_images", "datapoints", "views", "victim_fingerprints", "reference_similarities",
+         "reference_agreement", "sanity_images", "sanity_labels", "zoo_embeddings")
 """The tensor parts besides the encoder, in file order."""
 
 REMEDY = "re-export it from the run that built it"
@@ -83,7 +93,7 @@ def _versions() -> dict:
 
 def _check_shapes(t: dict[str, torch.Tensor], encoder_input_dim: int) -> tuple[int, int, int, int]:
     """Check the parts agree with one another; returns ``(U, V, N, K)``. Raises ValueError."""
-    uaps, vi, dp, views, vf, ref = (t[p] for p in PARTS)
+    uaps, vi, dp, views, vf, ref, agree, simg, slab, zoo_h = (t[p] for p in PARTS)
     if uaps.ndim != 4 or not uaps.is_floating_point():
         raise ValueError(f"uaps must be a float [U, C, H, W] tensor, got {uaps.dtype} {tuple(uaps.shape)}")
     if vi.ndim != 5 or vi.dtype != torch.uint8 or tuple(vi.shape[2:]) != tuple(uaps.shape[1:]):
@@ -99,15 +109,26 @@ def _check_shapes(t: dict[str, torch.Tensor], encoder_input_dim: int) -> tuple[i
     k = vf.shape[2] // (2 * n)
     if k < 1 or vf.shape[2] != encoder_input_dim:
         raise ValueError(f"victim fingerprints have length {vf.shape[2]} but the encoder takes {encoder_input_dim}")
-    if ref.ndim not in (1, 2) or ref.shape[-1] < 2 or ref.numel() < 2 or not ref.is_floating_point():
-        raise ValueError("reference_similarities must be a float [R] or [G, P] tensor with R, P >= 2, "
-                         f"got {ref.dtype} {tuple(ref.shape)}")
+    if ref.ndim != 2 or ref.shape[0] < 2 or ref.shape[1] != u * v or not ref.is_floating_point():
+        raise ValueError(f"reference_similarities must be a float [G, {u * v}] tensor (G >= 2 reference models, "
+                         f"one value per (UAP, view) pair), got {ref.dtype} {tuple(ref.shape)}")
+    if agree.shape != ref.shape or not agree.is_floating_point():
+        raise ValueError(f"reference_agreement must be float {list(ref.shape)} like reference_similarities, "
+                         f"got {agree.dtype} {tuple(agree.shape)}")
+    if simg.ndim != 4 or simg.dtype != torch.uint8 or tuple(simg.shape[1:]) != tuple(uaps.shape[1:]) or len(simg) < 1:
+        raise ValueError(f"sanity_images must be uint8 [S, {', '.join(map(str, uaps.shape[1:]))}], "
+                         f"got {simg.dtype} {tuple(simg.shape)}")
+    if slab.shape != (len(simg),) or slab.dtype != torch.int64 or int(slab.min()) < 0 or int(slab.max()) >= k:
+        raise ValueError(f"sanity_labels must be int64 [{len(simg)}] in [0, {k}), got {slab.dtype} {tuple(slab.shape)}")
+    if zoo_h.ndim != 3 or zoo_h.shape[1] != u * v or len(zoo_h) < 1 or not zoo_h.is_floating_point():
+        raise ValueError(f"zoo_embeddings must be float [M, {u * v}, D], got {zoo_h.dtype} {tuple(zoo_h.shape)}")
     return u, v, n, k
 
 
 def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tensor, datapoints: torch.Tensor,
                   views: torch.Tensor, victim_fingerprints: torch.Tensor, reference_similarities: torch.Tensor,
-                  meta: dict | None = None) -> str:
+                  reference_agreement: torch.Tensor, sanity_images: torch.Tensor, sanity_labels: torch.Tensor,
+                  zoo_embeddings: torch.Tensor, meta: dict | None = None) -> str:
     """Write one self-contained bundle file atomically; returns the file's SHA-256.
 
     Args:
@@ -115,8 +136,10 @@ def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tenso
         encoder: a trained :class:`~fpenc.encoder.network.FingerprintEncoder` with ``input_dim = 2*N*K``.
         uaps: ``[U, C, H, W]`` float. view_images: ``[V, N, C, H, W]`` uint8.
         datapoints: ``[N]`` and views: ``[V, N]``, integer (stored as int64).
-        victim_fingerprints: ``[U, V, 2*N*K]`` float. reference_similarities: ``[G, P]`` (one row per
-            reference model) or ``[R]`` (pooled) float, P, R >= 2.
+        victim_fingerprints: ``[U, V, 2*N*K]`` float. reference_similarities, reference_agreement:
+            ``[G, P]`` float (one row per reference model, G >= 2, P = U*V pairs in row-major (u, v) order).
+        sanity_images: ``[S, C, H, W]`` uint8 and sanity_labels: ``[S]`` int: labelled images for the gates.
+        zoo_embeddings: ``[M, P, D]`` float: representations of the encoder's training models.
         meta: JSON-serialisable facts about the victim and defaults (victim_id, victim_sha256,
             dataset, api, alpha, num_fingerprints, repeats, config, eps, norm, ...).
             ``num_classes`` and ``input_shape`` are filled in from the tensors (and checked if given).
@@ -130,9 +153,11 @@ def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tenso
     config = encoder.config()
     state = {k: v.detach().cpu().clone().contiguous() for k, v in encoder.state_dict().items()}
     parts = {"uaps": uaps, "view_images": view_images, "datapoints": datapoints, "views": views,
-             "victim_fingerprints": victim_fingerprints, "reference_similarities": reference_similarities}
+             "victim_fingerprints": victim_fingerprints, "reference_similarities": reference_similarities,
+             "reference_agreement": reference_agreement, "sanity_images": sanity_images, "sanity_labels": sanity_labels,
+             "zoo_embeddings": zoo_embeddings}
     parts = {k: torch.as_tensor(v).detach().cpu().clone().contiguous() for k, v in parts.items()}
-    for name in ("datapoints", "views"):  # any integer index dtype is stored as int64
+    for name in ("datapoints", "views", "sanity_labels"):  # any integer index dtype is stored as int64
         if not parts[name].is_floating_point() and parts[name].dtype != torch.bool:
             parts[name] = parts[name].long()
     _, _, _, k = _check_shapes(parts, int(config["input_dim"]))
@@ -176,6 +201,10 @@ class Bundle:
     views: torch.Tensor
     victim_fingerprints: torch.Tensor
     reference_similarities: torch.Tensor
+    reference_agreement: torch.Tensor
+    sanity_images: torch.Tensor
+    sanity_labels: torch.Tensor
+    zoo_embeddings: torch.Tensor
     _encoder: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -202,6 +231,21 @@ class Bundle:
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the images a suspect must accept."""
         return tuple(self.uaps.shape[1:])
+
+    @property
+    def num_pairs(self) -> int:
+        return self.num_uaps * self.num_views
+
+    def gates(self):
+        """The :class:`fpenc.verdict.Gates` recorded at export (``meta.gates``)."""
+        from fpenc.verdict import Gates
+
+        g = self.meta.get("gates") or {}
+        try:
+            return Gates(float(g["min_accuracy"]), float(g["min_label_entropy"]),
+                         None if g.get("ood_threshold") is None else float(g["ood_threshold"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle {self.path} has no valid gate thresholds (meta.gates: {g!r}); {REMEDY}") from err
 
     def encoder(self):
         """The fingerprint encoder, eval mode, weights loaded with ``strict=True`` (built once, cached)."""
@@ -239,6 +283,10 @@ def load_bundle(path) -> Bundle:
     except Exception as err:  # safetensors raises its own error types for bad headers and short files
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise BundleError(f"cannot read bundle {path}: not a safetensors file, or truncated ({first}); {REMEDY}") from err
+    if raw_meta.get("format") in OLD_FORMATS:
+        raise BundleError(f"{path} is a bundle of the older format {raw_meta['format']!r}, which carries no reference "
+                          f"agreement, labelled images or zoo embeddings for the verdict's gates; re-export it with "
+                          f"`fpenc test` on the run that built it (format '{FORMAT}')")
     if raw_meta.get("format") != FORMAT:
         found = raw_meta.get("format")
         raise BundleError(f"{path} is not an fpenc bundle (format {found!r}, expected '{FORMAT}'); "

@@ -63,20 +63,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=64, help="UAPs computed (and cached) at once (default 64)")
     p.add_argument("--models", nargs="+", metavar="ID", help="suspects to compare (default: the piracy and "
                    "homologous models of the first piracy model's architecture and optimizer)")
-    p = sub.add_parser("verify", help="test one suspect model file against an exported bundle",
-                       description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a "
-                       "pickle) on random (UAP, view) pairs of a bundle and test it against the bundle's "
-                       "reference homologous models (one-sided t-test). Needs no run directory and no Lightning.")
+    p = sub.add_parser("verify", help="judge one suspect model file against an exported bundle",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a pickle) "
+                       "and judge it against the bundle's reference population of independent models. Needs no run "
+                       "directory and no Lightning.",
+                       epilog="""suspect contract: the model takes float images [B, C, H, W] in [0, 1] (its own
+normalisation inside) and returns [B, classes] logits or probabilities.
+
+verdicts (exit codes):
+  derived          10  the suspect is shown to come from the victim (p < alpha)
+  not shown         0  no evidence beyond what independent models reach
+  not assessable   11  not a working model of the task, or outside what the bundle can judge
+  (error)           2  bad input; the message says what to do""")
     p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
     p.add_argument("--suspect", required=True, help="the suspect model file (.pt TorchScript, .pt2, .onnx)")
     p.add_argument("--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)")
     p.add_argument("--outputs", default="auto", choices=["auto", "logits", "probs"],
                    help="what the suspect file returns (default auto: probabilities if rows sum to 1)")
     p.add_argument("--fingerprints", type=int, default=None, metavar="F",
-                   help="fingerprint pairs to query, 2..U*V (default: the bundle's, else 20)")
-    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the bundle's, else 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw (default 0)")
+                   help="fingerprint pairs to query, 2..U*V (default: all of them, so no random draw)")
+    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the bundle's, else 0.05); "
+                   "must be above the bundle's p-value floor")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p = sub.add_parser("calibrate", help="measure a bundle's false-accusation rate on your own independent models",
+                       description="Verify every model file in --negatives (models known NOT to derive from the "
+                       "victim) against the bundle and print, for each nominal alpha, the observed share accused "
+                       "with its Clopper-Pearson 95%% interval.")
+    p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
+    p.add_argument("--negatives", required=True, metavar="DIR", help="a folder of independent model files (.pt, .pt2, .onnx)")
+    p.add_argument("--api", default=None, help="what the models reveal (default: the bundle's)")
+    p.add_argument("--outputs", default="auto", choices=["auto", "logits", "probs"])
+    p.add_argument("--fingerprints", type=int, default=None, metavar="F", help="pairs per verdict (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw with --fingerprints (default 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also plot nominal alpha vs observed rate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -160,38 +183,61 @@ def cmd_verify(args) -> int:
     import json
 
     from fpenc.bundle import load_bundle
-    from fpenc.errors import ConfigError
     from fpenc.suspects import from_file
+    from fpenc.verdict import EXIT_CODES
     from fpenc.verify import verify_suspect
 
     bundle = load_bundle(args.bundle)
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
-    num_fp = args.fingerprints if args.fingerprints is not None else int(meta.get("num_fingerprints", 20))
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
-    total = bundle.num_uaps * bundle.num_views
-    if not 2 <= num_fp <= total:
-        raise ConfigError(f"--fingerprints must be in [2, {total}] for this bundle, got {num_fp}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     suspect = from_file(args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes)
-    result = verify_suspect(bundle, suspect, num_fingerprints=num_fp, alpha=alpha, seed=args.seed)
+    r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
     if args.json:
-        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api), **result}))
-        return 0
-    print(f"bundle:     {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
-    print(f"suspect:    {args.suspect} (api {suspect.api})")
-    print(f"similarity: {result['similarity']:.4f} (mean of {num_fp} fingerprint pairs; "
-          f"reference models {', '.join(f'{m:.3f}' for m in result['reference_model_means'])})")
-    print(f"p-value:    {result['p_value']:.3g} (one-sided t-test against the reference models, alpha {alpha:g})")
-    print(f"verdict:    {result['verdict']}")
-    print(f"queries:    {result['queries']} images ({result['seconds']:.2f} s)")
+        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api), **r}))
+        return EXIT_CODES[r["verdict"]]
+    s, g = r["sanity"], r["gates"]
+    ood = "" if g["ood_threshold"] is None else f" (limit {g['ood_threshold']:.3f})"
+    print(f"bundle:      {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
+    print(f"suspect:     {args.suspect} (api {suspect.api})")
+    print(f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
+          f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})")
+    print(f"agreement:   {r['agreement']:.4f} of the key's labels are the victim's (reference models "
+          f"{r['reference_agreement_range'][0]:.3f}-{r['reference_agreement_range'][1]:.3f}, p {r['p_agreement']:.3g})")
+    print(f"similarity:  {r['similarity']:.4f} encoder similarity on {r['num_fingerprints']} fingerprint pairs "
+          f"(reference {r['reference_similarity_range'][0]:.3f}-{r['reference_similarity_range'][1]:.3f}, "
+          f"p {r['p_similarity']:.3g})")
+    print(f"distance:    {r['ood_distance']:.4f} to the nearest encoder-training model{ood}")
+    print(f"p-value:     {r['p_value']:.3g} (alpha {alpha:g}; this bundle's floor {r['p_value_floor']:.3g})")
+    print(f"verdict:     {r['verdict']}")
+    for reason in r["reasons"]:
+        print(f"  because:   {reason}")
+    print(f"queries:     {r['queries']} images ({r['seconds']:.2f} s)")
+    return EXIT_CODES[r["verdict"]]
+
+
+def cmd_calibrate(args) -> int:
+    from fpenc.bundle import load_bundle
+    from fpenc.calibration import calibrate, format_calibration, plot_calibration, suspect_files
+    from fpenc.io import write_json
+
+    bundle = load_bundle(args.bundle)
+    files = suspect_files(args.negatives)
+    result = calibrate(bundle, files, api=args.api, outputs=args.outputs, num_fingerprints=args.fingerprints,
+                       seed=args.seed, progress=not args.no_progress)
+    print(format_calibration(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        title = f"{bundle.meta.get('name', '')}: calibration on {len(files)} negatives"
+        print(f"wrote {plot_calibration(result, args.plot, title=title)}")
     return 0
 
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace,
-            "verify": cmd_verify}
+            "verify": cmd_verify, "calibrate": cmd_calibrate}
 
 
 def main(args: list[str] | None = None) -> int:

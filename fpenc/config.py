@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from fpenc.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 ROLES = ("piracy", "homologous")
+GRID_DATA = ("default", "victim", "attacker", "homologous")
+GRID_SPLITS = ("auto", "reference")
 LIGHTNING_SECTIONS = ("trainer", "model", "data", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
 
 
@@ -70,6 +73,10 @@ class GridConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [128])  # one drawn per model (Table 1)
     lr: float | None = None
     options: dict = field(default_factory=dict)  # architecture options, e.g. {channels: [8, 16, 16, 16]}
+    data: str = "default"  # training data: default (piracy: the attacker's half; homologous: the homologous split),
+    # victim (the victim's own half: the hardest independent models), attacker (disjoint from the victim's)
+    split: str = "auto"  # auto: the encoder's DataModule assigns train/val/test; reference: the verdict's reference
+    # population (independent models that neither train the encoder nor pick its checkpoint nor choose the key)
 
 
 @dataclass
@@ -259,6 +266,16 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         g.optimizers = [check_opt(o, f"{where}.optimizers") for o in g.optimizers]
         for a in g.architectures:
             check_options(a, g.options, f"{where}.options")
+        if g.data not in GRID_DATA:
+            raise ConfigError(f"{where}.data: unknown training data '{g.data}'; known: {', '.join(GRID_DATA)}")
+        if g.split not in GRID_SPLITS:
+            raise ConfigError(f"{where}.split: unknown split '{g.split}'; known: {', '.join(GRID_SPLITS)}")
+        if g.split == "reference" and g.role != "homologous":
+            raise ConfigError(f"{where}: reference models (split: reference) must be independent: role homologous")
+        if g.role == "piracy" and g.data not in ("default", "attacker"):
+            raise ConfigError(f"{where}.data: piracy models are extracted on the attacker's data (default)")
+        if g.lr is not None and not (math.isfinite(g.lr) and g.lr > 0):
+            raise ConfigError(f"{where}.lr must be a finite number > 0, got {g.lr}")
         if not g.seeds or not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):
             raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
     if z.victim.epochs < 1 or z.victim.batch_size < 1:

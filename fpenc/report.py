@@ -1,22 +1,21 @@
 """The verification report of a test run (paper §5.1 metrics, §5.2 Table 2, Figure 5).
 
-From each model's pair similarities (cosine similarity of encoder representations of its
-fingerprints and the victim's, one per (UAP, view) pair) and the reference homologous
-similarities: per-model similarity, mean p-value of the repeated t-test against the reference
-models (:mod:`fpenc.scoring`) and verdict; AUC and TPR at 1% / 5% FPR over the test models
-(piracy = positive); ``report.json``, ``report.md`` and a CDF plot.
+Every validation, reference and test model of the zoo is verified against the exported bundle
+exactly as ``fpenc verify`` verifies a file (:func:`evaluate_models`): its verdict, reasons,
+p-value, encoder similarity and agreement with the victim. Over the test models (piracy =
+positive): AUC and TPR at 1% / 5% FPR, the verdict counts; ``report.json``, ``report.md`` and a
+CDF plot.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fpenc.io import atomic_path, save_figure, write_json
-from fpenc.scoring import PIRATED, repeated_test, verdict
+from fpenc.verdict import DERIVED, NOT_ASSESSABLE
 
 FORMAT = "fpenc-report/1"
 
@@ -38,43 +37,55 @@ def roc_metrics(scores, positive) -> dict:
     return {"auc": float(binary_auroc(s, t)), "tpr_at_1pct_fpr": tpr_at(0.01), "tpr_at_5pct_fpr": tpr_at(0.05)}
 
 
-def build_report(models: list[dict], reference: np.ndarray, *, alpha: float = 0.05, num_fingerprints: int = 20,
-                 repeats: int = 30, seed: int = 0, test: str = "population", meta: dict | None = None) -> dict:
-    """``models``: dicts with id, role, architecture, optimizer, split and ``similarities [P]``;
-    ``reference [G, P]``: the reference homologous models' similarities; ``test``: how a suspect is
-    tested against them (:func:`fpenc.scoring.reference_pvalue`).
+def evaluate_models(bundle, run_dir: str | Path, models: list[dict], *, alpha: float = 0.05,
+                    num_fingerprints: int | None = None, progress: bool = False) -> list[dict]:
+    """Verify each zoo model of ``models`` (manifest entries plus ``split``) against ``bundle`` exactly
+    as ``fpenc verify`` would a file; returns one row per model: its facts and the verify result."""
+    from tqdm.auto import tqdm
 
-    Every model gets similarity, std, p_value (mean over ``repeats`` tests of ``num_fingerprints``
-    pairs) and verdict; the metrics are over the test-split models, at model level (mean
-    similarity) and at fingerprint level (each pair similarity a score).
-    """
+    from fpenc.suspects import from_manifest_entry
+    from fpenc.verify import verify_suspect
+
     rows = []
-    for m in models:
-        sims = np.asarray(m["similarities"], dtype=np.float64)
-        result = repeated_test(sims, reference, num_fingerprints, repeats, seed, test)
-        rows.append({k: m[k] for k in ("id", "role", "architecture", "optimizer", "split")} | {
-            "similarity": round(float(sims.mean()), 6), "std": round(float(sims.std()), 6),
-            "p_value": result["p_value"], "verdict": verdict(result["p_value"], alpha),
-        })
-    test_models = [(m, r) for m, r in zip(models, rows) if m["split"] == "test"]
-    positive = [m["role"] == "piracy" for m, _ in test_models]
-    fp_scores = np.concatenate([np.asarray(m["similarities"]) for m, _ in test_models])
-    fp_positive = np.concatenate([np.full(len(m["similarities"]), m["role"] == "piracy") for m, _ in test_models])
-    fp_metrics = roc_metrics(fp_scores, fp_positive)
-    model_metrics = roc_metrics([r["similarity"] for _, r in test_models], positive)
-    piracy = [r for _, r in test_models if r["role"] == "piracy"]
-    homologous = [r for _, r in test_models if r["role"] == "homologous"]
+    for m in tqdm(models, desc="verdicts", unit="model", disable=not progress, leave=False):
+        result = verify_suspect(bundle, from_manifest_entry(m, run_dir, api="probs"), num_fingerprints, alpha)
+        rows.append({k: m.get(k, "") for k in ROW_KEYS} | result)
+    return rows
+
+
+ROW_KEYS = ("id", "role", "architecture", "optimizer", "split")
+
+
+def _count(rows: list[dict], role: str, outcome: str) -> str:
+    mine = [r for r in rows if r["role"] == role]
+    return f"{sum(r['verdict'] == outcome for r in mine)}/{len(mine)}"
+
+
+def build_report(rows: list[dict], *, meta: dict | None = None) -> dict:
+    """The report of :func:`evaluate_models` rows: per model its verdict, p-value, similarity,
+    agreement and gate values; over the test-split models, AUC and TPR at 1% / 5% FPR of the
+    encoder similarity (fingerprint level: each pair a score; model level: the mean), model-level
+    AUC of the agreement and of the verdict's p-value, and the verdict counts per role."""
+    test = [r for r in rows if r["split"] == "test"]
+    positive = [r["role"] == "piracy" for r in test]
+    fp_scores = np.concatenate([np.asarray(r["similarities"]) for r in test])
+    fp_positive = np.concatenate([np.full(len(r["similarities"]), r["role"] == "piracy") for r in test])
+    keep = ("id", "role", "architecture", "optimizer", "split", "verdict", "p_value", "p_agreement", "p_similarity",
+            "similarity", "agreement", "ood_distance", "reasons")
     return {
         "format": FORMAT,
-        **fp_metrics,
-        "auc_models": model_metrics["auc"],
-        "piracy_detected": f"{sum(r['verdict'] == PIRATED for r in piracy)}/{len(piracy)}",
-        "homologous_accused": f"{sum(r['verdict'] == PIRATED for r in homologous)}/{len(homologous)}",
-        "alpha": alpha, "num_fingerprints": num_fingerprints, "repeats": repeats, "seed": seed, "reference_test": test,
-        "reference": {"count": int(np.size(reference)), "mean": float(np.mean(reference)), "std": float(np.std(reference)),
-                      "model_means": [round(float(r.mean()), 6) for r in np.atleast_2d(reference)]},
+        **roc_metrics(fp_scores, fp_positive),
+        "auc_models": roc_metrics([r["similarity"] for r in test], positive)["auc"],
+        "auc_models_agreement": roc_metrics([r["agreement"] for r in test], positive)["auc"],
+        "auc_models_verdict": roc_metrics([-np.log10(max(r["p_value"], 1e-300)) for r in test], positive)["auc"],
+        "piracy_derived": _count(test, "piracy", DERIVED),
+        "homologous_derived": _count(test, "homologous", DERIVED),
+        "not_assessable": f"{sum(r['verdict'] == NOT_ASSESSABLE for r in test)}/{len(test)}",
+        "alpha": rows[0]["alpha"] if rows else None,
+        "p_value_floor": rows[0]["p_value_floor"] if rows else None,
+        "num_fingerprints": rows[0]["num_fingerprints"] if rows else None,
         **(meta or {}),
-        "models": rows,
+        "models": [{k: r[k] for k in keep} | {"accuracy": r["sanity"]["accuracy"]} for r in rows],
     }
 
 
@@ -82,47 +93,27 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
-def _reference_line(report: dict) -> str:
-    ref, ids = report.get("reference", {}), report.get("reference_models", [])
-    means = ", ".join(f"{i} {m:.3f}" for i, m in zip(ids, ref.get("model_means", [])))
-    how = {"population": "one-sided prediction t-test against the population of", "pooled":
-           "one-sided Welch t-test (the paper's) against the pooled similarities of"}[report.get("reference_test", "pooled")]
-    return f"Reference ({how} the homologous models the encoder never trained on): {means}."
-
-
 def format_markdown(report: dict) -> str:
-    """Table 2 of the paper for the test models: architecture x optimizer, per type mean, std, p-value."""
-    cells: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in report["models"]:
-        if r["split"] == "test":
-            cells[(r["architecture"], r["optimizer"])][r["role"]].append(r)
+    """The verdicts of the validation, reference and test models, and the test metrics."""
     lines = [
         f"# Verification report: {report.get('name', '')}",
         "",
-        f"Test models (architectures the encoder never trained on): AUC {report['auc']:.4f} "
-        f"(fingerprint level), {report['auc_models']:.4f} (model level); TPR at 1% FPR "
-        f"{report['tpr_at_1pct_fpr']:.3f}, at 5% FPR {report['tpr_at_5pct_fpr']:.3f}.",
-        f"Verdicts at alpha {report['alpha']} ({report['num_fingerprints']} fingerprints, mean p over "
-        f"{report['repeats']} draws): piracy detected {report['piracy_detected']}, homologous accused "
-        f"{report['homologous_accused']}.",
-        _reference_line(report),
+        f"Test models (architectures the encoder never trained on), at alpha {report['alpha']} on "
+        f"{report['num_fingerprints']} fingerprint pairs (p-value floor {_fmt_p(report['p_value_floor'])}): "
+        f"piracy derived {report['piracy_derived']}, homologous derived {report['homologous_derived']}, "
+        f"not assessable {report['not_assessable']}.",
+        f"Encoder similarity AUC {report['auc']:.4f} (fingerprint level), {report['auc_models']:.4f} (model level); "
+        f"TPR at 1% FPR {report['tpr_at_1pct_fpr']:.3f}, at 5% FPR {report['tpr_at_5pct_fpr']:.3f}. Model-level AUC "
+        f"of the agreement {report['auc_models_agreement']:.4f}, of the verdict's p-value "
+        f"{report['auc_models_verdict']:.4f}.",
+        f"Reference models (independent; the verdict's population): {', '.join(report.get('reference_models', []))}.",
         "",
-        "| architecture | optimizer | piracy mean | piracy std | piracy p-value | homologous mean | homologous std | homologous p-value |",
+        "| model | split | role | accuracy | agreement | similarity | p-value | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (arch, opt), by_role in sorted(cells.items()):
-        row = [arch, opt]
-        for role in ("piracy", "homologous"):
-            rs = by_role.get(role, [])
-            if rs:
-                row += [f"{np.mean([r['similarity'] for r in rs]):.3f}", f"{np.mean([r['std'] for r in rs]):.3f}",
-                        _fmt_p(float(np.mean([r["p_value"] for r in rs])))]
-            else:
-                row += ["-", "-", "-"]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| model | split | role | similarity | p-value | verdict |", "|---|---|---|---|---|---|"]
     for r in report["models"]:
-        lines.append(f"| {r['id']} | {r['split']} | {r['role']} | {r['similarity']:.3f} | {_fmt_p(r['p_value'])} | {r['verdict']} |")
+        lines.append(f"| {r['id']} | {r['split']} | {r['role']} | {r['accuracy']:.3f} | {r['agreement']:.3f} | "
+                     f"{r['similarity']:.3f} | {_fmt_p(r['p_value'])} | {r['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +134,7 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
             s = np.sort(np.concatenate([np.asarray(m["similarities"]) for m in ms]))
             ax.plot(s, np.arange(1, len(s) + 1) / len(s), color=color, label=label)
     r = np.sort(np.asarray(reference).reshape(-1))
-    ax.plot(r, np.arange(1, len(r) + 1) / len(r), color="tab:gray", linestyle="--", label="reference homologous (val)")
+    ax.plot(r, np.arange(1, len(r) + 1) / len(r), color="tab:gray", linestyle="--", label="reference (independent models)")
     ax.set_xlabel("cosine similarity to the victim's fingerprints")
     ax.set_ylabel("CDF")
     ax.set_title(title or "Fingerprint similarity CDF")

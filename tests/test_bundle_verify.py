@@ -27,36 +27,73 @@ U, V, N, K, C, H, W = 3, 4, 6, 10, 1, 28, 28
 
 
 def small_cnn(seed: int, in_channels: int = 1, classes: int = K) -> nn.Module:
-    """A tiny random CNN with confident (far from uniform) outputs, so fingerprints of two seeds differ."""
+    """A tiny random CNN with confident (far from uniform) outputs that vary from image to image, so
+    fingerprints of two seeds differ."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                        nn.Linear(64, classes))
+    net = nn.Sequential(nn.Conv2d(in_channels, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * H * W, classes))
     with torch.no_grad():
         net[-1].weight.mul_(20.0)
     return net.eval()
 
 
+def write_toy_bundle(path, victim, references, enc, uaps, view_images, api="probs", sanity=None, gates=None,
+                     zoo=()):
+    """A bundle whose reference evidence is computed from real ``references`` models (their
+    fingerprints through ``enc``), labelled images labelled by the victim (S = 40)."""
+    from fpenc.verdict import pair_agreement, pair_similarities
+
+    vf = fingerprints(from_module(victim, api=api), uaps, view_images)
+    flat_v = vf.reshape(-1, vf.shape[-1])
+    with torch.no_grad():
+        hv = enc.encode(flat_v)
+        refs = [fingerprints(from_module(m, api=api), uaps, view_images).reshape(len(flat_v), -1) for m in references]
+        ref_s = torch.stack([pair_similarities(enc.encode(f), hv) for f in refs])
+        zoo_h = torch.stack([hv] + [enc.encode(fingerprints(from_module(m, api=api), uaps, view_images)
+                                               .reshape(len(flat_v), -1)) for m in zoo])
+    ref_a = torch.stack([pair_agreement(f, flat_v, K) for f in refs])
+    if sanity is None:
+        images = torch.randint(0, 256, (40, C, H, W), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
+        with torch.no_grad():
+            labels = victim(images.float() / 255).argmax(1)
+        sanity = (images, labels)
+    meta = {"victim_id": "victim", "dataset": "fashion_mnist", "api": api, "eps": 0.25, "norm": "linf",
+            "reference_models": [f"ref{i}" for i in range(len(references))],
+            "gates": gates or {"min_accuracy": 0.55, "min_label_entropy": 0.0, "ood_threshold": None}}
+    return export_bundle(path, encoder=enc, uaps=uaps, view_images=view_images,
+                         datapoints=torch.arange(N, dtype=torch.int64) * 7,
+                         views=torch.arange(V * N, dtype=torch.int64).reshape(V, N), victim_fingerprints=vf,
+                         reference_similarities=ref_s, reference_agreement=ref_a, sanity_images=sanity[0],
+                         sanity_labels=sanity[1], zoo_embeddings=zoo_h, meta=meta), vf
+
+
+def toy_encoder(victim, independents, uaps, view_images, steps: int = 60) -> FingerprintEncoder:
+    """A small encoder trained with SupCon to tell the victim's fingerprints from ``independents``'."""
+    from fpenc.encoder.loss import SupConLoss
+
+    x = torch.cat([fingerprints(from_module(m), uaps, view_images).reshape(U * V, -1) for m in [victim, *independents]])
+    y = torch.cat([torch.zeros(U * V), torch.ones(len(independents) * U * V)]).long()
+    torch.manual_seed(1)
+    enc = FingerprintEncoder(2 * N * K, hidden_dim=32, embed_dim=16, proj_dim=8)
+    opt, loss = torch.optim.Adam(enc.parameters(), 1e-2), SupConLoss(0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(enc(x), y).backward()
+        opt.step()
+    return enc.eval()
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """A bundle of a random victim CNN: U=3 UAPs, V=4 views of N=6 1x28x28 images, K=10."""
+    """A bundle of a random victim CNN: U=3 UAPs, V=4 views of N=6 1x28x28 images, K=10, and 4
+    random reference CNNs."""
     tmp = tmp_path_factory.mktemp("bundle")
     g = torch.Generator().manual_seed(0)
     victim = small_cnn(0)
     uaps = (torch.rand(U, C, H, W, generator=g) - 0.5) * 0.5
     view_images = torch.randint(0, 256, (V, N, C, H, W), generator=g, dtype=torch.uint8)
-    vf = fingerprints(from_module(victim), uaps, view_images)
-    torch.manual_seed(1)
-    enc = FingerprintEncoder(2 * N * K, hidden_dim=32, embed_dim=16, proj_dim=8)
-    enc.train()
-    enc(torch.randn(16, 2 * N * K))  # move the BatchNorm running statistics off their defaults
-    enc.eval()
+    enc = toy_encoder(victim, [small_cnn(s) for s in (20, 21, 22)], uaps, view_images)
     path = tmp / "victim.safetensors"
-    sha = export_bundle(path, encoder=enc, uaps=uaps, view_images=view_images,
-                        datapoints=torch.arange(N, dtype=torch.int64) * 7,
-                        views=torch.arange(V * N, dtype=torch.int64).reshape(V, N),
-                        victim_fingerprints=vf, reference_similarities=torch.rand(12, generator=g) * 0.5,
-                        meta={"victim_id": "victim", "dataset": "fashion_mnist", "api": "probs", "eps": 0.25,
-                              "norm": "linf"})
+    sha, vf = write_toy_bundle(path, victim, [small_cnn(s) for s in (10, 11, 12, 13)], enc, uaps, view_images)
     return {"path": path, "sha": sha, "victim": victim, "enc": enc, "uaps": uaps, "view_images": view_images,
             "vf": vf, "tmp": tmp}
 
@@ -69,7 +106,7 @@ def test_round_trip(toy):
     assert b.datapoints.dtype == torch.int64 and b.views.shape == (V, N)
     assert (b.num_uaps, b.num_views, b.num_datapoints, b.num_classes, b.input_shape) == (U, V, N, K, (C, H, W))
     m = b.metadata
-    assert m["format"] == "fpenc-bundle/1" and m["encoder_config"] == toy["enc"].config()
+    assert m["format"] == "fpenc-bundle/2" and m["encoder_config"] == toy["enc"].config()
     assert m["meta"]["victim_id"] == "victim" and m["meta"]["num_classes"] == K and m["meta"]["input_shape"] == [C, H, W]
     assert {"torch", "fpenc", "numpy", "safetensors", "python"} <= set(m["versions"]) and m["created"]
     enc = b.encoder()
@@ -129,13 +166,21 @@ def test_truncated_missing_and_foreign_files(toy, tmp_path):
 def test_export_rejects_inconsistent_parts(toy, tmp_path):
     b = load_bundle(toy["path"])
     kw = dict(encoder=b.encoder(), uaps=b.uaps, view_images=b.view_images, datapoints=b.datapoints, views=b.views,
-              victim_fingerprints=b.victim_fingerprints, reference_similarities=b.reference_similarities)
+              victim_fingerprints=b.victim_fingerprints, reference_similarities=b.reference_similarities,
+              reference_agreement=b.reference_agreement, sanity_images=b.sanity_images,
+              sanity_labels=b.sanity_labels, zoo_embeddings=b.zoo_embeddings)
     with pytest.raises(ValueError, match="view_images must be uint8"):
         export_bundle(tmp_path / "x.safetensors", **{**kw, "view_images": b.view_images.float()})
     with pytest.raises(ValueError, match="encoder takes"):
         export_bundle(tmp_path / "x.safetensors", **{**kw, "encoder": FingerprintEncoder(7)})
     with pytest.raises(ValueError, match="JSON"):
         export_bundle(tmp_path / "x.safetensors", **kw, meta={"bad": object()})
+    with pytest.raises(ValueError, match="sanity_labels"):
+        export_bundle(tmp_path / "x.safetensors", **{**kw, "sanity_labels": b.sanity_labels[:3]})
+    with pytest.raises(ValueError, match="reference_agreement"):
+        export_bundle(tmp_path / "x.safetensors", **{**kw, "reference_agreement": b.reference_agreement[:1]})
+    with pytest.raises(ValueError, match="zoo_embeddings"):
+        export_bundle(tmp_path / "x.safetensors", **{**kw, "zoo_embeddings": b.zoo_embeddings[:, :2]})
     assert not (tmp_path / "x.safetensors").exists() and not list(tmp_path.glob(".x.safetensors.*"))
 
 
@@ -155,15 +200,48 @@ def test_verify_queries_and_similarity(toy):
     same = from_module(small_cnn(0))
     r = verify_suspect(b, same, num_fingerprints=8, seed=1)
     n_views = len({v for _, v in r["pairs"]})
-    assert r["queries"] == same.queries == n_views * N + 8 * N
-    assert {"similarity", "p_value", "verdict", "queries", "num_fingerprints", "alpha", "seconds"} <= set(r)
-    assert r["similarity"] == pytest.approx(1.0, abs=1e-5) and r["verdict"] == "pirated"
+    assert r["queries"] == same.queries == 40 + n_views * N + 8 * N  # labelled images first
+    assert {"similarity", "agreement", "p_value", "verdict", "reasons", "queries", "num_fingerprints", "alpha",
+            "sanity", "p_value_floor", "seconds"} <= set(r)
+    assert r["similarity"] == pytest.approx(1.0, abs=1e-5) and r["agreement"] == 1.0 and r["verdict"] == "derived"
+    assert r["sanity"]["accuracy"] == 1.0 and r["reasons"]
     other = verify_suspect(b, from_module(small_cnn(9)), num_fingerprints=8, seed=1)
-    assert other["similarity"] < r["similarity"] - 1e-3
+    assert other["similarity"] < r["similarity"] - 1e-3 and other["verdict"] != "derived"
     with pytest.raises(ValueError, match=r"\[2, 12\]"):
         verify_suspect(b, from_module(small_cnn(0)), num_fingerprints=13)
     with pytest.raises(ValueError, match=r"\[2, 12\]"):
         verify_suspect(b, from_module(small_cnn(0)), num_fingerprints=1)
+
+
+def test_verify_uses_every_pair_by_default_and_ignores_the_seed(toy):
+    b = load_bundle(toy["path"])
+    runs = [verify_suspect(b, from_module(small_cnn(0)), seed=s) for s in (0, 1, 2)]
+    assert runs[0]["num_fingerprints"] == U * V and runs[0]["pairs"] == [[u, v] for u in range(U) for v in range(V)]
+    assert len({(r["p_value"], r["similarity"], r["verdict"]) for r in runs}) == 1
+    assert runs[0]["queries"] == 40 + V * N * (1 + U)  # labelled images, then every clean view and perturbed pair
+
+
+def test_verify_refuses_alpha_at_or_below_the_floor(toy):
+    from fpenc.errors import ConfigError
+    from fpenc.verify import bundle_pvalue_floor
+
+    b = load_bundle(toy["path"])
+    floor = bundle_pvalue_floor(b)
+    assert 0.0 < floor < 0.05
+    with pytest.raises(ConfigError, match="p-value floor"):
+        verify_suspect(b, from_module(small_cnn(0)), alpha=floor / 2)
+    victim = verify_suspect(b, from_module(small_cnn(0)), alpha=floor * 1.5)
+    assert victim["p_value"] == pytest.approx(floor, rel=1e-6) and victim["verdict"] == "derived"
+
+
+def test_verify_gates_make_broken_models_not_assessable(toy):
+    b = load_bundle(toy["path"])
+    constant = Suspect(lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), K).float() * 9, name="const")
+    r = verify_suspect(b, constant)
+    assert r["verdict"] == "not assessable" and r["sanity"]["top_class"] == 3
+    assert any("accuracy" in why for why in r["reasons"])
+    stranger = verify_suspect(b, from_module(small_cnn(9)))
+    assert stranger["verdict"] == "not assessable" and stranger["sanity"]["accuracy"] < 0.55
 
 
 def test_verify_rejects_bad_suspects(toy):
@@ -201,13 +279,13 @@ def test_cli_verify_json(toy, kind):
         torch.onnx.export(model, (torch.rand(2, C, H, W),), str(path), input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
     proc = _run_cli(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--fingerprints", "6", "--json"])
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 10, proc.stderr  # derived
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
     assert {"similarity", "p_value", "verdict", "queries"} <= set(out)
-    assert out["similarity"] == pytest.approx(1.0, abs=1e-4) and out["verdict"] == "pirated"
-    assert out["queries"] == len({v for _, v in out["pairs"]}) * N + 6 * N
+    assert out["similarity"] == pytest.approx(1.0, abs=1e-4) and out["verdict"] == "derived"
+    assert out["queries"] == 40 + len({v for _, v in out["pairs"]}) * N + 6 * N
 
 
 def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
@@ -215,10 +293,17 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
 
     path = tmp_path / "suspect.pt"
     torch.jit.save(torch.jit.script(small_cnn(0)), str(path))
-    assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--fingerprints", "4"]) == 0
+    assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--fingerprints", "4"]) == 10
     out = capsys.readouterr().out
-    for word in ("similarity:", "p-value:", "verdict:", "queries:"):
+    for word in ("sanity:", "agreement:", "similarity:", "p-value:", "floor", "verdict:     derived", "because:",
+                 "queries:"):
         assert word in out
+    other = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.script(small_cnn(9)), str(other))
+    assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(other)]) == 11  # not assessable
+    assert "verdict:     not assessable" in capsys.readouterr().out
+    assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--alpha", "1e-9"]) == 2
+    assert "p-value floor" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     raw = bytearray(toy["path"].read_bytes())
     begin, end = _tensor_span(toy["path"], "uaps")
@@ -237,25 +322,22 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def label_bundle(toy):
-    """The toy bundle re-exported for a label-only encoder, with [G=3, P=12] per-model reference rows."""
-    b = load_bundle(toy["path"])
-    vf = fingerprints(from_module(toy["victim"], api="label"), toy["uaps"], toy["view_images"])
+    """The toy bundle re-exported for a label-only encoder."""
     path = toy["tmp"] / "label.safetensors"
-    export_bundle(path, encoder=toy["enc"], uaps=b.uaps, view_images=b.view_images, datapoints=b.datapoints,
-                  views=b.views, victim_fingerprints=vf,
-                  reference_similarities=torch.rand(3, U * V, generator=torch.Generator().manual_seed(3)) * 0.5,
-                  meta={"victim_id": "victim", "dataset": "fashion_mnist", "api": "label"})
+    write_toy_bundle(path, toy["victim"], [small_cnn(s) for s in (10, 11, 12)], toy["enc"], toy["uaps"],
+                     toy["view_images"], api="label")
     return load_bundle(path)
 
 
 def test_label_bundle_reduces_richer_answers_and_refuses_poorer(label_bundle, toy):
     assert tuple(label_bundle.reference_similarities.shape) == (3, U * V)
-    as_label = verify_suspect(label_bundle, from_module(small_cnn(9), api="label"), num_fingerprints=8, seed=2)
-    as_probs = verify_suspect(label_bundle, from_module(small_cnn(9), api="probs"), num_fingerprints=8, seed=2)
+    # (the toy encoder was trained on probabilities: uninformative here, hence a high p-value floor and alpha)
+    as_label = verify_suspect(label_bundle, from_module(small_cnn(9), api="label"), 8, alpha=0.9, seed=2)
+    as_probs = verify_suspect(label_bundle, from_module(small_cnn(9), api="probs"), 8, alpha=0.9, seed=2)
     assert as_probs["similarities"] == as_label["similarities"]  # probabilities reduced to their arg-max
-    assert verify_suspect(label_bundle, from_module(toy["victim"]), num_fingerprints=8)["similarity"] == pytest.approx(1.0, abs=1e-5)
-    rows = label_bundle.reference_similarities.double().mean(1)
-    assert as_label["reference_model_means"] == pytest.approx(rows.tolist(), abs=1e-6)
+    assert as_probs["agreements"] == as_label["agreements"]
+    same = verify_suspect(label_bundle, from_module(toy["victim"]), 8, alpha=0.9)
+    assert same["similarity"] == pytest.approx(1.0, abs=1e-5) and same["agreement"] == 1.0
     b = load_bundle(toy["path"])  # a probability encoder cannot be fed a label-only suspect's answers
     with pytest.raises(FpencError, match="trained on 'probs' fingerprints, but the suspect answers only 'label'"):
         verify_suspect(b, from_module(small_cnn(0), api="label"), num_fingerprints=4)
@@ -265,8 +347,20 @@ def test_label_bundle_reduces_richer_answers_and_refuses_poorer(label_bundle, to
 
 def test_export_rejects_bad_reference_shapes(toy, tmp_path):
     b = load_bundle(toy["path"])
-    for bad in (torch.rand(2, 3, 4), torch.rand(4, 1), torch.rand(1)):
+    for bad in (torch.rand(2, 3, 4), torch.rand(4, 1), torch.rand(1), torch.rand(1, U * V)):
         with pytest.raises(ValueError, match="reference_similarities"):
             export_bundle(tmp_path / "x.safetensors", encoder=toy["enc"], uaps=b.uaps, view_images=b.view_images,
                           datapoints=b.datapoints, views=b.views, victim_fingerprints=b.victim_fingerprints,
-                          reference_similarities=bad)
+                          reference_similarities=bad, reference_agreement=bad, sanity_images=b.sanity_images,
+                          sanity_labels=b.sanity_labels, zoo_embeddings=b.zoo_embeddings)
+
+
+def test_old_bundle_format_is_refused_with_the_remedy(toy, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(toy["path"]), framework="pt") as fh:
+        meta = fh.metadata()
+    save_file(load_file(str(toy["path"])), str(tmp_path / "old.safetensors"), metadata={**meta, "format": "fpenc-bundle/1"})
+    with pytest.raises(BundleError, match="older format .* re-export it with `fpenc test`"):
+        load_bundle(tmp_path / "old.safetensors")

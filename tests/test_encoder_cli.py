@@ -14,16 +14,19 @@ from conftest import REPO, tiny_config, tiny_grid
 from fpenc.cli import main
 
 
-def encoder_config(tmp_path, data_root):
+def encoder_config(tmp_path, data_root, name="tinyenc", reference=True):
     grids = [tiny_grid(role, "fmnist_b", seeds="0, 1, 2") for role in ("piracy", "homologous")]
     grids += [tiny_grid(role, "fmnist_c") for role in ("piracy", "homologous")]
-    return tiny_config(tmp_path, data_root, "tinyenc", grids, pipeline_extra="""
+    if reference:  # the verdict's reference population: the victim's architecture on its own data, and another
+        grids += [tiny_grid("homologous", "fmnist_a", seeds="10, 11", more="split: reference, data: victim"),
+                  tiny_grid("homologous", "fmnist_b", seeds="10", more="split: reference")]
+    return tiny_config(tmp_path, data_root, name, grids, pipeline_extra="""
         uap: {num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}
         key: {num_datapoints: 8, num_views: 3, neighbours: 4}
     """, extra=f"""
         seed_everything: 0
         data: {{train_architectures: [fmnist_b], train_models_per_role: 1, batch_size: 256, progress: false}}
-        model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, num_fingerprints: 4, repeats: 5, export_dir: {tmp_path / 'checkpoints'}}}
+        model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, sanity_images: 40, alpha: 0.2, export_dir: {tmp_path / 'checkpoints'}}}
         trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
     """)
 
@@ -44,7 +47,7 @@ def test_fit_runs_earlier_stages_and_checkpoints(fitted):
     run = tmp_path / "runs/tinyenc"
     for name in ("manifest.json", "uaps.pt", "key.pt", "encoder/best.ckpt", "encoder/last.ckpt", "config.yaml"):
         assert (run / name).is_file(), name
-    assert len(list((run / "fingerprints").glob("*.pt"))) == 9
+    assert len(list((run / "fingerprints").glob("*.pt"))) == 12
 
 
 def test_test_refuses_without_ckpt_path(fitted, capsys):
@@ -58,18 +61,24 @@ def test_test_writes_report_and_bundle_then_verify(fitted, capsys):
     tmp_path, config = fitted
     assert main(["test", "--config", str(config), "--ckpt_path", "best"]) == 0
     out = capsys.readouterr().out
-    assert "| architecture | optimizer |" in out
+    assert "| model | split | role | accuracy | agreement | similarity | p-value | verdict |" in out
     run = tmp_path / "runs/tinyenc"
     report = json.loads((run / "report.json").read_text())
-    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "models", "bundle"):
+    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "models", "bundle", "p_value_floor", "piracy_derived",
+                "homologous_derived", "not_assessable", "gates", "reference_models"):
         assert key in report
     assert 0.0 <= report["auc"] <= 1.0
     ids = {m["id"]: m for m in report["models"]}
-    assert {m["split"] for m in ids.values()} == {"val", "test"}
+    assert {m["split"] for m in ids.values()} == {"val", "reference", "test"}
     assert ids["piracy-fmnist_c-adam-s0"]["split"] == "test"
+    assert report["reference_models"] == ["homologous-fmnist_a-adam-s10-victimdata",
+                                          "homologous-fmnist_a-adam-s11-victimdata", "homologous-fmnist_b-adam-s10"]
+    assert all(ids[i]["split"] == "reference" for i in report["reference_models"])
     for m in ids.values():
-        assert set(m) >= {"id", "role", "architecture", "optimizer", "similarity", "p_value", "verdict"}
-        assert 0.0 <= m["p_value"] <= 1.0 and m["verdict"] in ("pirated", "not shown")
+        assert set(m) >= {"id", "role", "architecture", "optimizer", "similarity", "agreement", "p_value", "verdict",
+                          "reasons", "accuracy"}
+        assert 0.0 <= m["p_value"] <= 1.0 and m["verdict"] in ("derived", "not shown", "not assessable")
+        assert m["reasons"]
     assert (run / "report.md").read_text().startswith("# Verification report")
     assert (run / "similarity_cdf.png").read_bytes()[:4] == b"\x89PNG"
     bundle = tmp_path / "checkpoints/tinyenc.fpenc.safetensors"
@@ -85,11 +94,14 @@ def test_test_writes_report_and_bundle_then_verify(fitted, capsys):
     code = ("import json, sys, fpenc.cli; rc = fpenc.cli.main(sys.argv[1:]); "
             "assert 'pytorch_lightning' not in sys.modules; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code, "verify", "--bundle", str(bundle), "--suspect", str(scripted),
-                             "--fingerprints", "4", "--json"], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
+                             "--json"], capture_output=True, text=True, cwd=REPO)
     answer = json.loads(result.stdout)
-    assert set(answer) >= {"similarity", "p_value", "verdict", "queries"}
-    assert answer["queries"] > 0
+    assert result.returncode == {"not shown": 0, "derived": 10, "not assessable": 11}[answer["verdict"]], result.stderr
+    assert set(answer) >= {"similarity", "agreement", "p_value", "verdict", "queries", "reasons"}
+    # the file gives the verdict, p-value and similarity of the report (the same code path)
+    row = ids["piracy-fmnist_c-adam-s0"]
+    assert answer["verdict"] == row["verdict"] and answer["p_value"] == pytest.approx(row["p_value"], rel=1e-4, abs=1e-9)
+    assert answer["agreement"] == row["agreement"]
 
 
 def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
@@ -100,11 +112,12 @@ def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
     assert "train_architectures" in err[-1]
 
 
-def test_population_test_needs_two_reference_models(fitted, capsys):
-    _, config = fitted
-    assert main(["fit", "--config", str(config), "--data.train_models_per_role", "2", "--trainer.max_epochs", "1"]) == 2
+def test_verdict_needs_two_reference_models(fitted, capsys):
+    tmp_path, _ = fitted
+    config = encoder_config(tmp_path, tmp_path / "fmnist", name="tinyenc", reference=False)  # same zoo, no reference grid
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "needs >= 2 reference homologous models" in err[-1] and "there are 1" in err[-1]
+    assert "needs >= 2 reference models" in err[-1] and "there are 0" in err[-1] and "split: reference" in err[-1]
 
 
 def test_checkpoints_best_and_last_epoch(tmp_path):

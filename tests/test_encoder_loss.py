@@ -1,10 +1,8 @@
-"""Tests for the fingerprint encoder, the supervised contrastive loss and the scoring helpers.
+"""Tests for the fingerprint encoder and the supervised contrastive loss.
 
 * ``supcon_loss`` is checked against a naive double-loop reference of Khosla et al.'s L_out,
   against closed-form values on hand-built geometries, and for its invariances and errors.
 * ``FingerprintEncoder``: shapes, config round trip, input validation.
-* ``fpenc.scoring``: cosine similarities, the one-sided Welch test against a by-hand formula,
-  the repeated protocol and the verdict.
 """
 
 from __future__ import annotations
@@ -19,16 +17,6 @@ from scipy import stats
 
 from fpenc.encoder.loss import SupConLoss, supcon_loss
 from fpenc.encoder.network import FingerprintEncoder
-from fpenc.scoring import (
-    NOT_SHOWN,
-    PIRATED,
-    pair_similarities,
-    population_pvalue,
-    reference_pvalue,
-    repeated_test,
-    verdict,
-    welch_pvalue,
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,160 +326,3 @@ def test_encoder_rejects_wrong_input(shape):
 def test_encoder_rejects_bad_dims(kwargs):
     with pytest.raises(ValueError):
         FingerprintEncoder(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# scoring
-# --------------------------------------------------------------------------------------------
-
-
-def test_pair_similarities_simple_vectors():
-    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [3.0, 4.0], [1.0, 0.0]])
-    b = torch.tensor([[2.0, 0.0], [-1.0, -1.0], [4.0, 3.0], [0.0, 5.0]])
-    got = pair_similarities(a, b)
-    assert got.shape == (4,)
-    torch.testing.assert_close(got, torch.tensor([1.0, -1.0, 24.0 / 25.0, 0.0]))
-    torch.testing.assert_close(got, F.cosine_similarity(a, b, dim=1))
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(7, 5, generator=g), torch.randn(7, 5, generator=g)
-    torch.testing.assert_close(pair_similarities(x, y), F.cosine_similarity(x, y, dim=1))
-
-
-def test_pair_similarities_rejects_bad_shapes():
-    with pytest.raises(ValueError):
-        pair_similarities(torch.randn(3, 4), torch.randn(3, 5))
-    with pytest.raises(ValueError):
-        pair_similarities(torch.randn(4), torch.randn(4))
-
-
-def welch_by_hand(s, r) -> float:
-    s, r = np.asarray(s, dtype=np.float64), np.asarray(r, dtype=np.float64)
-    ns, nr = s.size, r.size
-    vs, vr = s.var(ddof=1) / ns, r.var(ddof=1) / nr
-    t = (s.mean() - r.mean()) / math.sqrt(vs + vr)
-    df = (vs + vr) ** 2 / (vs ** 2 / (ns - 1) + vr ** 2 / (nr - 1))
-    return float(stats.t.sf(t, df))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_welch_pvalue_matches_formula(seed):
-    rng = np.random.default_rng(seed)
-    s = rng.normal(0.6 + 0.05 * seed, 0.1, size=15 + seed)
-    r = rng.normal(0.55, 0.3, size=8 + 3 * seed)
-    assert welch_pvalue(s, r) == pytest.approx(welch_by_hand(s, r), rel=1e-9, abs=1e-12)
-    assert welch_pvalue(list(s), list(r)) == pytest.approx(welch_by_hand(s, r), rel=1e-9, abs=1e-12)
-
-
-def test_welch_pvalue_direction():
-    rng = np.random.default_rng(5)
-    ref = rng.normal(0.2, 0.05, size=30)
-    high = rng.normal(0.9, 0.05, size=20)
-    low = rng.normal(-0.3, 0.05, size=20)
-    assert welch_pvalue(high, ref) < 1e-6
-    assert welch_pvalue(low, ref) > 0.99
-    # same distribution: not decisive
-    same = rng.normal(0.2, 0.05, size=20)
-    assert 0.01 < welch_pvalue(same, ref) < 0.99
-    # one-sided: p(s>r) + p(r>s) == 1 for the same pair of samples
-    assert welch_pvalue(high, ref) + welch_pvalue(ref, high) == pytest.approx(1.0, abs=1e-9)
-
-
-def test_welch_pvalue_edge_cases():
-    assert welch_pvalue([1.0, 1.0, 1.0], [0.5, 0.5]) == 0.0
-    assert welch_pvalue([0.5, 0.5], [1.0, 1.0, 1.0]) == 1.0
-    assert welch_pvalue([0.5, 0.5], [0.5, 0.5]) == 1.0
-    with pytest.raises(ValueError):
-        welch_pvalue([1.0], [0.1, 0.2])
-    with pytest.raises(ValueError):
-        welch_pvalue([0.9, 1.0], [0.1])
-
-
-def test_repeated_test_protocol():
-    rng = np.random.default_rng(0)
-    sims = rng.normal(0.7, 0.1, size=60)
-    ref = rng.normal(0.4, 0.1, size=25)
-    out = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123, test="pooled")
-    assert set(out) == {"p_value", "p_values", "similarity"}
-    assert len(out["p_values"]) == 30
-    assert out["p_value"] == pytest.approx(np.mean(out["p_values"]))
-    assert out["similarity"] == pytest.approx(sims.mean())
-    assert out["p_value"] < 1e-3
-    # deterministic for a seed, different for another
-    again = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=123, test="pooled")
-    assert again == out
-    other = repeated_test(sims, ref, num_fingerprints=20, repeats=30, seed=124, test="pooled")
-    assert other["p_values"] != out["p_values"]
-    # each p-value is the Welch test of a draw without replacement with default_rng(seed)
-    draw_rng = np.random.default_rng(123)
-    for p in out["p_values"][:5]:
-        idx = draw_rng.choice(sims.size, 20, replace=False)
-        assert len(set(idx.tolist())) == 20
-        assert p == pytest.approx(welch_by_hand(sims[idx], ref), rel=1e-9, abs=1e-15)
-
-
-def test_repeated_test_all_fingerprints_and_small_suspect():
-    rng = np.random.default_rng(1)
-    sims = rng.normal(0.1, 0.1, size=10)
-    ref = rng.normal(0.5, 0.1, size=10)
-    out = repeated_test(sims, ref, num_fingerprints=10, repeats=4, seed=0, test="pooled")
-    # drawing all of them each time gives the same p-value every repeat
-    assert len(out["p_values"]) == 4
-    assert len(set(round(p, 12) for p in out["p_values"])) == 1
-    assert out["p_value"] > 0.5
-
-
-@pytest.mark.parametrize("kwargs", [
-    {"num_fingerprints": 11},
-    {"num_fingerprints": 1},
-    {"num_fingerprints": 0},
-    {"num_fingerprints": 5, "repeats": 0},
-])
-def test_repeated_test_errors(kwargs):
-    sims = np.linspace(0, 1, 10)
-    with pytest.raises(ValueError):
-        repeated_test(sims, np.array([0.1, 0.2, 0.3]), test="pooled", **kwargs)
-
-
-def population_by_hand(s, rows):
-    """Prediction t-test of a new model against G reference models, written out."""
-    means = [sum(r) / len(r) for r in rows]
-    g, n = len(means), len(s)
-    m = sum(means) / g
-    var_m = sum((x - m) ** 2 for x in means) / (g - 1)
-    ms = sum(s) / n
-    var_s = sum((x - ms) ** 2 for x in s) / (n - 1)
-    return float(stats.t.sf((ms - m) / math.sqrt(var_m * (1 + 1 / g) + var_s / n), g - 1))
-
-
-def test_population_pvalue_matches_formula_and_spares_the_spread_of_innocent_models():
-    rng = np.random.default_rng(7)
-    rows = np.stack([rng.normal(m, 0.1, size=300) for m in (0.24, 0.38, 0.32)])  # 3 reference models
-    near = rng.normal(0.48, 0.1, size=20)  # an innocent model a little above the reference models
-    assert population_pvalue(near, rows) == pytest.approx(population_by_hand(near, rows), rel=1e-9)
-    assert reference_pvalue(near, rows) == population_pvalue(near, rows)
-    # the paper's pooled Welch test accuses it; the population test does not
-    assert reference_pvalue(near, rows, "pooled") == pytest.approx(welch_by_hand(near, rows.reshape(-1)), rel=1e-9)
-    assert reference_pvalue(near, rows, "pooled") < 1e-3 < 0.05 < reference_pvalue(near, rows)
-    copy = rng.normal(0.95, 0.03, size=20)  # a copy, far outside them
-    assert reference_pvalue(copy, rows) < 0.01
-    out = repeated_test(np.r_[near, near], rows, num_fingerprints=10, repeats=3, seed=0)
-    assert out["p_value"] > 0.05
-    with pytest.raises(ValueError, match="G >= 2"):
-        population_pvalue(near, rows[:1])
-    with pytest.raises(ValueError, match="G >= 2"):
-        population_pvalue(near, rows.reshape(-1))
-    with pytest.raises(ValueError, match="test must be one of"):
-        reference_pvalue(near, rows, "each")
-
-
-def test_verdict():
-    assert verdict(0.01) == PIRATED
-    assert verdict(0.049) == PIRATED
-    assert verdict(0.05) == NOT_SHOWN  # strict: p < alpha
-    assert verdict(0.5) == NOT_SHOWN
-    assert verdict(0.0) == PIRATED
-    assert verdict(0.005, alpha=0.01) == PIRATED
-    assert verdict(0.02, alpha=0.01) == NOT_SHOWN
-    for alpha in (0.0, 1.0, -0.1, 1.5):
-        with pytest.raises(ValueError):
-            verdict(0.01, alpha=alpha)

@@ -4,8 +4,9 @@ scores suspects (paper §4.3, §5.1, §5.2).
 * fit: SupCon on fingerprint views (label 0 victim/piracy, 1 homologous); validation logs the
   separation of the validation models' pair similarities (Cohen's d of piracy vs homologous)
   and their AUC; the best epoch by separation is checkpointed to ``runs/<name>/encoder/best.ckpt``.
-* test: pair similarities of every validation and test model to the victim, the report
-  (``fpenc.report``) in ``runs/<name>/`` and, with ``export_dir``, the verification bundle.
+* test: exports the verification bundle (``fpenc.encoder.export``), verifies every validation,
+  reference and test model against it as ``fpenc verify`` would, and writes the report
+  (``fpenc.report``) in ``runs/<name>/``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
-from fpenc.scoring import REFERENCE_TESTS, pair_similarities
+from fpenc.verdict import pair_similarities
 
 
 def encoder_checkpoints(folder: str | Path) -> list:
@@ -39,22 +40,30 @@ class EncoderModule(pl.LightningModule):
         hidden_dim, embed_dim, proj_dim, dropout, input_transform: the :class:`FingerprintEncoder`.
         temperature: SupCon temperature.
         lr, weight_decay: AdamW.
-        num_fingerprints, repeats, alpha: the test protocol (20 fingerprints, 30 draws, 0.05).
-        reference_test: "population" (default): is the suspect more similar than a new independently
-            trained model would be, given the reference models' similarities; "pooled": than the
-            reference similarities pooled (the paper's Welch test). See :mod:`fpenc.scoring`.
-        export_dir: where ``test`` writes the verification bundle (None: no export).
+        alpha: the verdict's significance level (default 0.05; :mod:`fpenc.verdict`).
+        num_fingerprints: fingerprint pairs per verdict (None: every pair of the bundle, no random draw).
+        accuracy_share, entropy_share: the sanity gates: a suspect needs an accuracy of at least chance
+            + ``accuracy_share`` x the victim's margin over chance, and a label entropy of at least
+            ``entropy_share`` x the victim's, on the bundle's ``sanity_images`` labelled test images.
+        ood_margin: the out-of-distribution gate's limit is ``ood_margin`` x the largest distance of a
+            validation or reference model to the encoder's training models (0: no gate).
+        export_dir: where ``test`` writes the verification bundle (None: the run directory).
     """
 
     def __init__(self, input_dim: int = 2000, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
                  dropout: float = 0.1, input_transform: str = "log", temperature: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 num_fingerprints: int = 20, repeats: int = 30, alpha: float = 0.05, reference_test: str = "population",
+                 alpha: float = 0.05, num_fingerprints: int | None = None, accuracy_share: float = 0.5,
+                 entropy_share: float = 0.5, ood_margin: float = 1.5, sanity_images: int = 200,
                  export_dir: str | None = "checkpoints") -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}")
-        if reference_test not in REFERENCE_TESTS:
-            raise ValueError(f"reference_test must be one of {REFERENCE_TESTS}, got {reference_test!r}")
+        if not 0.0 < alpha < 1.0 or not 0.0 <= accuracy_share <= 1.0 or not 0.0 <= entropy_share <= 1.0:
+            raise ValueError("need alpha in (0, 1) and accuracy_share, entropy_share in [0, 1], got "
+                             f"{alpha}, {accuracy_share}, {entropy_share}")
+        if ood_margin < 0 or sanity_images < 10 or (num_fingerprints is not None and num_fingerprints < 2):
+            raise ValueError(f"need ood_margin >= 0, sanity_images >= 10 and num_fingerprints >= 2 (or None), got "
+                             f"{ood_margin}, {sanity_images}, {num_fingerprints}")
         self.save_hyperparameters()
         self.encoder = FingerprintEncoder(input_dim, hidden_dim, embed_dim, proj_dim, dropout, input_transform)
         self.criterion = SupConLoss(temperature)
@@ -63,15 +72,15 @@ class EncoderModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "reference_models") or self.hparams.reference_test != "population":
+        if dm is None or not hasattr(dm, "reference_models") or stage not in ("test", "fit"):
             return
         if len(dm.reference_models()) < 2:
             from fpenc.errors import ConfigError
 
             raise ConfigError(
-                f"model.reference_test 'population' needs >= 2 reference homologous models (the validation "
-                f"homologous models of the training architectures), but there are {len(dm.reference_models())}: "
-                "add seeds to those grids, lower data.train_models_per_role, or set model.reference_test: pooled")
+                f"the verdict needs >= 2 reference models (independent models of the zoo grids marked "
+                f"'split: reference'), but there are {len(dm.reference_models())}: add such a grid to pipeline.zoo.grids "
+                "(e.g. the victim's architecture on the victim's own data, data: victim, and other architectures)")
 
     # -- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -94,17 +103,20 @@ class EncoderModule(pl.LightningModule):
         x, _, model, pair = batch
         self._outputs.append((self.encoder.encode(x).detach().float().cpu(), model.cpu(), pair.cpu()))
 
-    def _similarities(self) -> dict[int, np.ndarray]:
-        """``{model index: pair similarities [P]}`` against the victim, from the collected outputs."""
+    def _representations(self) -> dict[int, torch.Tensor]:
+        """``{model index: representations h [P, D]}`` in pair order, from the collected outputs."""
         h, model, pair = (torch.cat(t) for t in zip(*self._outputs))
         self._outputs.clear()
-        dm = self.trainer.datamodule
         by_model = {}
         for idx in model.unique().tolist():
             sel = model == idx
-            order = torch.argsort(pair[sel])
-            by_model[idx] = h[sel][order]
-        victim = by_model.pop(dm.victim.index)
+            by_model[idx] = h[sel][torch.argsort(pair[sel])]
+        return by_model
+
+    def _similarities(self) -> dict[int, np.ndarray]:
+        """``{model index: pair similarities [P]}`` against the victim, from the collected outputs."""
+        by_model = self._representations()
+        victim = by_model.pop(self.trainer.datamodule.victim.index)
         return {idx: pair_similarities(hm, victim).numpy() for idx, hm in by_model.items()}
 
     # -- validation ---------------------------------------------------------------------------------
@@ -132,33 +144,36 @@ class EncoderModule(pl.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
-        from fpenc.report import build_report, write_report
+        """Export the bundle, then verify every validation, reference and test model against it
+        exactly as ``fpenc verify`` would, and write the report."""
+        from fpenc.bundle import load_bundle
+        from fpenc.encoder.export import export_from_run
+        from fpenc.report import build_report, evaluate_models, write_report
+        from fpenc.zoo.manifest import entries_by_id, load_manifest
 
-        dm = self.trainer.datamodule
-        sims = self._similarities()
-        records = {m.index: m for m in dm.models}
-        models = [{"id": records[i].id, "role": records[i].role, "architecture": records[i].architecture,
-                   "optimizer": records[i].optimizer, "split": records[i].split, "similarities": s}
-                  for i, s in sorted(sims.items())]
-        reference_ids = {m.index for m in dm.reference_models()}
-        hp = self.hparams
-        reference = np.stack([sims[i] for i in sorted(reference_ids)])  # [G, P]: one row per reference model
-        report = build_report(models, reference, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
-                              repeats=hp.repeats, seed=dm.cfg.seed, test=hp.reference_test,
-                              meta={"name": dm.cfg.name, "api": dm.api, "reference_test": hp.reference_test,
-                                    "reference_models": [  # in the order of the reference rows
-                                  records[i].id for i in sorted(reference_ids)]})
-        if hp.export_dir:
-            from fpenc.encoder.export import export_from_run
-
-            report["bundle"] = str(export_from_run(self.encoder, dm, reference, report, hp.export_dir))
+        dm, hp = self.trainer.datamodule, self.hparams
+        reps = self._representations()
+        path = export_from_run(self.encoder, dm, reps, hp.export_dir or dm.run_dir, alpha=hp.alpha,
+                               accuracy_share=hp.accuracy_share, entropy_share=hp.entropy_share,
+                               ood_margin=hp.ood_margin, sanity_images=hp.sanity_images)
+        bundle = load_bundle(path)
+        entries = entries_by_id(load_manifest(Path(dm.run_dir) / "manifest.json"))
+        models = [entries[m.id] | {"split": m.split} for m in dm.models if m.split in ("val", "reference", "test")]
+        rows = evaluate_models(bundle, dm.run_dir, models, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
+                               progress=dm.progress)
+        report = build_report(rows, meta={"name": dm.cfg.name, "api": dm.api, "bundle": str(path),
+                                          "bundle_sha256": bundle.sha256,
+                                          "reference_models": list(bundle.meta["reference_models"]),
+                                          "gates": bundle.meta["gates"]})
         self.test_report = report
-        paths = write_report(dm.run_dir, report, models, reference)
+        reference = bundle.reference_similarities.numpy()
+        paths = write_report(dm.run_dir, report, rows, reference)
         self.log_dict({"test/auc": report["auc"], "test/tpr_at_1pct_fpr": report["tpr_at_1pct_fpr"],
-                       "test/tpr_at_5pct_fpr": report["tpr_at_5pct_fpr"], "test/auc_models": report["auc_models"]})
-        self._log_to_wandb(report, models, reference, paths)
+                       "test/tpr_at_5pct_fpr": report["tpr_at_5pct_fpr"], "test/auc_models": report["auc_models"],
+                       "test/auc_models_verdict": report["auc_models_verdict"]})
+        self._log_to_wandb(report, rows, reference, paths)
 
-    def _log_to_wandb(self, report: dict, models: list[dict], reference: np.ndarray, paths: dict) -> None:
+    def _log_to_wandb(self, report: dict, rows: list[dict], reference: np.ndarray, paths: dict) -> None:
         from pytorch_lightning.loggers import WandbLogger
 
         for logger in self.loggers:
@@ -166,10 +181,11 @@ class EncoderModule(pl.LightningModule):
                 continue
             import wandb
 
-            columns = ["id", "split", "role", "architecture", "optimizer", "similarity", "p_value", "verdict"]
+            columns = ["id", "split", "role", "architecture", "optimizer", "accuracy", "agreement", "similarity",
+                       "p_value", "verdict"]
             table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in report["models"]])
             hist = {f"test/similarity_{role}": wandb.Histogram(np.concatenate(
-                [m["similarities"] for m in models if m["role"] == role and m["split"] == "test"]))
+                [r["similarities"] for r in rows if r["role"] == role and r["split"] == "test"]))
                 for role in ("piracy", "homologous")}
             logger.experiment.log({"test/results": table, "test/similarity_cdf": wandb.Image(str(paths["cdf"])),
                                    "test/reference_similarity": wandb.Histogram(np.ravel(reference)), **hist})

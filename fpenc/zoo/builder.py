@@ -44,6 +44,21 @@ class ModelSpec:
     options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
 
 
+def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
+    """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
+    return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{data}data")
+
+
+def reference_ids(cfg: PipelineConfig) -> list[str]:
+    """Ids of the verdict's reference models: the models of the grids with ``split: reference``."""
+    ids = []
+    for grid in cfg.zoo.grids:
+        if grid.split == "reference":
+            ids += [model_id(grid.role, a, o, s, grid.data)
+                    for a in grid.architectures for o in grid.optimizers for s in grid.seeds]
+    return list(dict.fromkeys(ids))
+
+
 def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
     """The victim first, then every grid's architectures x optimizers x seeds.
 
@@ -63,7 +78,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
         for arch in grid.architectures:
             for opt in grid.optimizers:
                 for seed in grid.seeds:
-                    mid = f"{grid.role}-{arch}-{opt}-s{seed}"
+                    mid = model_id(grid.role, arch, opt, seed, grid.data)
                     if mid in seen:
                         continue
                     seen.add(mid)
@@ -72,7 +87,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
                     specs.append(
                         ModelSpec(
                             mid, grid.role, arch, opt, seed, bs, grid.epochs, lr_of(opt, grid.lr),
-                            split="attacker" if piracy else "homologous",
+                            split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
                             parent="victim" if piracy else None,
                             extraction=asdict(cfg.zoo.extraction) if piracy else None,
                             options=dict(grid.options),

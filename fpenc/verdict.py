@@ -1,0 +1,194 @@
+"""The verdict on a suspect: ``derived``, ``not shown`` or ``not assessable``, always with reasons.
+
+A suspect is judged in three steps (plain numpy + scipy; the encoder runs in :mod:`fpenc.verify`):
+
+1. **Sanity gates** on the bundle's labelled images (a random sample of the test set, apart from
+   the key): a suspect that is not a working model of the task (constant, random, untrained,
+   fed the wrong preprocessing) is ``not assessable``, never ``derived``:
+   - accuracy >= ``min_accuracy`` (default: chance + half the victim's margin over chance);
+   - normalised entropy of its predicted labels >= ``min_label_entropy`` (default: half the
+     victim's): a model answering one class for everything is not assessable.
+2. **Out-of-distribution gate**: the suspect's encoder representations ``h [P, D]`` are compared,
+   pair by pair, with those of the models the encoder was trained on (``[M, P, D]``); the distance
+   to the nearest of them (mean over pairs of 1 - cosine) above ``ood_threshold`` (the largest
+   distance of the validation and reference models, times a margin) is ``not assessable``: the
+   encoder has never seen anything like it and its similarity says nothing reliable.
+3. **A calibrated test against a population of independent models** (the bundle's reference
+   models, chosen apart from the models that train the encoder, pick its checkpoint or choose
+   the key). Two statistics, both computed on the same fingerprint pairs for the suspect and
+   every reference model, so the comparison is exact and independent of any draw:
+   - ``agreement``: share of the key's labels (clean and UAP-perturbed views) on which the
+     suspect predicts the victim's class -- monotone raw evidence;
+   - ``similarity``: mean cosine similarity of the encoder representations of its fingerprints
+     and the victim's (Peng et al., CVPR 2022, §4.3).
+   Each gets a one-sided prediction t-test against the reference models' values (``G - 1``
+   degrees of freedom: "is the suspect above what a new independent model would score?"), and
+   the verdict is an intersection-union test: ``p = max(p_agreement, p_similarity)``, ``derived``
+   iff ``p < alpha``. A suspect that agrees with the victim no more than independent models do
+   gets ``p_agreement >= 0.5`` and can never be ``derived``, whatever the encoder says.
+
+The smallest p-value a bundle can give (the victim itself: agreement 1, similarity 1) is its
+**p-value floor**; an ``alpha`` at or below it can never yield ``derived`` and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+DERIVED, NOT_SHOWN, NOT_ASSESSABLE = "derived", "not shown", "not assessable"
+OUTCOMES = (DERIVED, NOT_SHOWN, NOT_ASSESSABLE)
+EXIT_CODES = {NOT_SHOWN: 0, DERIVED: 10, NOT_ASSESSABLE: 11}
+"""``fpenc verify`` exit codes by outcome (2 is an input error, as for every fpenc command)."""
+
+SD_FLOOR = 0.01
+"""The smallest spread (standard deviation) the reference models' values are taken to have: near-
+identical reference models would otherwise make any suspect a hair above them "significant"."""
+
+
+# -- raw evidence ------------------------------------------------------------------------------
+def pair_similarities(h_suspect: torch.Tensor, h_victim: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities ``[P]`` of paired encoder representations ``[P, D]`` and ``[P, D]``."""
+    if h_suspect.shape != h_victim.shape or h_suspect.ndim != 2:
+        raise ValueError(f"need two [P, D] tensors of one shape, got {tuple(h_suspect.shape)} and {tuple(h_victim.shape)}")
+    return torch.nn.functional.cosine_similarity(h_suspect.float(), h_victim.float(), dim=1)
+
+
+def pair_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per pair, the share of the ``2 N`` answers of a fingerprint whose arg-max class is the victim's.
+
+    ``fingerprints``, ``victim_fingerprints``: ``[P, 2 N K]`` (laid out as
+    :func:`fpenc.fingerprint.fingerprints.fingerprints`). Returns ``[P]`` float64 in [0, 1].
+    """
+    if fingerprints.shape != victim_fingerprints.shape or fingerprints.ndim != 2:
+        raise ValueError(f"need two [P, 2NK] tensors of one shape, got {tuple(fingerprints.shape)} and "
+                         f"{tuple(victim_fingerprints.shape)}")
+    p = fingerprints.shape[0]
+    a = fingerprints.reshape(p, -1, num_classes).argmax(-1)
+    b = victim_fingerprints.reshape(p, -1, num_classes).argmax(-1)
+    return (a == b).double().mean(1)
+
+
+def label_entropy(labels, num_classes: int) -> float:
+    """Normalised entropy in [0, 1] of the histogram of predicted ``labels [S]`` (0: one class only)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    q = counts[counts > 0] / counts.sum()
+    return float(-(q * np.log(q)).sum() / math.log(num_classes)) if num_classes > 1 else 0.0
+
+
+# -- the test ----------------------------------------------------------------------------------
+def prediction_pvalue(value: float, reference) -> float:
+    """One-sided prediction t-test: the probability that a new model of the reference population
+    (``reference [G]``, one value per model, G >= 2) scores ``value`` or more, under a normal fit:
+    ``t = (value - mean) / (sd * sqrt(1 + 1/G))`` with ``G - 1`` degrees of freedom, and ``sd``
+    at least :data:`SD_FLOOR`."""
+    from scipy import stats
+
+    r = np.asarray(reference, dtype=np.float64).reshape(-1)
+    if r.size < 2:
+        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
+    if not np.isfinite(value) or not np.isfinite(r).all():
+        raise ValueError("the prediction test needs finite values")
+    sd = max(float(r.std(ddof=1)), SD_FLOOR)
+    t = (float(value) - float(r.mean())) / (sd * math.sqrt(1.0 + 1.0 / r.size))
+    return float(stats.t.sf(t, r.size - 1))
+
+
+def pvalue_floor(reference_agreement, reference_similarity) -> float:
+    """The smallest p-value these reference models allow: the one the victim itself would get
+    (agreement 1 and similarity 1). Both arguments: ``[G]`` per-model values."""
+    return max(prediction_pvalue(1.0, reference_agreement), prediction_pvalue(1.0, reference_similarity))
+
+
+@dataclass
+class Gates:
+    """Thresholds of the sanity and out-of-distribution gates (recorded in a bundle's header)."""
+
+    min_accuracy: float
+    min_label_entropy: float
+    ood_threshold: float | None = None  # None: no out-of-distribution gate
+
+    @classmethod
+    def from_victim(cls, victim_accuracy: float, victim_entropy: float, num_classes: int,
+                    accuracy_share: float = 0.5, entropy_share: float = 0.5, ood_threshold: float | None = None):
+        """``min_accuracy = chance + accuracy_share * (victim - chance)``, ``min_label_entropy =
+        entropy_share * victim's``."""
+        chance = 1.0 / num_classes
+        return cls(min_accuracy=round(chance + accuracy_share * max(victim_accuracy - chance, 0.0), 6),
+                   min_label_entropy=round(entropy_share * victim_entropy, 6), ood_threshold=ood_threshold)
+
+
+def sanity_reasons(accuracy: float, entropy: float, top_class: int, top_share: float, gates: Gates) -> list[str]:
+    """Why a suspect is not a working model of the task (empty: it is)."""
+    reasons = []
+    if accuracy < gates.min_accuracy:
+        reasons.append(f"accuracy {accuracy:.3f} on the bundle's labelled images is below {gates.min_accuracy:.3f}: "
+                       "not a working model of this task (constant, random or untrained, or fed inputs with another "
+                       "preprocessing? suspects take [0, 1] pixels and normalise inside)")
+    if entropy < gates.min_label_entropy:
+        reasons.append(f"its answers are not diverse: class {top_class} for {100 * top_share:.0f}% of the labelled "
+                       f"images (normalised label entropy {entropy:.3f} < {gates.min_label_entropy:.3f})")
+    return reasons
+
+
+def ood_distance(h: torch.Tensor, zoo_h: torch.Tensor) -> tuple[float, int]:
+    """Distance of a suspect's representations ``h [P, D]`` to the nearest of ``zoo_h [M, P, D]``
+    (same pairs): ``min_m mean_p (1 - cos(h_p, zoo_h[m, p]))``. Returns ``(distance, m)``."""
+    if zoo_h.ndim != 3 or zoo_h.shape[1:] != h.shape:
+        raise ValueError(f"need h [P, D] and zoo_h [M, P, D], got {tuple(h.shape)} and {tuple(zoo_h.shape)}")
+    cos = torch.nn.functional.cosine_similarity(h.double().unsqueeze(0), zoo_h.double(), dim=-1)  # [M, P]
+    d = (1.0 - cos).mean(1)
+    m = int(d.argmin())
+    return float(d[m]), m
+
+
+@dataclass
+class Decision:
+    """The outcome of :func:`decide`, JSON-ready through :meth:`as_dict`."""
+
+    outcome: str
+    p_value: float | None
+    reasons: list[str]
+    evidence: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"verdict": self.outcome, "p_value": self.p_value, "reasons": list(self.reasons), **self.evidence}
+
+
+def _range(values) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.min():.3f}-{v.max():.3f}"
+
+
+def decide(*, agreement: float, similarity: float, reference_agreement, reference_similarity, alpha: float,
+           sanity: list[str] = (), ood: str | None = None) -> Decision:
+    """The verdict from the suspect's statistics and the reference models' (``[G]`` each, on the
+    same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable).
+
+    Returns a :class:`Decision` with ``p_agreement``, ``p_similarity`` and the reference ranges in
+    its evidence; ``p_value`` is ``max`` of the two (the intersection-union test).
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    ref_a = np.asarray(reference_agreement, dtype=np.float64)
+    ref_s = np.asarray(reference_similarity, dtype=np.float64)
+    p_a, p_s = prediction_pvalue(agreement, ref_a), prediction_pvalue(similarity, ref_s)
+    p = max(p_a, p_s)
+    evidence = {"p_agreement": p_a, "p_similarity": p_s,
+                "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
+                "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())]}
+    reasons = list(sanity) + ([ood] if ood else [])
+    if reasons:
+        return Decision(NOT_ASSESSABLE, p, reasons, evidence)
+    a_txt = (f"agreement with the victim on the key {agreement:.3f} (independent reference models "
+             f"{_range(ref_a)}, p {p_a:.2g})")
+    s_txt = f"encoder similarity {similarity:.3f} (reference {_range(ref_s)}, p {p_s:.2g})"
+    if p < alpha:
+        return Decision(DERIVED, p, [f"{a_txt} and {s_txt} are both above every plausible independent model "
+                                     f"(p = max {p:.2g} < alpha {alpha:g})"], evidence)
+    weak = [t for t, q in ((a_txt, p_a), (s_txt, p_s)) if q >= alpha]
+    return Decision(NOT_SHOWN, p, [f"{' and '.join(weak)}: not beyond what independent models reach "
+                                   f"(p = {p:.2g} >= alpha {alpha:g})"], evidence)

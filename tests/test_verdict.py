@@ -1,0 +1,152 @@
+"""The verdict's statistics and decision (fpenc.verdict) against by-hand formulas and hand-built
+cases, and the calibration table (fpenc.calibration)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from fpenc.calibration import clopper_pearson, false_accusation_table
+from fpenc.verdict import (
+    DERIVED,
+    NOT_ASSESSABLE,
+    NOT_SHOWN,
+    SD_FLOOR,
+    Gates,
+    decide,
+    label_entropy,
+    ood_distance,
+    pair_agreement,
+    pair_similarities,
+    prediction_pvalue,
+    pvalue_floor,
+    sanity_reasons,
+)
+
+
+def test_pair_similarities_simple_vectors():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [3.0, 4.0], [1.0, 0.0]])
+    b = torch.tensor([[2.0, 0.0], [-1.0, -1.0], [4.0, 3.0], [0.0, 5.0]])
+    torch.testing.assert_close(pair_similarities(a, b), torch.tensor([1.0, -1.0, 24.0 / 25.0, 0.0]))
+    with pytest.raises(ValueError):
+        pair_similarities(torch.randn(3, 4), torch.randn(3, 5))
+
+
+def test_pair_agreement_against_a_loop():
+    g = torch.Generator().manual_seed(0)
+    p, n2, k = 5, 6, 4
+    a, b = torch.rand(p, n2 * k, generator=g), torch.rand(p, n2 * k, generator=g)
+    want = [sum(int(a[i, j * k:(j + 1) * k].argmax() == b[i, j * k:(j + 1) * k].argmax()) for j in range(n2)) / n2
+            for i in range(p)]
+    assert pair_agreement(a, b, k).tolist() == pytest.approx(want)
+    assert pair_agreement(b, b, k).tolist() == [1.0] * p
+    with pytest.raises(ValueError):
+        pair_agreement(a, b[:2], k)
+
+
+def test_label_entropy():
+    assert label_entropy([3] * 50, 10) == 0.0
+    assert label_entropy(list(range(10)) * 5, 10) == pytest.approx(1.0)
+    assert 0.0 < label_entropy([0, 0, 0, 1], 10) < 0.3
+
+
+def prediction_by_hand(value, ref):
+    g = len(ref)
+    m = sum(ref) / g
+    sd = max(math.sqrt(sum((x - m) ** 2 for x in ref) / (g - 1)), SD_FLOOR)
+    return float(stats.t.sf((value - m) / (sd * math.sqrt(1 + 1 / g)), g - 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prediction_pvalue_matches_formula(seed):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(0.3, 0.05, size=6).tolist()
+    for value in (0.2, 0.3, 0.42, 0.9):
+        assert prediction_pvalue(value, ref) == pytest.approx(prediction_by_hand(value, ref), rel=1e-9)
+    assert prediction_pvalue(0.3, [0.3, 0.3, 0.3]) == pytest.approx(0.5)  # the SD floor: no division by zero
+    assert prediction_pvalue(0.3 + 10 * SD_FLOOR, [0.3] * 4) < 0.01
+    with pytest.raises(ValueError, match=">= 2 reference"):
+        prediction_pvalue(0.5, [0.3])
+    with pytest.raises(ValueError, match="finite"):
+        prediction_pvalue(float("nan"), [0.3, 0.4])
+
+
+def test_prediction_pvalue_is_calibrated_on_draws_from_the_reference_population():
+    """A new draw from the population the reference models come from is accused at rate ~alpha."""
+    rng = np.random.default_rng(0)
+    hits = 0
+    trials = 4000
+    for _ in range(trials):
+        ref = rng.normal(0.3, 0.05, size=6)
+        hits += prediction_pvalue(rng.normal(0.3, 0.05), ref) < 0.05
+    assert abs(hits / trials - 0.05) < 0.012
+
+
+def test_pvalue_floor_is_the_victims_own_pvalue():
+    ra, rs = [0.2, 0.25, 0.3, 0.22], [0.4, 0.5, 0.45, 0.6]
+    assert pvalue_floor(ra, rs) == max(prediction_pvalue(1.0, ra), prediction_pvalue(1.0, rs))
+    wide = pvalue_floor([0.2, 0.25, 0.3, 0.22], [0.1, 0.9, 0.5, 0.2])
+    assert wide > pvalue_floor(ra, rs)  # a wide reference allows less confidence
+
+
+def test_decide_needs_both_statistics():
+    ref_a, ref_s = [0.25, 0.28, 0.3, 0.27, 0.26], [0.4, 0.45, 0.5, 0.42, 0.48]
+    copy = decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    assert copy.outcome == DERIVED and copy.p_value == max(copy.evidence["p_agreement"], copy.evidence["p_similarity"])
+    # the encoder likes it, but it agrees with the victim no more than independent models: never derived
+    odd = decide(agreement=0.2, similarity=0.99, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    assert odd.outcome == NOT_SHOWN and odd.evidence["p_agreement"] > 0.5 and "agreement" in odd.reasons[0]
+    # the agreement is high, but the encoder says independent: not shown either
+    assert decide(agreement=0.8, similarity=0.44, reference_agreement=ref_a, reference_similarity=ref_s,
+                  alpha=0.05).outcome == NOT_SHOWN
+    gated = decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05,
+                   sanity=["accuracy 0.1 ..."])
+    assert gated.outcome == NOT_ASSESSABLE and gated.reasons == ["accuracy 0.1 ..."]
+    assert decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05,
+                  ood="far").outcome == NOT_ASSESSABLE
+    with pytest.raises(ValueError):
+        decide(agreement=0.8, similarity=0.9, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.0)
+
+
+def test_gates_from_victim_and_sanity_reasons():
+    g = Gates.from_victim(0.9, 0.98, 10)
+    assert g.min_accuracy == pytest.approx(0.5) and g.min_label_entropy == pytest.approx(0.49)
+    assert sanity_reasons(0.88, 0.97, 2, 0.12, g) == []
+    reasons = sanity_reasons(0.1, 0.0, 3, 1.0, g)
+    assert len(reasons) == 2 and "accuracy 0.100" in reasons[0] and "class 3 for 100%" in reasons[1]
+
+
+def test_ood_distance_picks_the_nearest_model():
+    g = torch.Generator().manual_seed(0)
+    zoo = torch.randn(3, 5, 4, generator=g)
+    d, m = ood_distance(zoo[1] * 2.0, zoo)  # a scaled copy of model 1: cosine 1
+    assert m == 1 and d == pytest.approx(0.0, abs=1e-9)
+    h = torch.randn(5, 4, generator=g)
+    want = min(float((1 - F.cosine_similarity(h.double(), z.double(), dim=1)).mean()) for z in zoo)
+    assert ood_distance(h, zoo)[0] == pytest.approx(want)
+    with pytest.raises(ValueError):
+        ood_distance(h, zoo[:, :2])
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = clopper_pearson(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 20), rel=1e-6)  # the exact zero-count bound
+    lo, hi = clopper_pearson(20, 20)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 20), rel=1e-6)
+    lo, hi = clopper_pearson(5, 50)
+    assert lo < 0.1 < hi and (lo, hi) == pytest.approx((0.0333, 0.2181), abs=1e-3)
+    with pytest.raises(ValueError):
+        clopper_pearson(3, 2)
+
+
+def test_false_accusation_table_counts_only_assessable_models():
+    p = [0.001, 0.02, 0.2, 0.004, 0.5]
+    ok = [True, True, True, False, True]
+    rows = {r["alpha"]: r for r in false_accusation_table(p, ok, alphas=(0.01, 0.05))}
+    assert rows[0.01]["derived"] == 1 and rows[0.05]["derived"] == 2 and rows[0.05]["negatives"] == 5
+    assert rows[0.05]["rate"] == pytest.approx(0.4)
