@@ -41,9 +41,9 @@ def main() -> None:
     from datamodules.splits import load_splits
     from fpenc.config import load_pipeline_config
     from fpenc.uap.bank import compute_uap, fooling_rate, holdout_images
-    from fpenc.zoo.builder import _quiet_lightning, load_zoo_model, victim_entry
+    from fpenc.zoo.builder import quiet_lightning, load_zoo_model, victim_entry
 
-    _quiet_lightning()
+    quiet_lightning()
     torch.manual_seed(args.seed)
     cfg = load_pipeline_config([args.config], {"uap": {"norm": args.norm, **({"eps": args.eps} if args.eps else {}),
                                                         "steps": args.steps}})

@@ -145,3 +145,23 @@ def _onnx_fn(path: Path):
 
 def from_file(path, api="probs", outputs="auto", num_classes=None) -> Suspect:
     return Suspect(load_model_file(path), api, outputs, num_classes, Path(path).name)
+
+
+def export_model(net: torch.nn.Module, input_shape, path) -> Path:
+    """Write ``net`` (images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores) as a file ``fpenc verify``
+    reads: ONNX for a ``.onnx`` name (needs the ``onnx`` extra), else TorchScript (traced). The batch
+    dimension stays dynamic. Returns ``path``."""
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    x = torch.rand(2, *input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.suffix.lower() == ".onnx":
+            torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+        else:
+            torch.jit.save(torch.jit.trace(net, x), str(path))
+    return path

@@ -57,10 +57,21 @@ def test_test_refuses_without_ckpt_path(fitted, capsys):
     assert "--ckpt_path" in err and "untrained" in err
 
 
-def test_test_writes_report_and_bundle_then_verify(fitted, capsys):
+@pytest.fixture(scope="module")
+def tested(fitted):
+    """`fpenc test` once: the report and the bundle; returns (tmp_path, config, stdout)."""
+    import contextlib
+    import io
+
     tmp_path, config = fitted
-    assert main(["test", "--config", str(config), "--ckpt_path", "best"]) == 0
-    out = capsys.readouterr().out
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["test", "--config", str(config), "--ckpt_path", "best"]) == 0
+    return tmp_path, config, buf.getvalue()
+
+
+def test_test_writes_report_and_bundle_then_verify(tested):
+    tmp_path, config, out = tested
     assert "| model | split | role | accuracy | agreement | similarity | p-value | verdict |" in out
     run = tmp_path / "runs/tinyenc"
     report = json.loads((run / "report.json").read_text())
@@ -149,3 +160,44 @@ def test_checkpoints_best_and_last_epoch(tmp_path):
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert (best["epoch"], last["epoch"]) == (0, 2)
     assert not torch.equal(best["state_dict"]["w"], last["state_dict"]["w"])
+
+
+def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_path_factory, capsys):
+    """Constant, random-label, untrained, un-normalised and class-permuted models, and independently
+    trained ones: none is `derived`; the broken ones are `not assessable`; `fpenc calibrate` agrees."""
+    from fpenc.bundle import load_bundle
+    from fpenc.config import load_pipeline_config
+    from fpenc.suspects import export_model, from_file
+    from fpenc.verify import verify_suspect
+    from fpenc.zoo.builder import build_zoo, load_zoo_model, victim_entry
+    from fpenc.zoo.negatives import broken_models
+
+    tmp_path, _, _ = tested
+    run = tmp_path / "runs/tinyenc"
+    bundle = load_bundle(tmp_path / "checkpoints/tinyenc.fpenc.safetensors")
+    neg_cfg = tiny_config(tmp_path, tmp_path / "fmnist", "tinyneg", [
+        tiny_grid("homologous", "fmnist_a", seeds="20, 21", more="data: victim"),
+        tiny_grid("homologous", "fmnist_b, fmnist_c", seeds="20")])
+    cfg = load_pipeline_config([neg_cfg])
+    independents = {m["id"]: load_zoo_model(m, cfg.run_dir) for m in build_zoo(cfg, progress=False)["models"]
+                    if m["role"] == "homologous"}
+    victim = load_zoo_model(victim_entry(run), run)
+    broken = broken_models(victim, next(iter(independents.values())), (1, 28, 28), 10, classes=(0, 3, 7))
+    folder = tmp_path_factory.mktemp("negatives")
+    alpha = float(bundle.meta["alpha"])
+    for name, net in {**broken, **independents}.items():
+        r = verify_suspect(bundle, from_file(export_model(net, (1, 28, 28), folder / f"{name}.pt")), alpha=alpha)
+        assert r["verdict"] != "derived", (name, r["reasons"])
+        if name.startswith(("constant", "random_label", "untrained", "victim_classes")):
+            assert r["verdict"] == "not assessable" and "accuracy" in r["reasons"][0], (name, r["reasons"])
+    report = tmp_path / "calibration.json"
+    assert main(["calibrate", "--bundle", str(bundle.path), "--negatives", str(folder), "--json", str(report),
+                 "--plot", str(tmp_path / "calibration.png"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "observed rate" in out and "Clopper-Pearson" in out
+    result = json.loads(report.read_text())
+    assert result["negatives"] == len(broken) + len(independents)
+    assert all(row["derived"] == 0 for row in result["table"])
+    assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["calibrate", "--bundle", str(bundle.path), "--negatives", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

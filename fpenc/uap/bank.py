@@ -100,9 +100,9 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
     from datamodules.datasets import load_dataset
     from datamodules.image import ImageDataModule
     from datamodules.splits import load_splits
-    from fpenc.zoo.builder import _quiet_lightning, load_zoo_model, victim_entry
+    from fpenc.zoo.builder import quiet_lightning, load_zoo_model, victim_entry
 
-    _quiet_lightning()
+    quiet_lightning()
     run_dir = cfg.run_dir
     victim_e = victim_entry(run_dir)
     victim = load_zoo_model(victim_e, run_dir)

@@ -97,7 +97,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
 
 
 # ----------------------------------------------------------------------------------------------
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO: import first, then quiet)
 
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
@@ -133,7 +133,7 @@ def _make_bar_callback(desc: str, enabled: bool):
     return StepBar()
 
 
-def _fit(module, datamodule, epochs: int, desc: str, progress: bool) -> float:
+def fit_module(module, datamodule, epochs: int, desc: str, progress: bool) -> float:
     import pytorch_lightning as pl
 
     trainer = pl.Trainer(
@@ -230,7 +230,7 @@ class ZooBuilder:
                                       adversarial_eps=ex.get("adversarial_eps", 0.1))
         else:
             module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr)
-        seconds = _fit(module, dm, spec.epochs, spec.id, self.progress)
+        seconds = fit_module(module, dm, spec.epochs, spec.id, self.progress)
         info = {"train_seconds": round(seconds, 2)}
         if spec.role == "piracy":
             info["queries"] = module.queries
@@ -248,7 +248,7 @@ class ZooBuilder:
     def build(self) -> dict:
         from fpenc.zoo.evaluate import accuracy, agreement, predict_probs
 
-        _quiet_lightning()
+        quiet_lightning()
         specs = plan_zoo(self.cfg)
         for stale in self.run_dir.rglob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()

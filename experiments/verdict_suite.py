@@ -1,0 +1,160 @@
+"""The verdict on suspects it must never accuse, and on copies it must still catch, against one bundle.
+
+Suspect files (ONNX, the format recommended for untrusted suspects) are written to
+``runs/<name>/verdict_suite/`` in three groups and each is verified as ``fpenc verify`` would:
+
+* ``gates``: models that are not working models of the task: constant models (every class),
+  pseudo-random-label models, untrained networks of the victim's architecture (3 seeds), the
+  victim and an independent model without their input normalisation, and the victim with its
+  classes permuted. None may be ``derived``.
+* ``negatives``: the independent models of ``--negatives-config`` (built with ``fpenc zoo``; 21
+  of varied recipes, among them the victim's architecture and recipe on the victim's own data).
+  None may be ``derived``; their p-values give the calibration plot (nominal alpha vs observed
+  false-accusation rate, Clopper-Pearson 95% interval).
+* ``positives``: the run's piracy test models, and copies of the victim pruned (30%, 60%),
+  INT8-quantized, and fine-tuned on the attacker's half at lr 1e-4 (and, for information, 1e-3).
+
+Every file is judged with every fingerprint pair (the default, no random draw) and with 20
+pairs drawn with seeds 0..4, at alpha 0.05 and 0.01. Writes
+``experiments/results/verdict_suite_<name>.json`` and ``docs/figures/calibration_<name>.png``.
+
+    python experiments/verdict_suite.py -c configs/fmnist_demo.yaml \\
+        --negatives-config experiments/configs/negatives_fmnist.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ALPHAS = (0.05, 0.01)
+SETTINGS = [("all pairs", None, 0)] + [(f"20 pairs, seed {s}", 20, s) for s in range(5)]
+
+
+def positive_models(victim, run_dir: Path, manifest: dict, arrays, splits, seed: int) -> dict[str, nn.Module]:
+    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.zoo.modifications import fine_tuned_copy, int8_copy, pruned_copy
+
+    train_arch = manifest["config"]["zoo"]["victim"]["architecture"]
+    out = {m["id"]: load_zoo_model(m, run_dir) for m in manifest["models"]
+           if m["role"] == "piracy" and m["architecture"] != train_arch}  # the test set's copies
+    out["victim_pruned30"] = pruned_copy(victim, 0.3)
+    out["victim_pruned60"] = pruned_copy(victim, 0.6)
+    out["victim_int8"] = int8_copy(victim)
+    out["victim_finetuned_lr1e-4"] = fine_tuned_copy(victim, arrays, splits, lr=1e-4, epochs=2, seed=seed)
+    out["victim_finetuned_lr1e-3"] = fine_tuned_copy(victim, arrays, splits, lr=1e-3, epochs=2, seed=seed)
+    return out
+
+
+def judge(bundle, path: Path) -> dict:
+    """Verify ``path`` under every setting; the p-value does not depend on alpha."""
+    from fpenc.suspects import from_file
+    from fpenc.verdict import DERIVED, NOT_ASSESSABLE
+    from fpenc.verify import verify_suspect
+
+    runs = []
+    for label, f, seed in SETTINGS:
+        r = verify_suspect(bundle, from_file(path, api="probs", num_classes=bundle.num_classes), f, alpha=0.5, seed=seed)
+        assessable = r["verdict"] != NOT_ASSESSABLE
+        runs.append({"setting": label, "p_value": r["p_value"], "assessable": assessable,
+                     **{f"verdict_at_{a:g}": (DERIVED if r["p_value"] < a else "not shown") if assessable
+                        else NOT_ASSESSABLE for a in ALPHAS},
+                     "agreement": round(r["agreement"], 6), "similarity": round(r["similarity"], 6),
+                     "accuracy": r["sanity"]["accuracy"], "ood_distance": round(r["ood_distance"], 6),
+                     "reasons": r["reasons"] if not assessable else []})
+    return {"file": path.name, "runs": runs}
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for a in ALPHAS:
+        for label, _, _ in SETTINGS:
+            key = f"derived_at_{a:g} ({label})"
+            out[key] = f"{sum(r['verdict_at_' + format(a, 'g')] == 'derived' for x in rows for r in x['runs'] if r['setting'] == label)}/{len(rows)}"
+    out["not_assessable (all pairs)"] = f"{sum(not x['runs'][0]['assessable'] for x in rows)}/{len(rows)}"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from datamodules.datasets import load_dataset
+    from datamodules.splits import load_splits
+    from fpenc.bundle import load_bundle
+    from fpenc.calibration import calibrate, format_calibration, plot_calibration
+    from fpenc.config import load_pipeline_config
+    from fpenc.encoder.export import bundle_path
+    from fpenc.suspects import export_model
+    from fpenc.zoo.builder import build_zoo, load_zoo_model, victim_entry
+    from fpenc.zoo.manifest import load_manifest
+    from fpenc.zoo.negatives import broken_models
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", "--config", action="append", required=True)
+    ap.add_argument("--negatives-config", required=True)
+    ap.add_argument("--bundle", default=None, help="default: checkpoints/<name>.fpenc.safetensors")
+    ap.add_argument("--out", default=None, help="results JSON (default experiments/results/verdict_suite_<name>.json)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    cfg = load_pipeline_config(args.config)
+    neg_cfg = load_pipeline_config([*args.config, args.negatives_config])
+    neg_manifest = build_zoo(neg_cfg, progress=False)
+    run_dir = cfg.run_dir
+    manifest = load_manifest(run_dir / "manifest.json")
+    bundle = load_bundle(args.bundle or bundle_path(REPO / "checkpoints", cfg.name))
+    victim = load_zoo_model(victim_entry(run_dir), run_dir)
+    neg_victim = victim_entry(neg_cfg.run_dir)
+    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    splits, _ = load_splits(run_dir / "splits.npz")
+    shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
+    negatives = {m["id"]: load_zoo_model(m, neg_cfg.run_dir) for m in neg_manifest["models"] if m["role"] == "homologous"}
+    groups = {
+        "gates": broken_models(victim, next(iter(negatives.values())), shape, k),
+        "negatives": negatives,
+        "positives": positive_models(victim, run_dir, manifest, arrays, splits, cfg.seed),
+    }
+    folder = run_dir / "verdict_suite"
+    results, files = {}, {}
+    for group, models in groups.items():
+        files[group] = [export_model(net, shape, folder / group / f"{name}.onnx") for name, net in models.items()]
+        results[group] = []
+        for path in files[group]:
+            results[group].append(judge(bundle, path))
+            r = results[group][-1]["runs"][0]
+            print(f"{group:9s} {path.stem:40s} acc {r['accuracy']:.3f} agree {r['agreement']:.3f} sim "
+                  f"{r['similarity']:.3f} p {r['p_value']:.2e} {r['verdict_at_0.05']}", flush=True)
+    calib = calibrate(bundle, files["negatives"], api="probs", progress=False)
+    print(format_calibration(calib))
+    name = cfg.name
+    plot = plot_calibration(calib, REPO / "docs" / "figures" / f"calibration_{name}.png",
+                            title=f"{name}: {calib['negatives']} independent models")
+    out = Path(args.out or REPO / "experiments" / "results" / f"verdict_suite_{name}.json")
+    result = {
+        "experiment": "verdict_suite",
+        "command": "python experiments/verdict_suite.py " + " ".join(f"-c {c}" for c in args.config)
+                   + f" --negatives-config {args.negatives_config}",
+        "seed": cfg.seed, "bundle": str(bundle.path), "bundle_sha256": bundle.sha256,
+        "p_value_floor": calib["p_value_floor"], "reference_models": bundle.meta.get("reference_models"),
+        "gates": bundle.meta.get("gates"),
+        "negatives_victim_sha256_matches": neg_victim["sha256"] == victim_entry(run_dir)["sha256"],
+        "summary": {group: summarise(rows) for group, rows in results.items()},
+        "calibration": {k: v for k, v in calib.items() if k != "models"}, "calibration_plot": str(plot.relative_to(REPO)),
+        "results": results,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
+        "seconds": round(time.time() - t0, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {out} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
