@@ -86,6 +86,8 @@ verdicts (exit codes):
     p.add_argument("--alpha", type=float, default=None, help="significance level (default: the bundle's, else 0.05); "
                    "must be above the bundle's p-value floor")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)")
+    p.add_argument("--trusted-suspect", action="store_true", help="load a torch.export (.pt2) file, whose loader "
+                   "unpickles parts of it (can run code): only for files you trust; prefer ONNX")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p = sub.add_parser("calibrate", help="measure a bundle's false-accusation rate on your own independent models",
                        description="Verify every model file in --negatives (models known NOT to derive from the "
@@ -191,7 +193,8 @@ def cmd_verify(args) -> int:
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
-    suspect = from_file(args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes)
+    suspect = from_file(args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes,
+                        trusted=args.trusted_suspect)
     r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
     if args.json:
         print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api), **r}))

@@ -86,21 +86,60 @@ def from_manifest_entry(entry: dict, run_dir, api="probs", num_classes=None) -> 
     return Suspect(_module_fn(load_zoo_model(entry, run_dir)), api, "logits", num_classes, entry["id"])
 
 
+MAX_FILE_BYTES = 4 << 30
+"""Largest suspect file accepted (4 GiB); ``FPENC_MAX_SUSPECT_BYTES`` overrides it."""
+MAX_UNZIPPED_BYTES = 8 << 30
+"""Largest total uncompressed size of a zip-based suspect (TorchScript, .pt2): a zip bomb is refused
+before anything is decompressed; ``FPENC_MAX_UNZIPPED_BYTES`` overrides it."""
+PT2_REFUSAL = (
+    "{path} is a torch.export (.pt2) file: loading one unpickles parts of it, which can run arbitrary code, so "
+    "fpenc refuses it unless you trust the file (--trusted-suspect); for a file you do not trust, export the model "
+    "to ONNX (torch.onnx.export), which fpenc runs without any file or code access"
+)
+
+
+def _limit(name: str, default: int) -> int:
+    import os
+
+    raw = os.environ.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise FpencError(f"{name}={raw!r} is not a whole number of bytes") from None
+
+
 def _zip_names(path: Path) -> list[str] | None:
+    """Member names of a zip archive (read from its central directory only), or None if it is not
+    one; refuses an archive whose members would decompress to more than the limit."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return zf.namelist()
-    except zipfile.BadZipFile:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError):
         return None
+    total, cap = sum(i.file_size for i in infos), _limit("FPENC_MAX_UNZIPPED_BYTES", MAX_UNZIPPED_BYTES)
+    if total > cap:
+        raise FpencError(f"{path} would decompress to {total / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
+                         "(FPENC_MAX_UNZIPPED_BYTES): refused as a possible zip bomb")
+    return [i.filename for i in infos]
 
 
-def load_model_file(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A callable for a TorchScript, ``torch.export`` (.pt2) or ONNX file; never unpickles."""
+def load_model_file(path: str | Path, trusted: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable for a TorchScript, ``torch.export`` (.pt2) or ONNX file; never unpickles.
+
+    Reads only the bytes needed to tell the format (the first 4 and a zip's central directory),
+    refuses files over :data:`MAX_FILE_BYTES` and zips over :data:`MAX_UNZIPPED_BYTES`, and
+    refuses ``.pt2`` files unless ``trusted`` (their loader unpickles).
+    """
     path = Path(path)
     if not path.is_file():
         raise FpencError(f"suspect file {path} does not exist")
-    head = path.read_bytes()[:4]
-    names = _zip_names(path)
+    size, cap = path.stat().st_size, _limit("FPENC_MAX_SUSPECT_BYTES", MAX_FILE_BYTES)
+    if size > cap:
+        raise FpencError(f"suspect file {path} is {size / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
+                         "(FPENC_MAX_SUSPECT_BYTES); is it really a model file?")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    names = _zip_names(path) if head[:2] == b"PK" else None
     if path.suffix.lower() == ".onnx" or (names is None and head[:1] == b"\x08"):
         return _onnx_fn(path)
     if names is None:
@@ -108,6 +147,8 @@ def load_model_file(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
             raise FpencError(PICKLE_REFUSAL.format(path=path))
         raise FpencError(f"{path} is not a TorchScript, torch.export (.pt2) or ONNX model file")
     if any(n.endswith("serialized_exported_program.json") or "/models/" in n and n.endswith(".json") for n in names):
+        if not trusted:
+            raise FpencError(PT2_REFUSAL.format(path=path))
         try:
             program = torch.export.load(str(path))
         except Exception as err:
@@ -143,8 +184,8 @@ def _onnx_fn(path: Path):
     return fn
 
 
-def from_file(path, api="probs", outputs="auto", num_classes=None) -> Suspect:
-    return Suspect(load_model_file(path), api, outputs, num_classes, Path(path).name)
+def from_file(path, api="probs", outputs="auto", num_classes=None, trusted: bool = False) -> Suspect:
+    return Suspect(load_model_file(path, trusted), api, outputs, num_classes, Path(path).name)
 
 
 def export_model(net: torch.nn.Module, input_shape, path) -> Path:

@@ -112,14 +112,33 @@ def test_torchscript_export_and_onnx_suspects_match_the_module(tmp_path):
     pt2 = tmp_path / "m.pt2"
     dim = torch.export.Dim("batch", min=1, max=100_000)
     torch.export.save(torch.export.export(net, (example,), dynamic_shapes=({0: dim},)), pt2)
-    for path in (ts, pt2):
-        assert torch.allclose(fingerprints(from_file(path), uaps, views), reference, atol=1e-5), path
+    assert torch.allclose(fingerprints(from_file(ts), uaps, views), reference, atol=1e-5)
+    with pytest.raises(FpencError, match=r"torch.export \(.pt2\) file: loading one unpickles .*--trusted-suspect"):
+        from_file(pt2)  # refused unless the user trusts the file
+    assert torch.allclose(fingerprints(from_file(pt2, trusted=True), uaps, views), reference, atol=1e-5)
     onnx = pytest.importorskip("onnxruntime")
     assert onnx
     onnx_path = tmp_path / "m.onnx"
     torch.onnx.export(net, (example,), onnx_path, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
     assert torch.allclose(fingerprints(from_file(onnx_path), uaps, views), reference, atol=1e-5)
+
+
+def test_oversized_files_and_zip_bombs_are_refused_before_reading(tmp_path, monkeypatch):
+    import zipfile
+
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as fh:  # a sparse 6 GiB file: never read
+        fh.truncate(6 << 30)
+    with pytest.raises(FpencError, match="over the 4.0 GiB limit"):
+        from_file(big)
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("m/code/x.py", b"\0" * (64 << 20))  # 64 MiB of zeros, compressed to ~64 KiB
+    assert bomb.stat().st_size < 1 << 20
+    monkeypatch.setenv("FPENC_MAX_UNZIPPED_BYTES", str(32 << 20))
+    with pytest.raises(FpencError, match="decompress to .* refused as a possible zip bomb"):
+        from_file(bomb)
 
 
 def test_a_file_that_would_unpickle_is_refused(tmp_path, monkeypatch):
