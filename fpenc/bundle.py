@@ -233,6 +233,14 @@ class Bundle:
         return tuple(self.uaps.shape[1:])
 
     @property
+    def commitment(self) -> str:
+        """SHA-256 commitment to every header value and (through their recorded hashes) every tensor
+        (:func:`fpenc.signing.commitment`): publish or sign it to fix the claim in time."""
+        from fpenc.signing import commitment
+
+        return commitment(self.metadata)
+
+    @property
     def num_pairs(self) -> int:
         return self.num_uaps * self.num_views
 

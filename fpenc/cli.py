@@ -88,7 +88,19 @@ verdicts (exit codes):
     p.add_argument("--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)")
     p.add_argument("--trusted-suspect", action="store_true", help="load a torch.export (.pt2) file, whose loader "
                    "unpickles parts of it (can run code): only for files you trust; prefer ONNX")
+    p.add_argument("--public-key", metavar="PEM", help="check the bundle's Ed25519 signature with this trusted "
+                   "public key (from the bundle's owner) before anything else")
+    p.add_argument("--signature", metavar="FILE", help="the signature file (default: <bundle>.sig.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles",
+                       description="Writes <stem>.key (private, mode 0600) and <stem>.pub (give this to verifiers).")
+    p.add_argument("--out", required=True, metavar="STEM", help="path stem of the two key files")
+    p = sub.add_parser("sign", help="sign a bundle's commitment (fixes the claim before a dispute)",
+                       description="Writes <bundle>.sig.json: the bundle's commitment (SHA-256 over every header "
+                       "value and tensor), its Ed25519 signature and a copy of the signed header.")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--key", required=True, metavar="PEM", help="the private key (fpenc keygen)")
+    p.add_argument("--out", default=None, help="signature file (default: <bundle>.sig.json)")
     p = sub.add_parser("calibrate", help="measure a bundle's false-accusation rate on your own independent models",
                        description="Verify every model file in --negatives (models known NOT to derive from the "
                        "victim) against the bundle and print, for each nominal alpha, the observed share accused "
@@ -190,6 +202,11 @@ def cmd_verify(args) -> int:
     from fpenc.verify import verify_suspect
 
     bundle = load_bundle(args.bundle)
+    signed = None
+    if args.public_key:
+        from fpenc.signing import verify_signature
+
+        signed = verify_signature(bundle, args.public_key, args.signature)
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
@@ -197,11 +214,13 @@ def cmd_verify(args) -> int:
                         trusted=args.trusted_suspect)
     r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
     if args.json:
-        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api), **r}))
+        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api),
+                          "bundle_commitment": bundle.commitment, "signature": signed, **r}))
         return EXIT_CODES[r["verdict"]]
     s, g = r["sanity"], r["gates"]
     ood = "" if g["ood_threshold"] is None else f" (limit {g['ood_threshold']:.3f})"
     print(f"bundle:      {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
+    print(f"commitment:  {bundle.commitment}" + (f" (signed by key {signed['key_id']})" if signed else " (unsigned)"))
     print(f"suspect:     {args.suspect} (api {suspect.api})")
     print(f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
           f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})")
@@ -217,6 +236,24 @@ def cmd_verify(args) -> int:
         print(f"  because:   {reason}")
     print(f"queries:     {r['queries']} images ({r['seconds']:.2f} s)")
     return EXIT_CODES[r["verdict"]]
+
+
+def cmd_keygen(args) -> int:
+    from fpenc.signing import generate_keypair, key_id, load_key
+
+    private, public = generate_keypair(args.out)
+    print(f"private key: {private} (keep it secret)\npublic key:  {public} (key id {key_id(load_key(public, False))})")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from fpenc.bundle import load_bundle
+    from fpenc.signing import sign_bundle
+
+    bundle = load_bundle(args.bundle)
+    path = sign_bundle(bundle, args.key, args.out)
+    print(f"commitment:  {bundle.commitment}\nsignature:   {path}")
+    return 0
 
 
 def cmd_calibrate(args) -> int:
@@ -240,7 +277,7 @@ def cmd_calibrate(args) -> int:
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace,
-            "verify": cmd_verify, "calibrate": cmd_calibrate}
+            "verify": cmd_verify, "calibrate": cmd_calibrate, "keygen": cmd_keygen, "sign": cmd_sign}
 
 
 def main(args: list[str] | None = None) -> int:

@@ -364,3 +364,68 @@ def test_old_bundle_format_is_refused_with_the_remedy(toy, tmp_path):
     save_file(load_file(str(toy["path"])), str(tmp_path / "old.safetensors"), metadata={**meta, "format": "fpenc-bundle/1"})
     with pytest.raises(BundleError, match="older format .* re-export it with `fpenc test`"):
         load_bundle(tmp_path / "old.safetensors")
+
+
+def _forge(src: Path, dst: Path, change) -> None:
+    """Rewrite a bundle with ``change(tensors, header)`` applied and every hash recomputed, as a forger would."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from fpenc.bundle import ENCODER_PREFIX, state_dict_sha256, tensor_sha256
+
+    with safe_open(str(src), framework="pt") as fh:
+        raw = fh.metadata()
+    header, tensors = json.loads(raw["fpenc"]), load_file(str(src))
+    change(tensors, header)
+    for name, rec in header["parts"].items():
+        if name != "encoder":
+            rec["sha256"] = tensor_sha256(tensors[name])
+    header["parts"]["encoder"]["sha256"] = state_dict_sha256(
+        {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)})
+    save_file(tensors, str(dst), metadata={**raw, "fpenc": json.dumps(header, sort_keys=True)})
+
+
+def test_signed_bundle_verifies_with_its_key_and_forgeries_are_named(toy, tmp_path, capsys):
+    from fpenc.cli import main
+
+    signed = tmp_path / "signed.safetensors"
+    signed.write_bytes(toy["path"].read_bytes())
+    assert main(["keygen", "--out", str(tmp_path / "owner")]) == 0
+    assert main(["keygen", "--out", str(tmp_path / "other")]) == 0
+    assert (tmp_path / "owner.key").stat().st_mode & 0o777 == 0o600
+    assert main(["keygen", "--out", str(tmp_path / "owner")]) == 2  # never overwrites a key
+    assert main(["sign", "--bundle", str(signed), "--key", str(tmp_path / "owner.key")]) == 0
+    sig = tmp_path / "signed.safetensors.sig.json"
+    assert sig.is_file()
+    suspect = tmp_path / "s.pt"
+    torch.jit.save(torch.jit.script(small_cnn(0)), str(suspect))
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key",
+                 str(tmp_path / "owner.pub")]) == 10
+    assert "signed by key" in capsys.readouterr().out
+    assert main(["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key",
+                 str(tmp_path / "other.pub")]) == 2
+    assert "not made with the key" in capsys.readouterr().err
+    cases = {
+        "meta.alpha": lambda t, h: h["meta"].update(alpha=0.09),  # one header value
+        "meta.gates.min_accuracy": lambda t, h: h["meta"]["gates"].update(min_accuracy=0.0),
+        "parts.reference_agreement.sha256": lambda t, h: t["reference_agreement"].mul_(0.5),  # a tensor, hashes redone
+    }
+    for field, change in cases.items():
+        forged = tmp_path / "forged.safetensors"
+        _forge(signed, forged, change)
+        load_bundle(forged)  # its own hashes are consistent: only the signature can tell
+        assert main(["verify", "--bundle", str(forged), "--suspect", str(suspect), "--public-key",
+                     str(tmp_path / "owner.pub"), "--signature", str(sig)]) == 2
+        err = capsys.readouterr().err
+        assert "changed after it was signed" in err and field in err, (field, err)
+
+
+def test_commitment_covers_every_header_value(toy):
+    from fpenc.signing import changed_fields, commitment
+
+    b = load_bundle(toy["path"])
+    header = json.loads(json.dumps(b.metadata))
+    assert commitment(header) == b.commitment
+    header["meta"]["victim_id"] = "someone-else"
+    assert commitment(header) != b.commitment and changed_fields(b.metadata, header) == ["meta.victim_id"]
