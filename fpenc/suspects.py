@@ -1,10 +1,12 @@
 """A suspect: "a model I can query". Images ``[B, C, H, W]`` in [0, 1] in, class probabilities
 ``[B, K]`` out, restricted to what its API reveals (probs, top-k, label).
 
-Adapters: an ``nn.Module``; a zoo manifest entry; a TorchScript file; a ``torch.export`` (.pt2)
-file; an ONNX file (onnxruntime, the ``onnx`` extra). A suspect's file is untrusted: fpenc never
-unpickles it. A plain ``torch.save`` of a module (a pickle) is refused with a message saying how
-to export the model instead.
+Adapters: an ``nn.Module``; a zoo manifest entry; a TorchScript file (run in :mod:`fpenc.sandbox`:
+a child process that cannot write files or open TCP connections, under time and memory limits);
+an ONNX file (onnxruntime, the ``onnx`` extra: fixed operators, no file writes, the recommended
+format for untrusted suspects); a ``torch.export`` (.pt2) file only when the user trusts it (its
+loader unpickles). A suspect's file is untrusted: fpenc never unpickles it. A plain ``torch.save``
+of a module (a pickle) is refused with a message saying how to export the model instead.
 """
 
 from __future__ import annotations
@@ -156,15 +158,25 @@ def load_model_file(path: str | Path, trusted: bool = False) -> Callable[[torch.
         module = program.module()
         return lambda x: module(x)
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as err:
-            raise FpencError(f"cannot load TorchScript file {path}: {str(err).splitlines()[0][:200]}") from err
-        module.eval()
-        return _module_fn(module) if list(module.parameters()) else (lambda x: module(x))
+        return _sandboxed_fn(path)
     if any(n.endswith("data.pkl") for n in names):
         raise FpencError(PICKLE_REFUSAL.format(path=path))
     raise FpencError(f"{path} is a zip archive but not a TorchScript or torch.export model")
+
+
+def _sandboxed_fn(path: Path):
+    """A TorchScript file, run by :mod:`fpenc.sandbox` (no file writes, no TCP, time and memory limits)."""
+    from fpenc.sandbox import CALL_SECONDS, MEMORY_BYTES, TOTAL_SECONDS, SandboxedTorchScript
+
+    model = SandboxedTorchScript(path, call_seconds=_limit("FPENC_SANDBOX_CALL_SECONDS", int(CALL_SECONDS)),
+                                 total_seconds=_limit("FPENC_SANDBOX_TOTAL_SECONDS", int(TOTAL_SECONDS)),
+                                 memory_bytes=_limit("FPENC_SANDBOX_MEMORY_BYTES", MEMORY_BYTES))
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(model(x))
+
+    fn.sandbox = model
+    return fn
 
 
 def _onnx_fn(path: Path):
