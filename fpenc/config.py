@@ -223,10 +223,40 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
+def _check_numbers(obj: Any, where: str) -> None:
+    """Every float of a config tree is finite, every seed and count a non-negative whole number."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            _check_numbers(getattr(obj, f.name), f"{where}.{f.name}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_numbers(v, f"{where}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"{where} must be a finite number, got {obj}")
+    elif isinstance(obj, int) and not isinstance(obj, bool) and obj < 0 and where.rsplit(".", 1)[-1].split("[")[0] in (
+            "seed", "seeds", "split_seed", "epochs", "batch_size", "batch_sizes", "num_uaps", "steps", "holdout",
+            "num_datapoints", "num_views", "neighbours", "kmeans_iters", "adversarial_queries"):
+        raise ConfigError(f"{where} must be >= 0, got {obj}")
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+
+
 def validate(cfg: PipelineConfig) -> PipelineConfig:
     """Check values that types alone cannot (names, ranges). Raises ConfigError."""
+    import re
+
     from fpenc.models import resolve_architecture
 
+    if cfg.name is not None and not re.fullmatch(NAME_PATTERN, str(cfg.name)):
+        raise ConfigError(f"pipeline.name {cfg.name!r} must be one folder name (letters, digits, '.', '_', '-'; no "
+                          "'/' or '..'): outputs go to <runs_dir>/<name>/")
+    _check_numbers(cfg, "pipeline")
+    if Path(cfg.runs_dir).exists() and not Path(cfg.runs_dir).is_dir():
+        raise ConfigError(f"pipeline.runs_dir {cfg.runs_dir} is a file, not a folder; point it at a folder")
+    for where, lr in [("pipeline.zoo.victim.lr", cfg.zoo.victim.lr), ("pipeline.uap.lr", cfg.uap.lr)]:
+        if lr is not None and lr <= 0:
+            raise ConfigError(f"{where} must be > 0, got {lr}")
     def check_arch(name: str, where: str) -> str:
         try:
             return resolve_architecture(name)

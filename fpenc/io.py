@@ -135,3 +135,35 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
+
+
+_LOCKS: dict[str, int] = {}
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> None:
+    """Hold ``<run_dir>/.lock`` for the rest of this process: one fpenc process at a time per run
+    directory. Reentrant within a process; released when the process exits (even on SIGKILL).
+
+    Raises:
+        FpencError: another process holds it (says which, and what to do).
+    """
+    import fcntl
+
+    from fpenc.errors import FpencError
+
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _LOCKS:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FpencError(f"another fpenc process (pid {holder}) is working in {run_dir}; wait for it to finish "
+                         "(or stop it), then rerun: it resumes where that one stopped") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _LOCKS[key] = fd

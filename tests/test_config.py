@@ -102,3 +102,35 @@ def test_shipped_encoder_layouts_are_consistent(overlays):
     reference = [m for m in models if m["role"] == "homologous" and splits[m["id"]] == "val"]
     assert len(reference) >= 3
     assert [m for m in models if splits[m["id"]] == "test"], "no unseen test models"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("name: ../../x", "must be one folder name"),
+    ("name: /abs/path", "must be one folder name"),
+    ("uap: {eps: .nan}", "pipeline.uap.eps must be a finite number"),
+    ("seed: -1", "pipeline.seed must be >= 0"),
+    ("uap: {lr: -0.1}", "pipeline.uap.lr must be > 0"),
+    ("zoo: {victim: {lr: .inf}}", "pipeline.zoo.victim.lr must be a finite number"),
+    ("zoo: {grids: [{role: homologous, lr: -1.0}]}", "lr must be a finite number > 0"),
+    ("zoo: {grids: [{role: homologous, data: mine}]}", "unknown training data 'mine'"),
+    ("zoo: {grids: [{role: piracy, split: reference}]}", "must be independent"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, line, message):
+    from fpenc.config import load_pipeline_config
+    from fpenc.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"pipeline:\n  {line}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline_config([path])
+
+
+def test_runs_dir_that_is_a_file_is_refused(tmp_path):
+    from fpenc.config import load_pipeline_config
+    from fpenc.errors import ConfigError
+
+    (tmp_path / "afile").write_text("x")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"pipeline:\n  runs_dir: {tmp_path / 'afile'}\n")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        load_pipeline_config([path])

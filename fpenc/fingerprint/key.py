@@ -71,6 +71,9 @@ def _reference_models(run_dir, ids: list[str]) -> list:
 
 def build_key(cfg: PipelineConfig, log=print) -> dict:
     """Select datapoints and views on the victim's training split or the test set (cached)."""
+    from fpenc.io import lock_run_dir
+
+    lock_run_dir(cfg.run_dir)
     from datamodules.datasets import load_dataset
     from datamodules.splits import load_splits
     from fpenc.zoo.builder import load_zoo_model, victim_entry

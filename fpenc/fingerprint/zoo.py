@@ -19,6 +19,9 @@ FORMAT = "fpenc-fingerprints/1"
 
 def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print) -> dict[str, torch.Tensor]:
     """``{model id: fingerprints [U, V, 2NK]}`` for every manifest model (victim included)."""
+    from fpenc.io import lock_run_dir
+
+    lock_run_dir(cfg.run_dir)
     from fpenc.suspects import from_manifest_entry
     from fpenc.zoo.manifest import load_manifest
 

@@ -97,6 +97,9 @@ def load_bank(path) -> dict:
 
 def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dict:
     """Compute (or finish) the victim's UAP bank for ``cfg``; returns the bank payload."""
+    from fpenc.io import lock_run_dir
+
+    lock_run_dir(cfg.run_dir)
     from datamodules.datasets import load_dataset
     from datamodules.image import ImageDataModule
     from datamodules.splits import load_splits

@@ -313,6 +313,9 @@ def _arch_config(net: torch.nn.Module) -> dict:
 
 def build_zoo(cfg: PipelineConfig, progress: bool = True) -> dict:
     """Build (or finish) the zoo of ``cfg`` and return its manifest."""
+    from fpenc.io import lock_run_dir
+
+    lock_run_dir(cfg.run_dir)
     manifest = ZooBuilder(cfg, progress=progress).build()
     return manifest
 
