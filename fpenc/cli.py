@@ -230,7 +230,8 @@ def cmd_verify(args) -> int:
           f"(reference {r['reference_similarity_range'][0]:.3f}-{r['reference_similarity_range'][1]:.3f}, "
           f"p {r['p_similarity']:.3g})")
     print(f"distance:    {r['ood_distance']:.4f} to the nearest encoder-training model{ood}")
-    print(f"p-value:     {r['p_value']:.3g} (alpha {alpha:g}; this bundle's floor {r['p_value_floor']:.3g})")
+    print(f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
+          f"{alpha:g}; this bundle's floor {r['p_value_floor']:.3g})")
     print(f"verdict:     {r['verdict']}")
     for reason in r["reasons"]:
         print(f"  because:   {reason}")

@@ -42,6 +42,19 @@ def _cli_class():
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
 
+        def before_fit(self) -> None:
+            """``--ckpt_path best|last|FILE`` resumes from that checkpoint, or refuses: never a silent restart."""
+            cfg = self.config_init[self.subcommand]
+            ckpt = cfg.get("ckpt_path")
+            if not ckpt:
+                return
+            if ckpt in ("best", "last"):
+                ckpt = str(Path(self.datamodule.run_dir) / "encoder" / f"{ckpt}.ckpt")
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from "
+                                  "the start")
+            cfg["ckpt_path"] = ckpt
+
         def before_test(self) -> None:
             cfg = self.config_init[self.subcommand]
             ckpt = cfg.get("ckpt_path")

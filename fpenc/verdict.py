@@ -22,10 +22,12 @@ A suspect is judged in three steps (plain numpy + scipy; the encoder runs in :mo
    - ``similarity``: mean cosine similarity of the encoder representations of its fingerprints
      and the victim's (Peng et al., CVPR 2022, §4.3).
    Each gets a one-sided prediction t-test against the reference models' values (``G - 1``
-   degrees of freedom: "is the suspect above what a new independent model would score?"), and
-   the verdict is an intersection-union test: ``p = max(p_agreement, p_similarity)``, ``derived``
-   iff ``p < alpha``. A suspect that agrees with the victim no more than independent models do
-   gets ``p_agreement >= 0.5`` and can never be ``derived``, whatever the encoder says.
+   degrees of freedom: "is the suspect above what a new independent model would score?").
+   The bundle's ``statistic`` says which decide: ``agreement`` (the default), or
+   ``agreement+similarity``, an intersection-union test: ``p = max(p_agreement, p_similarity)``.
+   Either way ``derived`` needs ``p < alpha``, and a suspect that agrees with the victim no more
+   than independent models do gets ``p_agreement >= 0.5`` and can never be ``derived``, whatever
+   the encoder says.
 
 The smallest p-value a bundle can give (the victim itself: agreement 1, similarity 1) is its
 **p-value floor**; an ``alpha`` at or below it can never yield ``derived`` and is refused.
@@ -43,6 +45,8 @@ DERIVED, NOT_SHOWN, NOT_ASSESSABLE = "derived", "not shown", "not assessable"
 OUTCOMES = (DERIVED, NOT_SHOWN, NOT_ASSESSABLE)
 EXIT_CODES = {NOT_SHOWN: 0, DERIVED: 10, NOT_ASSESSABLE: 11}
 """``fpenc verify`` exit codes by outcome (2 is an input error, as for every fpenc command)."""
+
+STATISTICS = ("agreement", "agreement+similarity")
 
 SD_FLOOR = 0.01
 """The smallest spread (standard deviation) the reference models' values are taken to have: near-
@@ -97,10 +101,19 @@ def prediction_pvalue(value: float, reference) -> float:
     return float(stats.t.sf(t, r.size - 1))
 
 
-def pvalue_floor(reference_agreement, reference_similarity) -> float:
+def check_statistic(statistic: str) -> str:
+    if statistic not in STATISTICS:
+        raise ValueError(f"the verdict statistic must be one of {STATISTICS}, got {statistic!r}")
+    return statistic
+
+
+def pvalue_floor(reference_agreement, reference_similarity, statistic: str = "agreement") -> float:
     """The smallest p-value these reference models allow: the one the victim itself would get
     (agreement 1 and similarity 1). Both arguments: ``[G]`` per-model values."""
-    return max(prediction_pvalue(1.0, reference_agreement), prediction_pvalue(1.0, reference_similarity))
+    p = prediction_pvalue(1.0, reference_agreement)
+    if check_statistic(statistic) == "agreement+similarity":
+        p = max(p, prediction_pvalue(1.0, reference_similarity))
+    return p
 
 
 @dataclass
@@ -164,20 +177,22 @@ def _range(values) -> str:
 
 
 def decide(*, agreement: float, similarity: float, reference_agreement, reference_similarity, alpha: float,
-           sanity: list[str] = (), ood: str | None = None) -> Decision:
+           sanity: list[str] = (), ood: str | None = None, statistic: str = "agreement") -> Decision:
     """The verdict from the suspect's statistics and the reference models' (``[G]`` each, on the
     same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable).
 
     Returns a :class:`Decision` with ``p_agreement``, ``p_similarity`` and the reference ranges in
-    its evidence; ``p_value`` is ``max`` of the two (the intersection-union test).
+    its evidence; ``p_value`` is ``p_agreement`` for the ``agreement`` statistic, ``max`` of the
+    two for ``agreement+similarity`` (the intersection-union test).
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     ref_a = np.asarray(reference_agreement, dtype=np.float64)
     ref_s = np.asarray(reference_similarity, dtype=np.float64)
     p_a, p_s = prediction_pvalue(agreement, ref_a), prediction_pvalue(similarity, ref_s)
-    p = max(p_a, p_s)
-    evidence = {"p_agreement": p_a, "p_similarity": p_s,
+    both = check_statistic(statistic) == "agreement+similarity"
+    p = max(p_a, p_s) if both else p_a
+    evidence = {"statistic": statistic, "p_agreement": p_a, "p_similarity": p_s,
                 "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
                 "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())]}
     reasons = list(sanity) + ([ood] if ood else [])
@@ -187,8 +202,10 @@ def decide(*, agreement: float, similarity: float, reference_agreement, referenc
              f"{_range(ref_a)}, p {p_a:.2g})")
     s_txt = f"encoder similarity {similarity:.3f} (reference {_range(ref_s)}, p {p_s:.2g})"
     if p < alpha:
-        return Decision(DERIVED, p, [f"{a_txt} and {s_txt} are both above every plausible independent model "
-                                     f"(p = max {p:.2g} < alpha {alpha:g})"], evidence)
-    weak = [t for t, q in ((a_txt, p_a), (s_txt, p_s)) if q >= alpha]
+        what = f"{a_txt} and {s_txt} are both" if both else f"{a_txt} is"
+        return Decision(DERIVED, p, [f"{what} above what an independent model plausibly reaches "
+                                     f"(p = {p:.2g} < alpha {alpha:g}; {s_txt if not both else 'both tested'})"],
+                        evidence)
+    weak = [t for t, q in ((a_txt, p_a), (s_txt, p_s)) if q >= alpha and (both or t is a_txt)]
     return Decision(NOT_SHOWN, p, [f"{' and '.join(weak)}: not beyond what independent models reach "
                                    f"(p = {p:.2g} >= alpha {alpha:g})"], evidence)

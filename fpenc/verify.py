@@ -45,12 +45,17 @@ def choose_pairs(num_uaps: int, num_views: int, num_fingerprints: int | None = N
     return torch.as_tensor(np.stack([flat // num_views, flat % num_views], 1), dtype=torch.int64)
 
 
+def bundle_statistic(bundle) -> str:
+    """The verdict statistic recorded in the bundle (``agreement`` when none is)."""
+    return str(bundle.meta.get("statistic", "agreement"))
+
+
 def bundle_pvalue_floor(bundle, flat: np.ndarray | None = None) -> float:
     """The smallest p-value ``bundle`` can give (see :func:`fpenc.verdict.pvalue_floor`) on the pairs ``flat``."""
     sel = slice(None) if flat is None else flat
     ref_a = bundle.reference_agreement.double().numpy()[:, sel].mean(1)
     ref_s = bundle.reference_similarities.double().numpy()[:, sel].mean(1)
-    return pvalue_floor(ref_a, ref_s)
+    return pvalue_floor(ref_a, ref_s, bundle_statistic(bundle))
 
 
 def check_alpha(alpha: float, floor: float) -> None:
@@ -136,7 +141,8 @@ def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: 
     decision = decide(agreement=float(agreements.mean()), similarity=float(sims.double().mean()),
                       reference_agreement=ref_a, reference_similarity=ref_s, alpha=alpha,
                       sanity=sanity_reasons(sanity["accuracy"], sanity["label_entropy"], sanity["top_class"],
-                                            sanity["top_class_share"], gates), ood=ood)
+                                            sanity["top_class_share"], gates), ood=ood,
+                      statistic=bundle_statistic(bundle))
     zoo_ids = meta.get("zoo_embedding_models") or []
     return {
         **decision.as_dict(),

@@ -201,3 +201,13 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
     assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["calibrate", "--bundle", str(bundle.path), "--negatives", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_fit_ckpt_path_resumes_or_refuses(tested, capsys):
+    tmp_path, config, _ = tested
+    last = tmp_path / "runs/tinyenc/encoder/last.ckpt"
+    before = torch.load(last, weights_only=False)["epoch"]  # our own checkpoint
+    assert main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_epochs", str(before + 2)]) == 0
+    assert torch.load(last, weights_only=False)["epoch"] == before + 1  # one more epoch: resumed, not restarted
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 2
+    assert "cannot resume" in capsys.readouterr().err

@@ -89,21 +89,33 @@ def test_prediction_pvalue_is_calibrated_on_draws_from_the_reference_population(
 
 def test_pvalue_floor_is_the_victims_own_pvalue():
     ra, rs = [0.2, 0.25, 0.3, 0.22], [0.4, 0.5, 0.45, 0.6]
-    assert pvalue_floor(ra, rs) == max(prediction_pvalue(1.0, ra), prediction_pvalue(1.0, rs))
-    wide = pvalue_floor([0.2, 0.25, 0.3, 0.22], [0.1, 0.9, 0.5, 0.2])
-    assert wide > pvalue_floor(ra, rs)  # a wide reference allows less confidence
+    both = "agreement+similarity"
+    assert pvalue_floor(ra, rs) == prediction_pvalue(1.0, ra)
+    assert pvalue_floor(ra, rs, both) == max(prediction_pvalue(1.0, ra), prediction_pvalue(1.0, rs))
+    wide = pvalue_floor([0.2, 0.25, 0.3, 0.22], [0.1, 0.9, 0.5, 0.2], both)
+    assert wide > pvalue_floor(ra, rs, both)  # a wide reference allows less confidence
+    with pytest.raises(ValueError, match="statistic"):
+        pvalue_floor(ra, rs, "similarity")
+
+
+def test_decide_on_agreement_ignores_a_non_monotone_encoder():
+    ref_a, ref_s = [0.25, 0.28, 0.3, 0.27, 0.26], [0.4, 0.45, 0.5, 0.42, 0.48]
+    copy = decide(agreement=0.8, similarity=0.44, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    assert copy.outcome == DERIVED and copy.p_value == copy.evidence["p_agreement"]
+    odd = decide(agreement=0.2, similarity=0.99, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    assert odd.outcome == NOT_SHOWN and odd.evidence["p_agreement"] > 0.5 and "agreement" in odd.reasons[0]
 
 
 def test_decide_needs_both_statistics():
     ref_a, ref_s = [0.25, 0.28, 0.3, 0.27, 0.26], [0.4, 0.45, 0.5, 0.42, 0.48]
-    copy = decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    kw = dict(reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05, statistic="agreement+similarity")
+    copy = decide(agreement=0.8, similarity=0.95, **kw)
     assert copy.outcome == DERIVED and copy.p_value == max(copy.evidence["p_agreement"], copy.evidence["p_similarity"])
     # the encoder likes it, but it agrees with the victim no more than independent models: never derived
-    odd = decide(agreement=0.2, similarity=0.99, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05)
+    odd = decide(agreement=0.2, similarity=0.99, **kw)
     assert odd.outcome == NOT_SHOWN and odd.evidence["p_agreement"] > 0.5 and "agreement" in odd.reasons[0]
     # the agreement is high, but the encoder says independent: not shown either
-    assert decide(agreement=0.8, similarity=0.44, reference_agreement=ref_a, reference_similarity=ref_s,
-                  alpha=0.05).outcome == NOT_SHOWN
+    assert decide(agreement=0.8, similarity=0.44, **kw).outcome == NOT_SHOWN
     gated = decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05,
                    sanity=["accuracy 0.1 ..."])
     assert gated.outcome == NOT_ASSESSABLE and gated.reasons == ["accuracy 0.1 ..."]

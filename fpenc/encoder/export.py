@@ -40,8 +40,8 @@ def gate_thresholds(victim, images: torch.Tensor, labels: torch.Tensor, num_clas
 
 
 def export_from_run(encoder, dm, representations: dict[int, torch.Tensor], export_dir: str | Path, *,
-                    alpha: float = 0.05, accuracy_share: float = 0.5, entropy_share: float = 0.5,
-                    ood_margin: float = 1.5, sanity_images: int = 200) -> Path:
+                    alpha: float = 0.05, statistic: str = "agreement", accuracy_share: float = 0.5,
+                    entropy_share: float = 0.5, ood_margin: float = 1.5, sanity_images: int = 200) -> Path:
     """Write ``<export_dir>/<run name>.fpenc.safetensors`` from a set-up FingerprintDataModule.
 
     ``representations``: ``{model index: h [P, D]}`` of the encoder for the victim and every model
@@ -78,7 +78,7 @@ def export_from_run(encoder, dm, representations: dict[int, torch.Tensor], expor
         "name": cfg.name, "victim_id": victim["id"], "victim_sha256": victim["sha256"],
         "victim_architecture": victim["architecture"], "dataset": cfg.data.dataset,
         "num_classes": dm.num_classes, "input_shape": list(bank["uaps"].shape[1:]), "api": dm.api,
-        "uap": asdict(cfg.uap), "key": asdict(cfg.key), "alpha": alpha,
+        "uap": asdict(cfg.uap), "key": asdict(cfg.key), "alpha": alpha, "statistic": statistic,
         "reference_models": [m.id for m in reference], "zoo_embedding_models": [m.id for m in zoo],
         "gates": {"min_accuracy": gates.min_accuracy, "min_label_entropy": gates.min_label_entropy,
                   "ood_threshold": gates.ood_threshold, "accuracy_share": accuracy_share,

@@ -41,6 +41,9 @@ class EncoderModule(pl.LightningModule):
         temperature: SupCon temperature.
         lr, weight_decay: AdamW.
         alpha: the verdict's significance level (default 0.05; :mod:`fpenc.verdict`).
+        verdict_statistic: what the verdict tests against the reference models: "agreement" (the
+            share of the key's labels that are the victim's; default) or "agreement+similarity" (both it
+            and the encoder's similarity, an intersection-union test). See :mod:`fpenc.verdict`.
         num_fingerprints: fingerprint pairs per verdict (None: every pair of the bundle, no random draw).
         accuracy_share, entropy_share: the sanity gates: a suspect needs an accuracy of at least chance
             + ``accuracy_share`` x the victim's margin over chance, and a label entropy of at least
@@ -52,7 +55,8 @@ class EncoderModule(pl.LightningModule):
 
     def __init__(self, input_dim: int = 2000, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
                  dropout: float = 0.1, input_transform: str = "log", temperature: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 alpha: float = 0.05, num_fingerprints: int | None = None, accuracy_share: float = 0.5,
+                 alpha: float = 0.05, verdict_statistic: str = "agreement", num_fingerprints: int | None = None,
+                 accuracy_share: float = 0.5,
                  entropy_share: float = 0.5, ood_margin: float = 1.5, sanity_images: int = 200,
                  export_dir: str | None = "checkpoints") -> None:
         super().__init__()
@@ -61,6 +65,9 @@ class EncoderModule(pl.LightningModule):
         if not 0.0 < alpha < 1.0 or not 0.0 <= accuracy_share <= 1.0 or not 0.0 <= entropy_share <= 1.0:
             raise ValueError("need alpha in (0, 1) and accuracy_share, entropy_share in [0, 1], got "
                              f"{alpha}, {accuracy_share}, {entropy_share}")
+        from fpenc.verdict import check_statistic
+
+        check_statistic(verdict_statistic)
         if ood_margin < 0 or sanity_images < 10 or (num_fingerprints is not None and num_fingerprints < 2):
             raise ValueError(f"need ood_margin >= 0, sanity_images >= 10 and num_fingerprints >= 2 (or None), got "
                              f"{ood_margin}, {sanity_images}, {num_fingerprints}")
@@ -154,6 +161,7 @@ class EncoderModule(pl.LightningModule):
         dm, hp = self.trainer.datamodule, self.hparams
         reps = self._representations()
         path = export_from_run(self.encoder, dm, reps, hp.export_dir or dm.run_dir, alpha=hp.alpha,
+                               statistic=hp.verdict_statistic,
                                accuracy_share=hp.accuracy_share, entropy_share=hp.entropy_share,
                                ood_margin=hp.ood_margin, sanity_images=hp.sanity_images)
         bundle = load_bundle(path)
