@@ -69,7 +69,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_architecture_options_reach_the_plan(tmp_path):
-    from fpenc.zoo.builder import plan_zoo
+    from fpenc.zoo.builder import plan_zoo, reference_ids
 
     path = write(tmp_path, "narrow.yaml", """
         pipeline:
@@ -83,12 +83,13 @@ def test_architecture_options_reach_the_plan(tmp_path):
 
 @pytest.mark.parametrize("overlays", [[], ["configs/fmnist_converged.yaml"]])
 def test_shipped_encoder_layouts_are_consistent(overlays):
-    """The shipped configs' key references are encoder-training models, and the population test has
-    >= 3 reference (validation homologous) models: caught here, not 10 minutes into `make demo`."""
+    """The shipped configs' key references are encoder-training models, and the verdict has >= 4
+    reference models, apart from every other split, among them the victim's architecture on the
+    victim's own data: caught here, not 10 minutes into `make demo`."""
     import yaml
 
     from datamodules.fingerprints import assign_splits, check_key_reference
-    from fpenc.zoo.builder import plan_zoo
+    from fpenc.zoo.builder import plan_zoo, reference_ids
 
     paths = ["configs/fmnist_demo.yaml", *overlays]
     cfg = load_pipeline_config(paths)
@@ -97,10 +98,13 @@ def test_shipped_encoder_layouts_are_consistent(overlays):
         data.update(yaml.safe_load(open(p)).get("data", {}))
     models = [{"id": s.id, "role": s.role, "architecture": s.architecture, "optimizer": s.optimizer, "seed": s.seed}
               for s in plan_zoo(cfg)]
-    splits = assign_splits(models, data["train_architectures"], data["train_models_per_role"])
+    splits = assign_splits(models, data["train_architectures"], data["train_models_per_role"], reference_ids(cfg))
     check_key_reference(cfg.key.reference, splits)
-    reference = [m for m in models if m["role"] == "homologous" and splits[m["id"]] == "val"]
-    assert len(reference) >= 3
+    reference = [m for m in models if splits[m["id"]] == "reference"]
+    assert len(reference) >= 4 and all(m["role"] == "homologous" for m in reference)
+    victim = cfg.zoo.victim.architecture
+    assert any(m["architecture"] == victim and m["id"].endswith("-victimdata") for m in reference)
+    assert not set(cfg.key.reference) & {m["id"] for m in reference}
     assert [m for m in models if splits[m["id"]] == "test"], "no unseen test models"
 
 
