@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+
+import numpy as np
 from typing import Callable
 
 import torch
@@ -188,10 +190,15 @@ def _onnx_fn(path: Path):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:
         raise FpencError(f"cannot load ONNX file {path}: {str(err).splitlines()[0][:200]}") from err
-    name = sess.get_inputs()[0].name
+    inp = sess.get_inputs()[0]
+    name, batch = inp.name, inp.shape[0] if inp.shape else None
+    fixed = batch if isinstance(batch, int) and batch >= 1 else None  # an export without a dynamic batch axis
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(sess.run(None, {name: x.detach().cpu().numpy().astype("float32")})[0])
+        x = x.detach().cpu().numpy().astype("float32")
+        step = fixed or len(x)
+        return torch.from_numpy(np.concatenate([sess.run(None, {name: x[i : i + step]})[0]
+                                                for i in range(0, len(x), step)]))
 
     return fn
 

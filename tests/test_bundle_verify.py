@@ -255,7 +255,7 @@ def test_verify_rejects_bad_suspects(toy):
     with pytest.raises(FpencError, match="set up for 5 classes"):
         verify_suspect(b, from_module(small_cnn(0), num_classes=5), num_fingerprints=4)
     rgb = from_module(small_cnn(0, in_channels=3))
-    with pytest.raises(FpencError, match=r"does not accept 1x28x28 .* \(fashion_mnist\); is it a model of the same task"):
+    with pytest.raises(FpencError, match=r"failed on 1x28x28 .* \(fashion_mnist\): .*is it a model of the same task"):
         verify_suspect(b, rgb, num_fingerprints=4)
 
 

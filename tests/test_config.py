@@ -138,3 +138,13 @@ def test_runs_dir_that_is_a_file_is_refused(tmp_path):
     path.write_text(f"pipeline:\n  runs_dir: {tmp_path / 'afile'}\n")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         load_pipeline_config([path])
+
+
+def test_non_utf8_config_is_one_line_error(tmp_path):
+    from fpenc.config import load_pipeline_config
+    from fpenc.errors import ConfigError
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("pipeline:\n  name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_pipeline_config([path])

@@ -294,3 +294,23 @@ def test_assign_splits_alternates_optimizers_and_checks():
         assign_splits(models, ["fmnist_a"], 8)
     with pytest.raises(ConfigError, match="must name architectures of the zoo"):
         assign_splits(models, ["fmnist_x"], 5)
+
+
+def test_fixed_batch_onnx_and_memory_failures_get_clear_answers(tmp_path):
+    """An ONNX export without a dynamic batch axis is queried in batches of its size; a model that
+    runs out of memory says so (not "does not accept the images")."""
+    pytest.importorskip("onnxruntime")
+    from fpenc.fingerprint.fingerprints import _query
+
+    net = small_net()
+    path = tmp_path / "batch1.onnx"
+    torch.onnx.export(net, (torch.rand(1, 1, 8, 8),), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.allclose(from_file(path)(x), torch.softmax(net(x), 1), atol=1e-5)
+
+    def hog(t):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 8796093022208 bytes")
+
+    with pytest.raises(FpencError, match="ran out of memory answering 5 images"):
+        _query(Suspect(hog), x, 100, (1, 8, 8), "fashion_mnist")

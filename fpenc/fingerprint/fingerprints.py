@@ -19,13 +19,17 @@ def _query(suspect, images: torch.Tensor, batch_size: int, input_shape, dataset:
             out.append(suspect(images[i : i + batch_size]))
         except FpencError:
             raise
-        except Exception as err:  # the model itself failed on these images: most likely their shape
+        except Exception as err:  # the model itself failed on these images
             lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
             why = (" ".join(lines) if len(lines) <= 4 else lines[-1])[:240]  # TorchScript: traceback, then the cause
             why = why if why.split(":")[0].endswith("Error") else f"{type(err).__name__}: {why}"
             shape = "x".join(map(str, input_shape))
-            raise FpencError(f"the suspect does not accept {shape} (CxHxW) images of the victim's dataset ({dataset}); "
-                             f"is it a model of the same task? ({why})") from err
+            if isinstance(err, MemoryError) or "alloc" in why.lower() or "out of memory" in why.lower():
+                raise FpencError(f"the suspect ran out of memory answering {len(images[i : i + batch_size])} images "
+                                 f"({why})") from err
+            raise FpencError(f"the suspect failed on {shape} (CxHxW) images of the victim's dataset ({dataset}): "
+                             f"{why}; is it a model of the same task, taking [B, {', '.join(map(str, input_shape))}] "
+                             "images in [0, 1]?") from err
     return torch.cat(out)
 
 
