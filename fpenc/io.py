@@ -86,10 +86,24 @@ def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", reme
     return payload
 
 
+def weights_sha256(state_dict: dict, config: dict) -> str:
+    """SHA-256 of a model's weights by content: the architecture config (canonical JSON), then per
+    tensor in sorted key order its name, dtype, shape and raw bytes. Identical weights hash the
+    same however and wherever they were saved (a ``torch.save`` file's bytes do not)."""
+    import torch
+
+    h = hashlib.sha256(b"fpenc-weights/1\0" + json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"\0{key}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_weights(path: str | os.PathLike, state_dict: dict, config: dict, **extra: Any) -> str:
     """Save ``{"format": "fpenc-weights/1", "config": config, "state_dict": ..., **extra}``.
 
-    Tensors are moved to CPU. Returns the file's SHA-256.
+    Tensors are moved to CPU. Returns :func:`weights_sha256` (by content, not by file bytes).
     """
     import torch
 
@@ -101,27 +115,28 @@ def save_weights(path: str | os.PathLike, state_dict: dict, config: dict, **extr
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    return sha256_file(path)
+    return weights_sha256(payload["state_dict"], config)
 
 
 def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) -> dict:
     """Load a file written by :func:`save_weights` without unpickling arbitrary objects.
 
     Raises :class:`WeightsFileError` for a missing, truncated, corrupt or foreign file, or one
-    whose SHA-256 differs from ``expected_sha256``.
+    whose :func:`weights_sha256` differs from ``expected_sha256`` (a manifest written before
+    weights were hashed by content recorded the file's SHA-256: that is accepted too).
     """
     path = Path(path)
     remedy = "rebuild it with `fpenc zoo --config ...` (delete a damaged file first)"
-    if expected_sha256 is not None and path.is_file():
-        actual = sha256_file(path)
-        if actual != expected_sha256:
+    payload = load_tensors(path, "fpenc-weights/1", what="weights file", remedy=remedy)
+    if "state_dict" not in payload or "config" not in payload:
+        raise WeightsFileError(f"{path} is an fpenc weights file without 'state_dict' or 'config'; {remedy}")
+    if expected_sha256 is not None:
+        actual = weights_sha256(payload["state_dict"], payload["config"])
+        if actual != expected_sha256 and sha256_file(path) != expected_sha256:
             raise WeightsFileError(
                 f"weights file {path} is corrupt or was changed (sha256 {actual[:12]}... != recorded "
                 f"{expected_sha256[:12]}...); {remedy}"
             )
-    payload = load_tensors(path, "fpenc-weights/1", what="weights file", remedy=remedy)
-    if "state_dict" not in payload or "config" not in payload:
-        raise WeightsFileError(f"{path} is an fpenc weights file without 'state_dict' or 'config'; {remedy}")
     return payload
 
 

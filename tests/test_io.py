@@ -11,7 +11,6 @@ def test_weights_roundtrip_and_hash(tmp_path):
     sd = {"w": torch.randn(3, 4), "b": torch.zeros(3)}
     path = tmp_path / "m.pt"
     sha = save_weights(path, sd, {"arch": "x", "input_shape": [1, 28, 28]}, model_id="m")
-    assert sha == sha256_file(path)
     payload = load_weights(path, expected_sha256=sha)
     assert payload["config"]["arch"] == "x" and payload["model_id"] == "m"
     assert torch.equal(payload["state_dict"]["w"], sd["w"])
@@ -29,6 +28,17 @@ def test_truncated_and_garbage_files_are_clear_errors(tmp_path):
         load_weights(path)
     with pytest.raises(WeightsFileError, match="does not exist"):
         load_weights(tmp_path / "missing.pt")
+
+
+def test_identical_weights_hash_the_same_across_saves(tmp_path):
+    """By content: two saves of the same weights (whose torch.save files differ byte-wise) hash alike,
+    a changed value or config does not, and a manifest's older file hash is still accepted."""
+    sd, cfg = {"w": torch.randn(3, 4), "b": torch.zeros(3)}, {"arch": "x"}
+    a, b = save_weights(tmp_path / "a.pt", sd, cfg), save_weights(tmp_path / "sub" / "b.pt", sd, cfg)
+    assert a == b and sha256_file(tmp_path / "a.pt") != sha256_file(tmp_path / "sub" / "b.pt")
+    assert save_weights(tmp_path / "c.pt", {**sd, "b": torch.ones(3)}, cfg) != a
+    assert save_weights(tmp_path / "d.pt", sd, {"arch": "y"}) != a
+    load_weights(tmp_path / "a.pt", expected_sha256=sha256_file(tmp_path / "a.pt"))  # legacy file hash
 
 
 def test_hash_mismatch_is_reported(tmp_path):

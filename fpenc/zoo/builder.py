@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from fpenc.config import PipelineConfig, to_dict
 from fpenc.errors import WeightsFileError
-from fpenc.io import load_weights, save_weights, sha256_file
+from fpenc.io import load_weights, save_weights
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
 
 
@@ -239,8 +239,9 @@ class ZooBuilder:
     def _is_complete(self, entry: dict | None, spec: ModelSpec, victim_sha: str | None) -> bool:
         if not entry or {"options": {}, **entry.get("spec", {})} != asdict(spec):  # (older specs: no options)
             return False
-        path = self.run_dir / entry["weights"]
-        if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+        try:
+            load_weights(self.run_dir / entry["weights"], expected_sha256=entry.get("sha256"))
+        except WeightsFileError:
             return False
         return spec.parent is None or entry.get("parent_sha256") == victim_sha
 
