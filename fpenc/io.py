@@ -60,12 +60,49 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_tensors(path: str | os.PathLike, payload: dict, fmt: str) -> str:
-    """Save a dict of tensors and plain values (no custom classes) atomically; returns its SHA-256."""
+CONTENT_KEY = "content_sha256"
+
+
+def payload_sha256(payload: Any) -> str:
+    """SHA-256 of a tree of dicts, lists, tensors and JSON values by content (tensors: dtype, shape,
+    raw bytes; dict keys sorted; the ``content_sha256`` key itself left out)."""
     import torch
 
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{list(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                if k != CONTENT_KEY:
+                    h.update(json.dumps(str(k)).encode() + b":")
+                    walk(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(json.dumps(x, sort_keys=True).encode())
+
+    walk(payload)
+    return h.hexdigest()
+
+
+def save_tensors(path: str | os.PathLike, payload: dict, fmt: str) -> str:
+    """Save a dict of tensors and plain values (no custom classes) atomically, with the SHA-256 of
+    its content inside (checked by :func:`load_tensors`); returns the file's SHA-256."""
+    import torch
+
+    payload = {"format": fmt, **payload}
+    payload[CONTENT_KEY] = payload_sha256(payload)
     with atomic_path(path) as tmp:
-        torch.save({"format": fmt, **payload}, tmp)
+        torch.save(payload, tmp)
     return sha256_file(path)
 
 
@@ -83,6 +120,9 @@ def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", reme
         raise WeightsFileError(f"cannot read {what} {path}: truncated, corrupt or unsafe ({first[:160]}); {remedy}") from err
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise WeightsFileError(f"{path} is not an fpenc {what} (expected format '{fmt}'); {remedy}")
+    if CONTENT_KEY in payload and payload_sha256(payload) != payload[CONTENT_KEY]:
+        raise WeightsFileError(f"{what} {path} is damaged: its content does not match the SHA-256 recorded in it; "
+                               f"{remedy}")
     return payload
 
 

@@ -86,3 +86,21 @@ def test_run_dir_lock_refuses_a_second_process(tmp_path):
     other = subprocess.run([sys.executable, "-c", code.replace("'run'", "'run2'").replace(
         str(tmp_path / "run"), str(tmp_path / "run2"))], capture_output=True, text=True)
     assert other.returncode == 0, other.stdout
+
+
+def test_a_flipped_byte_in_an_artifact_is_refused(tmp_path):
+    """save_tensors records the SHA-256 of the content inside the file; load_tensors checks it, so a
+    damaged UAP bank, key or fingerprint file is refused instead of being exported silently."""
+    from fpenc.io import load_tensors, save_tensors
+
+    path = tmp_path / "fps.pt"
+    fps = torch.arange(4096, dtype=torch.float32)
+    save_tensors(path, {"fingerprints": fps, "api": "label"}, "fpenc-test/1")
+    assert torch.equal(load_tensors(path, "fpenc-test/1")["fingerprints"], fps)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(fps[1000:1004].numpy().tobytes())  # inside the tensor's data
+    assert at > 0
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(WeightsFileError, match="damaged: its content does not match"):
+        load_tensors(path, "fpenc-test/1")
