@@ -151,3 +151,26 @@ def test_sigkill_midway_then_resume(tmp_path, tiny_fmnist):
     for mid, m in before.items():
         assert after[mid]["sha256"] == m["sha256"] and after[mid]["train_seconds"] == m["train_seconds"]
         assert f"[skip] {mid}" in result.stdout
+
+
+def test_second_concurrent_zoo_on_one_run_dir_refuses(tmp_path, tiny_fmnist):
+    config = tiny_zoo_config(tmp_path, tiny_fmnist)
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("pipeline:\n  zoo:\n    grids:\n"
+                    "      - {role: homologous, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 50, "
+                    "batch_sizes: [64]}\n")
+    first = subprocess.Popen([sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow),
+                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "runs/tiny/.lock"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            time.sleep(0.05)
+        assert lock.read_text().strip() == str(first.pid)
+        second = run_cli(["zoo", "--config", str(config), "--config", str(slow), "--no-progress"])
+        assert second.returncode == 2
+        assert f"another fpenc process (pid {first.pid}) is working in" in second.stderr
+        assert second.stderr.strip().splitlines()[-1].startswith("fpenc zoo: error: another fpenc process")
+    finally:
+        first.kill()
+        first.wait()
