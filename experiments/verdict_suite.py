@@ -82,6 +82,24 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(result: dict) -> str:
+    """The per-file tables of a result, for docs/verdict.md."""
+    lines = []
+    for group, rows in result["results"].items():
+        lines += [f"**{group}**", "",
+                  "| suspect | accuracy | agreement | similarity | p (all pairs) | at 0.05 | at 0.01 | derived in 20-pair draws (0.05 / 0.01) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for x in rows:
+            r, draws = x["runs"][0], x["runs"][1:]
+            d05 = sum(d["verdict_at_0.05"] == "derived" for d in draws)
+            d01 = sum(d["verdict_at_0.01"] == "derived" for d in draws)
+            lines.append(f"| {Path(x['file']).stem} | {r['accuracy']:.3f} | {r['agreement']:.3f} | {r['similarity']:.3f} | "
+                         f"{r['p_value']:.2g} | {r['verdict_at_0.05']} | {r['verdict_at_0.01']} | "
+                         f"{d05}/{len(draws)} / {d01}/{len(draws)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from datamodules.datasets import load_dataset
     from datamodules.splits import load_splits
@@ -151,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
     print(json.dumps(result["summary"], indent=1))
     print(f"wrote {out} and {plot}")
     return 0
