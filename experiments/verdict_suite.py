@@ -53,6 +53,14 @@ def positive_models(victim, run_dir: Path, manifest: dict, arrays, splits, seed:
     return out
 
 
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two weights files hold identical weights (by content: their file bytes may differ)."""
+    from fpenc.io import load_weights, weights_sha256
+
+    pa, pb = load_weights(a), load_weights(b)
+    return weights_sha256(pa["state_dict"], pa["config"]) == weights_sha256(pb["state_dict"], pb["config"])
+
+
 def judge(bundle, path: Path) -> dict:
     """Verify ``path`` under every setting; the p-value does not depend on alpha."""
     from fpenc.suspects import from_file
@@ -159,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": cfg.seed, "bundle": str(bundle.path), "bundle_sha256": bundle.sha256,
         "p_value_floor": calib["p_value_floor"], "reference_models": bundle.meta.get("reference_models"),
         "gates": bundle.meta.get("gates"),
-        "negatives_victim_sha256_matches": neg_victim["sha256"] == victim_entry(run_dir)["sha256"],
+        "negatives_victim_weights_identical": same_weights(neg_cfg.run_dir / neg_victim["weights"],
+                                                           run_dir / victim_entry(run_dir)["weights"]),
         "summary": {group: summarise(rows) for group, rows in results.items()},
         "calibration": {k: v for k, v in calib.items() if k != "models"}, "calibration_plot": str(plot.relative_to(REPO)),
         "results": results,
