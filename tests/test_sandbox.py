@@ -73,6 +73,8 @@ def test_plain_model_answers_as_in_process(tmp_path):
 
 
 def test_suspect_cannot_change_files(tmp_path):
+    if landlock_probe() == 0:
+        pytest.skip("this kernel has no Landlock: RLIMIT_FSIZE alone does not stop writes through a shared mapping")
     victim_file = tmp_path / "precious.bin"
     victim_file.write_bytes(b"B" * 16)
     path = scripted(Overwrite(str(victim_file)), tmp_path / "overwrite.pt")
