@@ -25,7 +25,7 @@ import torch
 
 from fpenc.api import apply_api, parse_api, reveals
 from fpenc.errors import ConfigError, FpencError
-from fpenc.fingerprint.fingerprints import _query, pair_fingerprints
+from fpenc.fingerprint.fingerprints import pair_fingerprints, query_images
 from fpenc.verdict import decide, pair_similarities, label_entropy, ood_distance, pair_agreement, pvalue_floor, sanity_reasons
 
 __all__ = ["choose_pairs", "pair_fingerprints", "verify_suspect", "bundle_pvalue_floor", "check_alpha"]
@@ -71,7 +71,7 @@ def check_alpha(alpha: float, floor: float) -> None:
 def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:
     """The suspect's answers on the bundle's labelled images: accuracy, label entropy, top class."""
     x = bundle.sanity_images.float() / 255.0
-    out = _query(suspect, x, batch_size, bundle.input_shape, str(bundle.meta.get("dataset", "unknown")))
+    out = query_images(suspect, x, batch_size, bundle.input_shape, str(bundle.meta.get("dataset", "unknown")))
     pred = out.argmax(1).numpy()
     counts = np.bincount(pred, minlength=bundle.num_classes)
     return {"accuracy": float((pred == bundle.sanity_labels.numpy()).mean()),

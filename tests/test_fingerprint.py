@@ -300,7 +300,7 @@ def test_fixed_batch_onnx_and_memory_failures_get_clear_answers(tmp_path):
     """An ONNX export without a dynamic batch axis is queried in batches of its size; a model that
     runs out of memory says so (not "does not accept the images")."""
     pytest.importorskip("onnxruntime")
-    from fpenc.fingerprint.fingerprints import _query
+    from fpenc.fingerprint.fingerprints import query_images
 
     net = small_net()
     path = tmp_path / "batch1.onnx"
@@ -313,4 +313,4 @@ def test_fixed_batch_onnx_and_memory_failures_get_clear_answers(tmp_path):
                            "to allocate 8796093022208 bytes")
 
     with pytest.raises(FpencError, match="ran out of memory answering 5 images"):
-        _query(Suspect(hog), x, 100, (1, 8, 8), "fashion_mnist")
+        query_images(Suspect(hog), x, 100, (1, 8, 8), "fashion_mnist")

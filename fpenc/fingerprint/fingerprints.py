@@ -12,7 +12,10 @@ import torch
 from fpenc.errors import FpencError
 
 
-def _query(suspect, images: torch.Tensor, batch_size: int, input_shape, dataset: str) -> torch.Tensor:
+def query_images(suspect, images: torch.Tensor, batch_size: int, input_shape, dataset: str) -> torch.Tensor:
+    """The suspect's answers ``[B, K]`` on float images ``[B, C, H, W]``, in batches of ``batch_size``;
+    a suspect that fails on them is a one-line :class:`FpencError` (out of memory, or the model's own
+    error with the expected input contract)."""
     out = []
     for i in range(0, len(images), batch_size):
         try:
@@ -53,7 +56,7 @@ def pair_fingerprints(suspect, uaps: torch.Tensor, view_images: torch.Tensor, pa
     uaps = uaps.float()
 
     def query(images: torch.Tensor) -> torch.Tensor:
-        return _query(suspect, images, batch_size, tuple(chw), dataset)
+        return query_images(suspect, images, batch_size, tuple(chw), dataset)
 
     clean_out = query(x.reshape(-1, *chw))                                      # [Vc*N, K]
     k = clean_out.shape[1]
