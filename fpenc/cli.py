@@ -197,10 +197,13 @@ def cmd_verify(args) -> int:
     import json
 
     from fpenc.bundle import load_bundle
+    from fpenc.errors import ConfigError
     from fpenc.suspects import from_file
     from fpenc.verdict import EXIT_CODES
     from fpenc.verify import verify_suspect
 
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     bundle = load_bundle(args.bundle)
     signed = None
     if args.public_key:
@@ -262,6 +265,10 @@ def cmd_calibrate(args) -> int:
     from fpenc.calibration import calibrate, format_calibration, plot_calibration, suspect_files
     from fpenc.io import write_json
 
+    if args.seed < 0:
+        from fpenc.errors import ConfigError
+
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     bundle = load_bundle(args.bundle)
     files = suspect_files(args.negatives)
     result = calibrate(bundle, files, api=args.api, outputs=args.outputs, num_fingerprints=args.fingerprints,

@@ -304,6 +304,8 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
     assert "verdict:     not assessable" in capsys.readouterr().out
     assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--alpha", "1e-9"]) == 2
     assert "p-value floor" in capsys.readouterr().err
+    assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     raw = bytearray(toy["path"].read_bytes())
     begin, end = _tensor_span(toy["path"], "uaps")

@@ -220,3 +220,17 @@ def test_fit_ckpt_path_resumes_or_refuses(tested, capsys):
     assert torch.load(last, weights_only=False)["epoch"] == before + 1  # one more epoch: resumed, not restarted
     assert main(["fit", "--config", str(config), "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": -1.0}, "model.lr must be > 0"), ({"alpha": float("nan")}, "model.alpha must be a finite number"),
+    ({"alpha": 1.5}, "model.alpha must be in"), ({"temperature": 0.0}, "model.temperature must be > 0"),
+    ({"verdict_statistic": "vibes"}, "model.verdict_statistic must be one of"),
+    ({"hidden_dim": 0}, "hidden_dim, embed_dim and proj_dim must be >= 1"),
+])
+def test_bad_model_options_are_config_errors(kwargs, message):
+    from fpenc.encoder.module import EncoderModule
+    from fpenc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        EncoderModule(input_dim=40, **kwargs)

@@ -34,6 +34,36 @@ def encoder_checkpoints(folder: str | Path) -> list:
                             enable_version_counter=False)]
 
 
+def _check_args(*, lr, weight_decay, alpha, temperature, dropout, accuracy_share, entropy_share, ood_margin,
+                sanity_images, num_fingerprints, verdict_statistic, dims) -> None:
+    """The ``model:`` options, as one-line :class:`~fpenc.errors.ConfigError` s (never a traceback)."""
+    import math
+
+    from fpenc.errors import ConfigError
+    from fpenc.verdict import STATISTICS
+
+    floats = {"lr": lr, "weight_decay": weight_decay, "alpha": alpha, "temperature": temperature, "dropout": dropout,
+              "accuracy_share": accuracy_share, "entropy_share": entropy_share, "ood_margin": ood_margin}
+    for name, value in floats.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"model.{name} must be a finite number, got {value}")
+    checks = [(lr > 0, "model.lr must be > 0"), (weight_decay >= 0, "model.weight_decay must be >= 0"),
+              (0 < alpha < 1, "model.alpha must be in (0, 1)"), (temperature > 0, "model.temperature must be > 0"),
+              (0 <= dropout < 1, "model.dropout must be in [0, 1)"),
+              (0 <= accuracy_share <= 1 and 0 <= entropy_share <= 1, "model.accuracy_share and entropy_share must be in [0, 1]"),
+              (ood_margin >= 0, "model.ood_margin must be >= 0 (0: no out-of-distribution gate)"),
+              (sanity_images >= 10, "model.sanity_images must be >= 10"),
+              (num_fingerprints is None or num_fingerprints >= 2, "model.num_fingerprints must be >= 2 (or null: all)"),
+              (verdict_statistic in STATISTICS, f"model.verdict_statistic must be one of {', '.join(STATISTICS)}"),
+              (all(int(d) >= 1 for d in dims), "model.hidden_dim, embed_dim and proj_dim must be >= 1")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{message}; got lr={lr}, weight_decay={weight_decay}, alpha={alpha}, temperature="
+                              f"{temperature}, dropout={dropout}, accuracy_share={accuracy_share}, entropy_share="
+                              f"{entropy_share}, ood_margin={ood_margin}, sanity_images={sanity_images}, "
+                              f"num_fingerprints={num_fingerprints}, verdict_statistic={verdict_statistic!r}")
+
+
 class EncoderModule(pl.LightningModule):
     """Args:
         input_dim: fingerprint width 2NK (linked from the datamodule by ``fpenc fit``).
@@ -60,17 +90,10 @@ class EncoderModule(pl.LightningModule):
                  entropy_share: float = 0.5, ood_margin: float = 1.5, sanity_images: int = 200,
                  export_dir: str | None = "checkpoints") -> None:
         super().__init__()
-        if lr <= 0 or weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}")
-        if not 0.0 < alpha < 1.0 or not 0.0 <= accuracy_share <= 1.0 or not 0.0 <= entropy_share <= 1.0:
-            raise ValueError("need alpha in (0, 1) and accuracy_share, entropy_share in [0, 1], got "
-                             f"{alpha}, {accuracy_share}, {entropy_share}")
-        from fpenc.verdict import check_statistic
-
-        check_statistic(verdict_statistic)
-        if ood_margin < 0 or sanity_images < 10 or (num_fingerprints is not None and num_fingerprints < 2):
-            raise ValueError(f"need ood_margin >= 0, sanity_images >= 10 and num_fingerprints >= 2 (or None), got "
-                             f"{ood_margin}, {sanity_images}, {num_fingerprints}")
+        _check_args(lr=lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature, dropout=dropout,
+                    accuracy_share=accuracy_share, entropy_share=entropy_share, ood_margin=ood_margin,
+                    sanity_images=sanity_images, num_fingerprints=num_fingerprints,
+                    verdict_statistic=verdict_statistic, dims=(input_dim, hidden_dim, embed_dim, proj_dim))
         self.save_hyperparameters()
         self.encoder = FingerprintEncoder(input_dim, hidden_dim, embed_dim, proj_dim, dropout, input_transform)
         self.criterion = SupConLoss(temperature)
