@@ -283,7 +283,8 @@ def load_bundle(path) -> Bundle:
 
     path = Path(path)
     if not path.is_file():
-        raise BundleError(f"bundle {path} does not exist; export one with the run that built the encoder")
+        what = "is a folder, not a bundle file" if path.is_dir() else "does not exist"
+        raise BundleError(f"bundle {path} {what}; export one with the run that built the encoder")
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw_meta = fh.metadata() or {}

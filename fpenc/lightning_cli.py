@@ -53,7 +53,7 @@ def _cli_class():
             if not Path(ckpt).is_file():
                 raise ConfigError(f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from "
                                   "the start")
-            cfg["ckpt_path"] = ckpt
+            cfg["ckpt_path"] = _checked_checkpoint(ckpt)
 
         def before_test(self) -> None:
             cfg = self.config_init[self.subcommand]
@@ -67,7 +67,7 @@ def _cli_class():
                 ckpt = str(Path(self.datamodule.run_dir) / "encoder" / f"{ckpt}.ckpt")
             if not Path(ckpt).is_file():
                 raise ConfigError(f"checkpoint {ckpt} does not exist; run `fpenc fit` with the same --config first")
-            cfg["ckpt_path"] = ckpt
+            cfg["ckpt_path"] = _checked_checkpoint(ckpt)
 
         def after_test(self) -> None:
             from fpenc.report import format_markdown
@@ -80,6 +80,25 @@ def _cli_class():
                     print(f"bundle: {report['bundle']}")
 
     return FpencLightningCLI
+
+
+def _checked_checkpoint(path: str) -> str:
+    """``path`` if it is a PyTorch checkpoint (a zip archive), else a one-line ConfigError."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"checkpoint {path} is not a PyTorch checkpoint (damaged or truncated?); use "
+                          "runs/<name>/encoder/best.ckpt or last.ckpt, or rerun `fpenc fit`")
+    return path
+
+
+def _check_ckpt_arg(args: list[str]) -> None:
+    """LightningCLI reads a ``--ckpt_path`` file while parsing: refuse a damaged one first, in one line."""
+    for i, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (
+            args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        if value and Path(value).is_file():
+            _checked_checkpoint(value)
 
 
 def run(args: list[str], callbacks: list | None = None) -> int:
@@ -98,6 +117,7 @@ def run(args: list[str], callbacks: list | None = None) -> int:
 
         # Lightning's own outputs (saved config, default logs) go to the run's folder unless set.
         args = [args[0], f"--trainer.default_root_dir={cfg.run_dir}", *args[1:], f"--pipeline={json.dumps(asdict(cfg))}"]
+    _check_ckpt_arg(args)
     from fpenc.encoder.module import EncoderModule
     from datamodules.fingerprints import FingerprintDataModule
 

@@ -234,3 +234,12 @@ def test_bad_model_options_are_config_errors(kwargs, message):
 
     with pytest.raises(ConfigError, match=message):
         EncoderModule(input_dim=40, **kwargs)
+
+
+def test_damaged_checkpoint_is_one_line(tested, tmp_path, capsys):
+    _, config, _ = tested
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("garbage")
+    assert main(["test", "--config", str(config), "--ckpt_path", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a PyTorch checkpoint" in err[-1]
