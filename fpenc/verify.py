@@ -87,7 +87,8 @@ def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: 
     The suspect's ``num_classes`` is set to the bundle's if unset; another value is an error.
 
     Returns a dict: ``verdict`` ("derived" / "not shown" / "not assessable"), ``reasons`` (list of
-    sentences), ``p_value`` (``p_agreement``, or the larger of it and ``p_similarity`` under the bundle's ``agreement+similarity`` statistic), ``p_value_floor``,
+    sentences), ``p_value`` (``p_agreement``; the larger of it and ``p_similarity`` under the
+    bundle's ``agreement+similarity`` statistic), ``p_value_floor``,
     ``similarity`` (mean pair cosine similarity), ``agreement`` (share of the key's labels that
     are the victim's), ``sanity`` (accuracy, label entropy, top class on the labelled images),
     ``ood_distance`` / ``ood_threshold``, the reference ranges, ``queries``, ``num_fingerprints``,
