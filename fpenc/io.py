@@ -127,17 +127,10 @@ def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", reme
 
 
 def weights_sha256(state_dict: dict, config: dict) -> str:
-    """SHA-256 of a model's weights by content: the architecture config (canonical JSON), then per
-    tensor in sorted key order its name, dtype, shape and raw bytes. Identical weights hash the
-    same however and wherever they were saved (a ``torch.save`` file's bytes do not)."""
-    import torch
-
-    h = hashlib.sha256(b"fpenc-weights/1\0" + json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
-    for key in sorted(state_dict):
-        t = state_dict[key].detach().cpu().contiguous()
-        h.update(f"\0{key}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    """SHA-256 of a model's weights by content (:func:`payload_sha256` of its format, architecture
+    config and tensors). Identical weights hash the same however and wherever they were saved (a
+    ``torch.save`` file's bytes do not)."""
+    return payload_sha256({"format": "fpenc-weights/1", "config": config, "state_dict": state_dict})
 
 
 def save_weights(path: str | os.PathLike, state_dict: dict, config: dict, **extra: Any) -> str:
