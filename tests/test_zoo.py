@@ -47,6 +47,9 @@ def test_zoo_builds_resumes_and_rebuilds_what_changed(tmp_path, tiny_fmnist, cap
         net = load_zoo_model(m, tmp_path / "runs" / "tiny")  # hash-checked, weights_only
         assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
         assert net.config["channels"][:2] == ([8, 8] if m["role"] == "homologous" else [16, 32])  # grid options
+        # trained channels-last, saved and served in the standard NCHW layout
+        payload = torch.load(tmp_path / "runs" / "tiny" / m["weights"], weights_only=True)
+        assert all(t.is_contiguous() for t in payload["state_dict"].values()), m["id"]
     for pid in ("piracy-fmnist_b-adam-s0", "piracy-fmnist_c-adam-s0"):
         p = models[pid]
         assert p["queries"] == len(__import__("numpy").load(tmp_path / "runs/tiny/splits.npz")["attacker"])

@@ -142,7 +142,11 @@ def fit_module(module, datamodule, epochs: int, desc: str, progress: bool) -> fl
         callbacks=[_make_bar_callback(desc, progress)],
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    module.to(memory_format=torch.channels_last)  # NHWC convolutions: ~20% faster on CPU (benchmarks/zoo_speed.py)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        module.to(memory_format=torch.contiguous_format)  # weights are saved, hashed and served in NCHW
     return time.perf_counter() - start
 
 
