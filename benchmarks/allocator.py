@@ -37,7 +37,7 @@ import sys, time, torch
 sys.path.insert(0, {root!r})
 from fpenc.allocator import tune_allocator
 tune_allocator()
-from datamodules.datasets import load_dataset
+from fpenc.data.datasets import load_dataset
 from fpenc.models.registry import build_model
 from fpenc.uap.subspace import batched_sgd_uaps
 arr = load_dataset("fashion_mnist")

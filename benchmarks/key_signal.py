@@ -24,7 +24,7 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> None:
-    from datamodules.datasets import load_dataset
+    from fpenc.data.datasets import load_dataset
     from fpenc.fingerprint.key import references_disagree, victim_errors
     from fpenc.report import roc_metrics
     from fpenc.zoo.builder import load_zoo_model

@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.datasets import load_dataset  # noqa: E402
-from datamodules.splits import load_splits  # noqa: E402
+from fpenc.data.datasets import load_dataset  # noqa: E402
+from fpenc.data.splits import load_splits  # noqa: E402
 from fpenc.config import load_pipeline_config  # noqa: E402
 from fpenc.io import write_json  # noqa: E402
 from fpenc.uap.bank import holdout_images  # noqa: E402

@@ -36,9 +36,9 @@ def main() -> None:
     from art.attacks.evasion import UniversalPerturbation
     from art.estimators.classification import PyTorchClassifier
 
-    from datamodules.datasets import load_dataset
+    from fpenc.data.datasets import load_dataset
     from datamodules.image import ImageDataModule
-    from datamodules.splits import load_splits
+    from fpenc.data.splits import load_splits
     from fpenc.config import load_pipeline_config
     from fpenc.uap.bank import compute_uap, fooling_rate, holdout_images
     from fpenc.zoo.builder import quiet_lightning, load_zoo_model, victim_entry

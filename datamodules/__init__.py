@@ -1,10 +1,14 @@
-"""Image datasets, seeded victim/attacker/homologous splits and a LightningDataModule.
+"""LightningDataModules of the pipeline: ``ImageDataModule`` (images of one split) and
+``FingerprintDataModule`` (the zoo's fingerprints, for the encoder).
 
-``ImageDataModule`` / ``IndexedImageDataset`` are imported lazily, so that using datasets or
-splits alone does not pay for importing pytorch_lightning.
+The data they serve comes from :mod:`fpenc.data` (dataset readers, splits, image loaders), which
+is re-exported here for convenience. ``datamodules`` imports ``fpenc``; within ``fpenc`` only the
+command-line entry :mod:`fpenc.lightning_cli` imports ``datamodules``. ``ImageDataModule`` /
+``IndexedImageDataset`` are imported lazily, so that using datasets or splits alone does not pay
+for importing pytorch_lightning.
 """
 
-from datamodules.datasets import (
+from fpenc.data.datasets import (
     FMNIST_DEBIAN_ROOT,
     KNOWN_DATASETS,
     ImageArrays,
@@ -12,7 +16,7 @@ from datamodules.datasets import (
     locate_dataset,
     read_idx,
 )
-from datamodules.splits import SPLIT_NAMES, load_splits, make_splits, save_splits
+from fpenc.data.splits import SPLIT_NAMES, load_splits, make_splits, save_splits
 
 _LAZY = {"ImageDataModule", "IndexedImageDataset"}
 

@@ -21,8 +21,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.datasets import NUM_CLASSES
 from fpenc.config import PipelineConfig, from_dict, validate
+from fpenc.data.datasets import NUM_CLASSES
 from fpenc.errors import ConfigError
 
 LABEL_DERIVED, LABEL_INDEPENDENT = 0, 1

@@ -109,8 +109,8 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datamodules.datasets import load_dataset
-    from datamodules.splits import load_splits
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
     from fpenc.bundle import load_bundle
     from fpenc.calibration import calibrate, format_calibration, plot_calibration
     from fpenc.config import load_pipeline_config

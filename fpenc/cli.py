@@ -149,7 +149,7 @@ def cmd_uap(args) -> int:
     cfg = _pipeline_config(args)
     from dataclasses import asdict
 
-    from datamodules.datasets import load_dataset
+    from fpenc.data.datasets import load_dataset
     from fpenc.uap.bank import holdout_images, time_to_target
     from fpenc.uap.report import format_fooling, write_fooling, zoo_fooling
 

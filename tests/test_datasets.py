@@ -1,4 +1,4 @@
-"""Tests for datamodules.datasets and datamodules.image on tiny generated files."""
+"""Tests for fpenc.data.datasets and datamodules.image (over fpenc.data.images) on tiny generated files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import datasets
-from datamodules.datasets import FMNIST_CLASSES, load_dataset, locate_dataset, read_idx
+from fpenc.data import datasets
+from fpenc.data.datasets import FMNIST_CLASSES, load_dataset, locate_dataset, read_idx
 from fpenc.errors import ConfigError, DatasetNotFoundError, FpencError
 
 N_TRAIN, N_TEST = 40, 12
@@ -216,7 +216,7 @@ def test_tiny_imagenet_missing(tmp_path):
 
 def test_datamodule_batches_cover_split(tmp_path, no_debian):
     from datamodules import ImageDataModule
-    from datamodules.splits import make_splits
+    from fpenc.data.splits import make_splits
 
     write_fmnist(tmp_path, gz=True)
     splits = make_splits(N_TRAIN, seed=3)
@@ -267,3 +267,26 @@ def test_datamodule_bad_args(tmp_path, no_debian):
         ImageDataModule(val_fraction=1.0)
     with pytest.raises(DatasetNotFoundError):
         ImageDataModule(root=str(tmp_path)).prepare_data()
+
+
+def test_train_loader_serves_exactly_the_datamodules_batches(tmp_path, no_debian):
+    """The zoo, the UAP bank and the fine-tuned copies train on fpenc.data.images.train_loader: the
+    same batches, in the same order, as ImageDataModule's train loader with the same seed."""
+    from datamodules import ImageDataModule
+    from fpenc.data.images import train_loader
+    from fpenc.data.splits import make_splits
+
+    write_fmnist(tmp_path, gz=False)
+    arrays = load_dataset("fashion_mnist", root=str(tmp_path))
+    splits = make_splits(N_TRAIN, seed=3)
+    dm = ImageDataModule(arrays=arrays, split="attacker", splits=splits, batch_size=6, seed=4)
+    dm.setup("fit")
+    expected_loader, loader = dm.train_dataloader(), train_loader(arrays, splits, "attacker", 6, seed=4)
+    for _ in range(2):  # the second epoch draws its order from the same generator, in both
+        expected, got = list(expected_loader), list(loader)
+        assert len(got) == len(expected) == 4
+        assert all(torch.equal(a, b) for e, g in zip(expected, got) for a, b in zip(e, g))
+    with pytest.raises(ConfigError, match="unknown split"):
+        train_loader(arrays, splits, "thief", 6, seed=4)
+    with pytest.raises(ConfigError, match="outside"):
+        train_loader(arrays, {"victim": np.array([0, N_TRAIN])}, "victim", 6, seed=4)

@@ -192,7 +192,7 @@ def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
 
 
 def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
-    from datamodules.datasets import load_dataset
+    from fpenc.data.datasets import load_dataset
     from fpenc.cli import main
     from fpenc.fingerprint.key import load_key
     from fpenc.zoo.builder import load_zoo_model, victim_entry

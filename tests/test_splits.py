@@ -1,11 +1,11 @@
-"""Tests for datamodules.splits: victim / attacker / homologous index splits."""
+"""Tests for fpenc.data.splits: victim / attacker / homologous index splits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from datamodules.splits import SPLIT_NAMES, load_splits, make_splits, save_splits
+from fpenc.data.splits import SPLIT_NAMES, load_splits, make_splits, save_splits
 from fpenc.errors import ConfigError, FpencError
 
 

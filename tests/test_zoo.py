@@ -112,7 +112,7 @@ def test_bad_config_is_one_line_nonzero(tmp_path, tiny_fmnist, extra, message):
 
 
 def test_missing_dataset_is_one_line_nonzero(tmp_path, monkeypatch, capsys):
-    import datamodules.datasets as ds
+    import fpenc.data.datasets as ds
 
     monkeypatch.setattr(ds, "FMNIST_DEBIAN_ROOT", str(tmp_path / "no-debian"))
     config = tiny_zoo_config(tmp_path, tmp_path / "no-such-root")

@@ -51,8 +51,8 @@ def export_from_run(encoder, dm, representations: dict[int, torch.Tensor], expor
     """
     from dataclasses import asdict
 
-    from datamodules.datasets import load_dataset
     from fpenc.bundle import export_bundle
+    from fpenc.data.datasets import load_dataset
     from fpenc.fingerprint.key import load_key
     from fpenc.uap.bank import load_bank
     from fpenc.verdict import ood_distance, pair_agreement, pair_similarities

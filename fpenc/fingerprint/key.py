@@ -74,8 +74,8 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
-    from datamodules.datasets import load_dataset
-    from datamodules.splits import load_splits
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
     from fpenc.zoo.builder import load_zoo_model, victim_entry
 
     run_dir = cfg.run_dir

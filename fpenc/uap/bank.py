@@ -63,9 +63,10 @@ def _tracker(victim, holdout, every: int, bar):
     return FoolingTracker()
 
 
-def compute_uap(victim: torch.nn.Module, datamodule, holdout: torch.Tensor, input_shape, cfg: UAPConfig,
+def compute_uap(victim: torch.nn.Module, data, holdout: torch.Tensor, input_shape, cfg: UAPConfig,
                 seed: int, progress: bool = True, desc: str = "uap") -> dict:
-    """Train one UAP of ``victim``; returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``."""
+    """Train one UAP of ``victim`` on ``data`` (a train DataLoader of ``(x, y, idx)`` batches, or a
+    LightningDataModule); returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``."""
     import pytorch_lightning as pl
 
     from fpenc.uap.module import DeepFoolUAPModule, SGDUAPModule
@@ -82,7 +83,7 @@ def compute_uap(victim: torch.nn.Module, datamodule, holdout: torch.Tensor, inpu
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0, callbacks=[tracker])
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, data)  # a DataLoader or a LightningDataModule, as Trainer.fit takes either
     seconds = time.perf_counter() - t0
     bar.close()
     v = module.perturbation()
@@ -100,10 +101,11 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
-    from datamodules.datasets import load_dataset
-    from datamodules.image import ImageDataModule
-    from datamodules.splits import load_splits
-    from fpenc.zoo.builder import quiet_lightning, load_zoo_model, victim_entry
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.images import train_loader
+    from fpenc.data.splits import load_splits
+    from fpenc.zoo.builder import load_zoo_model, victim_entry
+    from fpenc.zoo.training import quiet_lightning
 
     quiet_lightning()
     run_dir = cfg.run_dir
@@ -128,8 +130,8 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
         else:
             log(f"{path} was made for another victim or UAP config: recomputing")
     for i in range(len(members), cfg.uap.num_uaps):
-        dm = ImageDataModule(arrays=arrays, split="victim", splits=splits, batch_size=cfg.uap.batch_size, seed=cfg.seed + i)
-        m = compute_uap(victim, dm, holdout, tuple(arrays.input_shape), cfg.uap, cfg.seed + i, progress, f"uap {i + 1}/{cfg.uap.num_uaps}")
+        loader = train_loader(arrays, splits, "victim", cfg.uap.batch_size, cfg.seed + i)
+        m = compute_uap(victim, loader, holdout, tuple(arrays.input_shape), cfg.uap, cfg.seed + i, progress, f"uap {i + 1}/{cfg.uap.num_uaps}")
         tqdm.write(f"[done] UAP {i + 1}/{cfg.uap.num_uaps}: fooling rate {m['fooling_rate']:.3f} "
                    f"({cfg.uap.norm} eps {cfg.uap.eps}) in {m['seconds']:.1f}s", file=sys.stderr)
         members.append(m)

@@ -125,8 +125,8 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     """Inconsistency D of a second victim UAP set, and of each chosen suspect's UAPs, against the
     victim's UAP subspace. ``models``: zoo ids (default: the piracy and homologous models of the
     first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
-    from datamodules.datasets import load_dataset
-    from datamodules.splits import load_splits
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
     from fpenc.zoo.builder import load_zoo_model
     from fpenc.zoo.manifest import load_manifest
 

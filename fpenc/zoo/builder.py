@@ -8,11 +8,8 @@ leaves a truncated file behind. A piracy model is rebuilt when its victim change
 
 from __future__ import annotations
 
-import logging
 import random
 import sys
-import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from fpenc.config import PipelineConfig, to_dict
 from fpenc.errors import WeightsFileError
 from fpenc.io import load_weights, save_weights
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
+from fpenc.zoo.training import fit_module, quiet_lightning
 
 
 @dataclass
@@ -96,60 +94,6 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
     return specs
 
 
-# ----------------------------------------------------------------------------------------------
-def quiet_lightning() -> None:
-    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO: import first, then quiet)
-
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
-    warnings.filterwarnings("ignore", ".*but have no `validation_step`.*")
-    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen victim
-
-
-def _make_bar_callback(desc: str, enabled: bool):
-    import pytorch_lightning as pl
-
-    class StepBar(pl.Callback):
-        """A tqdm bar over the optimisation steps of one model, with its running loss."""
-
-        def on_train_start(self, trainer, pl_module):
-            self.bar = tqdm(total=int(trainer.estimated_stepping_batches), desc=desc, unit="step",
-                            leave=False, disable=not enabled, dynamic_ncols=True,
-                            mininterval=0.5 if sys.stderr.isatty() else 15)
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.bar.update(1)
-            if batch_idx % 25 == 0 and outputs is not None:
-                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-                self.bar.set_postfix(epoch=trainer.current_epoch + 1, loss=f"{float(loss):.3f}", refresh=False)
-
-        def on_train_end(self, trainer, pl_module):
-            self.bar.close()
-
-    return StepBar()
-
-
-def fit_module(module, datamodule, epochs: int, desc: str, progress: bool) -> float:
-    import pytorch_lightning as pl
-
-    trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[_make_bar_callback(desc, progress)],
-    )
-    start = time.perf_counter()
-    module.to(memory_format=torch.channels_last)  # NHWC convolutions: ~20% faster on CPU (benchmarks/zoo_speed.py)
-    try:
-        trainer.fit(module, datamodule=datamodule)
-    finally:
-        module.to(memory_format=torch.contiguous_format)  # weights are saved, hashed and served in NCHW
-    return time.perf_counter() - start
-
-
 def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean/std of uint8 images ``[N, C, H, W]`` in [0, 1] units."""
     x = images.float().div_(255.0)
@@ -189,8 +133,8 @@ class ZooBuilder:
 
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self):
-        from datamodules.datasets import load_dataset
-        from datamodules.splits import load_splits, make_splits, save_splits
+        from fpenc.data.datasets import load_dataset
+        from fpenc.data.splits import load_splits, make_splits, save_splits
 
         d = self.cfg.data
         arrays = load_dataset(d.dataset, root=d.root, download=d.download)
@@ -215,7 +159,7 @@ class ZooBuilder:
 
     # -- one model -----------------------------------------------------------------------------
     def _train(self, spec: ModelSpec, arrays, splits, victim_net) -> tuple[torch.nn.Module, dict]:
-        from datamodules.image import ImageDataModule
+        from fpenc.data.images import train_loader
         from fpenc.models import build_model
         from fpenc.zoo.classifier import ClassifierModule
         from fpenc.zoo.extraction import ExtractionModule
@@ -225,8 +169,7 @@ class ZooBuilder:
         mean, std = _channel_stats(split_images)
         net = build_model(spec.architecture, num_classes=arrays.num_classes,
                           input_shape=tuple(arrays.input_shape), mean=mean, std=std, **spec.options)
-        dm = ImageDataModule(arrays=arrays, split=spec.split, splits=splits,
-                             batch_size=spec.batch_size, seed=spec.seed)
+        loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed)
         if spec.role == "piracy":
             ex = spec.extraction or {}
             module = ExtractionModule(net, victim_net, api=ex.get("api", "probs"), optimizer=spec.optimizer,
@@ -234,7 +177,7 @@ class ZooBuilder:
                                       adversarial_eps=ex.get("adversarial_eps", 0.1))
         else:
             module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr)
-        seconds = fit_module(module, dm, spec.epochs, spec.id, self.progress)
+        seconds = fit_module(module, loader, spec.epochs, spec.id, self.progress)
         info = {"train_seconds": round(seconds, 2)}
         if spec.role == "piracy":
             info["queries"] = module.queries

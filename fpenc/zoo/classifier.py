@@ -12,7 +12,7 @@ from fpenc.zoo.optim import cosine_schedule, make_optimizer
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training of an injected ``nn.Module`` (images ``[B, C, H, W]`` in [0, 1]).
 
-    Batches are ``(x, y, idx)`` as served by :class:`datamodules.ImageDataModule`.
+    Batches are ``(x, y, idx)`` as served by :func:`fpenc.data.images.train_loader`.
     """
 
     def __init__(self, net: torch.nn.Module, optimizer: str = "adam", lr: float | None = None, weight_decay: float = 0.0):

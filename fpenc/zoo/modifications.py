@@ -44,13 +44,13 @@ def fine_tuned_copy(net: nn.Module, arrays, splits: dict, split: str = "attacker
                     lr: float = 1e-4, epochs: int = 2, batch_size: int = 128, seed: int = 0,
                     progress: bool = False) -> nn.Module:
     """Fine-tune all layers (FTAL) of a copy of ``net`` on the true labels of ``splits[split]``."""
-    from datamodules.image import ImageDataModule
-    from fpenc.zoo.builder import fit_module, quiet_lightning
+    from fpenc.data.images import train_loader
     from fpenc.zoo.classifier import ClassifierModule
+    from fpenc.zoo.training import fit_module, quiet_lightning
 
     quiet_lightning()
     torch.manual_seed(seed)
     out = copy.deepcopy(net).train()
-    dm = ImageDataModule(arrays=arrays, split=split, splits=splits, batch_size=batch_size, seed=seed)
-    fit_module(ClassifierModule(out, optimizer=optimizer, lr=lr), dm, epochs, f"fine-tune lr {lr:g}", progress)
+    loader = train_loader(arrays, splits, split, batch_size, seed)
+    fit_module(ClassifierModule(out, optimizer=optimizer, lr=lr), loader, epochs, f"fine-tune lr {lr:g}", progress)
     return out.cpu().eval()

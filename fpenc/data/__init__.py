@@ -1,0 +1,4 @@
+"""Data of the pipeline, without Lightning: dataset readers (:mod:`fpenc.data.datasets`), the
+seeded victim / attacker / homologous splits (:mod:`fpenc.data.splits`) and in-memory image
+batches and loaders (:mod:`fpenc.data.images`). The LightningDataModules over them live in the
+top-level ``datamodules`` package, which imports this one (never the other way round)."""
