@@ -431,3 +431,18 @@ def test_commitment_covers_every_header_value(toy):
     assert commitment(header) == b.commitment
     header["meta"]["victim_id"] = "someone-else"
     assert commitment(header) != b.commitment and changed_fields(b.metadata, header) == ["meta.victim_id"]
+
+
+def test_readme_python_example_runs(toy, tmp_path, capsys):
+    """The README's Python example, run as written (its two file names pointed at the toy's)."""
+    pytest.importorskip("onnxruntime")
+    text = (REPO / "README.md").read_text()
+    code = text[text.index("From Python"):].split("```python\n", 1)[1].split("```", 1)[0]
+    suspect = tmp_path / "suspect.onnx"
+    torch.onnx.export(toy["victim"], (torch.rand(2, C, H, W),), str(suspect), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    assert '"checkpoints/fmnist_demo.fpenc.safetensors"' in code and '"suspect.onnx"' in code
+    code = code.replace('"checkpoints/fmnist_demo.fpenc.safetensors"', repr(str(toy["path"])))
+    exec(compile(code.replace('"suspect.onnx"', repr(str(suspect))), "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("derived p = ") and out[1].startswith(" - agreement with the victim"), out
