@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from fpenc.data.datasets import load_dataset
     from fpenc.fingerprint.key import references_disagree, victim_errors
     from fpenc.report import roc_metrics
-    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.rundir import load_zoo_model
     from fpenc.zoo.evaluate import predict_probs
     from fpenc.zoo.manifest import entries_by_id, load_manifest
 

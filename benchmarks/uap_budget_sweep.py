@@ -32,7 +32,7 @@ from fpenc.io import write_json  # noqa: E402
 from fpenc.uap.bank import holdout_images  # noqa: E402
 from fpenc.uap.report import predictions, transfer  # noqa: E402
 from fpenc.uap.subspace import batched_sgd_uaps  # noqa: E402
-from fpenc.zoo.builder import load_zoo_model  # noqa: E402
+from fpenc.rundir import load_zoo_model  # noqa: E402
 from fpenc.zoo.manifest import load_manifest  # noqa: E402
 
 

@@ -41,7 +41,8 @@ def main() -> None:
     from fpenc.data.splits import load_splits
     from fpenc.config import load_pipeline_config
     from fpenc.uap.bank import compute_uap, fooling_rate, holdout_images
-    from fpenc.zoo.builder import quiet_lightning, load_zoo_model, victim_entry
+    from fpenc.rundir import load_zoo_model, victim_entry
+    from fpenc.zoo.training import quiet_lightning
 
     quiet_lightning()
     torch.manual_seed(args.seed)

@@ -39,7 +39,7 @@ def export_files(net: torch.nn.Module, shape: tuple[int, ...], folder: Path, ste
 
 def main(argv: list[str] | None = None) -> int:
     from fpenc.cli import main as fpenc_main
-    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.rundir import load_zoo_model
     from fpenc.zoo.manifest import entries_by_id, load_manifest
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -156,9 +156,9 @@ class FingerprintDataModule(pl.LightningDataModule):
         if self.models:
             return
         from fpenc.fingerprint.zoo import fingerprint_zoo
-        from fpenc.zoo.manifest import load_manifest
+        from fpenc.rundir import RunDir
 
-        manifest = load_manifest(self.run_dir / "manifest.json")
+        manifest = RunDir(self.run_dir).load_manifest()
         fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
         from fpenc.zoo.builder import reference_ids
 

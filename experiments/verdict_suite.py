@@ -39,7 +39,7 @@ SETTINGS = [("all pairs", None, 0)] + [(f"20 pairs, seed {s}", 20, s) for s in r
 
 
 def positive_models(victim, run_dir: Path, manifest: dict, arrays, splits, seed: int) -> dict[str, nn.Module]:
-    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.rundir import load_zoo_model
     from fpenc.zoo.modifications import fine_tuned_copy, int8_copy, pruned_copy
 
     train_arch = manifest["config"]["zoo"]["victim"]["architecture"]
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     from fpenc.config import load_pipeline_config
     from fpenc.encoder.export import bundle_path
     from fpenc.suspects import export_model
-    from fpenc.zoo.builder import build_zoo, load_zoo_model, victim_entry
+    from fpenc.rundir import load_zoo_model, victim_entry
+    from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.manifest import load_manifest
     from fpenc.zoo.negatives import broken_models
 

@@ -127,13 +127,14 @@ def _pipeline_config(args):
 
 def cmd_zoo(args) -> int:
     cfg = _pipeline_config(args)
+    from fpenc.rundir import RunDir
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.manifest import format_table
 
     print(f"fpenc zoo: {cfg.name} -> {cfg.run_dir}/", file=sys.stderr)
     manifest = build_zoo(cfg, progress=not args.no_progress)
     print(format_table(manifest["models"]))
-    print(f"\nmanifest: {cfg.run_dir / 'manifest.json'}")
+    print(f"\nmanifest: {RunDir(cfg.run_dir).manifest}")
     return 0
 
 
@@ -150,6 +151,7 @@ def cmd_uap(args) -> int:
     from dataclasses import asdict
 
     from fpenc.data.datasets import load_dataset
+    from fpenc.rundir import RunDir
     from fpenc.uap.bank import holdout_images, time_to_target
     from fpenc.uap.report import format_fooling, write_fooling, zoo_fooling
 
@@ -163,7 +165,7 @@ def cmd_uap(args) -> int:
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     rows = zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))
     print(format_fooling(rows))
-    path = write_fooling(cfg.run_dir / "uap_transfer.json", rows, {**asdict(u), "seed": cfg.seed,
+    path = write_fooling(RunDir(cfg.run_dir).uap_transfer, rows, {**asdict(u), "seed": cfg.seed,
                          "victim_fooling_rates": [float(f) for f in bank["fooling_rates"]]})
     print(f"wrote {path}")
     return 0

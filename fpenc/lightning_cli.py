@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from fpenc.errors import ConfigError, FpencError
+from fpenc.rundir import RunDir
 
 SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -49,7 +50,7 @@ def _cli_class():
             if not ckpt:
                 return
             if ckpt in ("best", "last"):
-                ckpt = str(Path(self.datamodule.run_dir) / "encoder" / f"{ckpt}.ckpt")
+                ckpt = str(RunDir(self.datamodule.run_dir).checkpoint(ckpt))
             if not Path(ckpt).is_file():
                 raise ConfigError(f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from "
                                   "the start")
@@ -64,7 +65,7 @@ def _cli_class():
                     "without it Lightning would test an untrained encoder"
                 )
             if ckpt in ("best", "last"):
-                ckpt = str(Path(self.datamodule.run_dir) / "encoder" / f"{ckpt}.ckpt")
+                ckpt = str(RunDir(self.datamodule.run_dir).checkpoint(ckpt))
             if not Path(ckpt).is_file():
                 raise ConfigError(f"checkpoint {ckpt} does not exist; run `fpenc fit` with the same --config first")
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
@@ -75,7 +76,7 @@ def _cli_class():
             report = self.model.test_report
             if report is not None:
                 print(format_markdown(report))
-                print(f"report: {Path(self.datamodule.run_dir) / 'report.json'}")
+                print(f"report: {RunDir(self.datamodule.run_dir).report_json}")
                 if report.get("bundle"):
                     print(f"bundle: {report['bundle']}")
 

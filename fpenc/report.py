@@ -144,9 +144,11 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
 
 
 def write_report(run_dir: str | Path, report: dict, models: list[dict], reference: np.ndarray) -> dict[str, Path]:
-    """``report.json``, ``report.md`` and ``similarity_cdf.png`` in ``run_dir`` (atomically)."""
-    run_dir = Path(run_dir)
-    paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "cdf": run_dir / "similarity_cdf.png"}
+    """The report's JSON, Markdown and similarity CDF plot in ``run_dir`` (atomically; see :mod:`fpenc.rundir`)."""
+    from fpenc.rundir import RunDir
+
+    run_dir = RunDir(run_dir)
+    paths = {"json": run_dir.report_json, "md": run_dir.report_md, "cdf": run_dir.similarity_cdf}
     write_json(paths["json"], report)
     with atomic_path(paths["md"]) as tmp:
         Path(tmp).write_text(format_markdown(report))

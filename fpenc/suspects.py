@@ -85,7 +85,7 @@ def from_module(net: torch.nn.Module, api="probs", num_classes=None, name="modul
 
 
 def from_manifest_entry(entry: dict, run_dir, api="probs", num_classes=None) -> Suspect:
-    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.rundir import load_zoo_model
 
     return Suspect(_module_fn(load_zoo_model(entry, run_dir)), api, "logits", num_classes, entry["id"])
 

@@ -96,7 +96,7 @@ def test_test_writes_report_and_bundle_then_verify(tested):
     assert report["bundle"] == str(bundle) and bundle.is_file()
 
     # The exported bundle verifies a TorchScript file of a zoo model, without Lightning.
-    from fpenc.zoo.builder import load_zoo_model
+    from fpenc.rundir import load_zoo_model
 
     entry = next(m for m in json.loads((run / "manifest.json").read_text())["models"] if m["id"] == "piracy-fmnist_c-adam-s0")
     net = load_zoo_model(entry, run).eval()
@@ -174,7 +174,8 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
     from fpenc.config import load_pipeline_config
     from fpenc.suspects import export_model, from_file
     from fpenc.verify import bundle_pvalue_floor, verify_suspect
-    from fpenc.zoo.builder import build_zoo, load_zoo_model, victim_entry
+    from fpenc.rundir import load_zoo_model, victim_entry
+    from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.negatives import broken_models
 
     tmp_path, _, _ = tested

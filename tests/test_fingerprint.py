@@ -195,7 +195,7 @@ def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
     from fpenc.data.datasets import load_dataset
     from fpenc.cli import main
     from fpenc.fingerprint.key import load_key
-    from fpenc.zoo.builder import load_zoo_model, victim_entry
+    from fpenc.rundir import load_zoo_model, victim_entry
     from fpenc.zoo.evaluate import predict_probs
 
     args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",

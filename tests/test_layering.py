@@ -1,14 +1,21 @@
 """Dependencies point one way: ``datamodules`` imports ``fpenc``; inside ``fpenc`` only the
-command-line entry ``fpenc/lightning_cli.py`` (the top of the stack) imports ``datamodules``."""
+command-line entry ``fpenc/lightning_cli.py`` (the top of the stack) imports ``datamodules``.
+And the verify / report path never imports the zoo's training orchestrator."""
 
 from __future__ import annotations
 
 import ast
 
+import pytest
+
 from conftest import REPO
 
 FPENC = REPO / "fpenc"
 MAY_IMPORT_DATAMODULES = {FPENC / "lightning_cli.py"}
+# reading a run and verifying a suspect: none of these may import fpenc.zoo.builder
+VERIFY_PATH = ["rundir.py", "verify.py", "report.py", "suspects.py", "bundle.py", "calibration.py", "sandbox.py",
+               "verdict.py", "encoder/export.py", "encoder/module.py", "fingerprint/zoo.py", "fingerprint/key.py",
+               "uap/report.py"]
 
 
 def imported_modules(source: str) -> set[str]:
@@ -40,6 +47,8 @@ def test_checker_finds_imports_wherever_they_are():
     assert imports_package("from datamodules import ImageDataModule\n", "datamodules")
     assert imports_package("import importlib\nm = importlib.import_module('datamodules.image')\n", "datamodules")
     assert not imports_package("from fpenc.data import datasets  # datamodules\nx = 'datamodules'\n", "datamodules")
+    assert imports_package("def g():\n    from fpenc.zoo.builder import build_zoo\n", "fpenc.zoo.builder")
+    assert imports_package("from fpenc.zoo import builder\n", "fpenc.zoo.builder")
 
 
 def test_fpenc_does_not_import_datamodules():
@@ -50,3 +59,8 @@ def test_fpenc_does_not_import_datamodules():
     assert not offenders, (f"{offenders} import datamodules: fpenc must not depend on it (only "
                            "fpenc/lightning_cli.py may); put what they need in fpenc (e.g. fpenc.data)")
 
+
+@pytest.mark.parametrize("name", VERIFY_PATH)
+def test_verify_path_does_not_import_the_zoo_builder(name):
+    assert not imports_package((FPENC / name).read_text(), "fpenc.zoo.builder"), (
+        f"fpenc/{name} imports fpenc.zoo.builder: read runs with fpenc.rundir instead")

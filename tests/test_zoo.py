@@ -15,7 +15,8 @@ import torch
 from conftest import REPO, tiny_zoo_config
 from fpenc.cli import main
 from fpenc.config import load_pipeline_config
-from fpenc.zoo.builder import load_zoo_model, plan_zoo
+from fpenc.rundir import load_zoo_model
+from fpenc.zoo.builder import plan_zoo
 
 
 def read_manifest(tmp_path):

@@ -54,12 +54,12 @@ def export_from_run(encoder, dm, representations: dict[int, torch.Tensor], expor
     from fpenc.bundle import export_bundle
     from fpenc.data.datasets import load_dataset
     from fpenc.fingerprint.key import load_key
+    from fpenc.rundir import RunDir
     from fpenc.uap.bank import load_bank
     from fpenc.verdict import ood_distance, pair_agreement, pair_similarities
-    from fpenc.zoo.builder import load_zoo_model, victim_entry
 
-    cfg, run_dir = dm.cfg, Path(dm.run_dir)
-    bank, key, victim = load_bank(run_dir / "uaps.pt"), load_key(run_dir / "key.pt"), victim_entry(run_dir)
+    cfg, run_dir = dm.cfg, RunDir(dm.run_dir)
+    bank, key, victim = load_bank(run_dir.uaps), load_key(run_dir.key), run_dir.victim_entry()
     victim_fps = dm.victim.fingerprints
     u, v = len(bank["uaps"]), key["views"].shape[0]
     victim_h = representations[dm.victim.index]
@@ -72,7 +72,7 @@ def export_from_run(encoder, dm, representations: dict[int, torch.Tensor], expor
     ood_threshold = ood_margin * max(calib.values()) if calib and ood_margin > 0 else None
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     s_images, s_labels = sanity_set(arrays, key, sanity_images, cfg.seed)
-    gates, victim_acc = gate_thresholds(load_zoo_model(victim, run_dir), s_images, s_labels, dm.num_classes,
+    gates, victim_acc = gate_thresholds(run_dir.load_model(victim), s_images, s_labels, dm.num_classes,
                                         accuracy_share, entropy_share, ood_threshold)
     meta = {
         "name": cfg.name, "victim_id": victim["id"], "victim_sha256": victim["sha256"],

@@ -126,7 +126,9 @@ class EncoderModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "run_dir"):
             return []
-        return encoder_checkpoints(Path(dm.run_dir) / "encoder")
+        from fpenc.rundir import RunDir
+
+        return encoder_checkpoints(RunDir(dm.run_dir).encoder_dir)
 
     # -- collecting representations -----------------------------------------------------------------
     def _collect(self, batch) -> None:
@@ -179,7 +181,8 @@ class EncoderModule(pl.LightningModule):
         from fpenc.bundle import load_bundle
         from fpenc.encoder.export import export_from_run
         from fpenc.report import build_report, evaluate_models, write_report
-        from fpenc.zoo.manifest import entries_by_id, load_manifest
+        from fpenc.rundir import RunDir
+        from fpenc.zoo.manifest import entries_by_id
 
         dm, hp = self.trainer.datamodule, self.hparams
         reps = self._representations()
@@ -188,7 +191,7 @@ class EncoderModule(pl.LightningModule):
                                accuracy_share=hp.accuracy_share, entropy_share=hp.entropy_share,
                                ood_margin=hp.ood_margin, sanity_images=hp.sanity_images)
         bundle = load_bundle(path)
-        entries = entries_by_id(load_manifest(Path(dm.run_dir) / "manifest.json"))
+        entries = entries_by_id(RunDir(dm.run_dir).load_manifest())
         models = [entries[m.id] | {"split": m.split} for m in dm.models if m.split in ("val", "reference", "test")]
         rows = evaluate_models(bundle, dm.run_dir, models, alpha=hp.alpha, num_fingerprints=hp.num_fingerprints,
                                progress=dm.progress)

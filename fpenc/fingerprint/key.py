@@ -55,10 +55,11 @@ def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np
 
 
 def _reference_models(run_dir, ids: list[str]) -> list:
-    from fpenc.zoo.builder import load_zoo_model
-    from fpenc.zoo.manifest import entries_by_id, load_manifest
+    from fpenc.rundir import RunDir
+    from fpenc.zoo.manifest import entries_by_id
 
-    entries = entries_by_id(load_manifest(run_dir / "manifest.json"))
+    run_dir = RunDir(run_dir)
+    entries = entries_by_id(run_dir.load_manifest())
     missing = [i for i in ids if i not in entries]
     if missing:
         raise FpencError(f"key.reference names models that are not in the zoo: {', '.join(missing)}; "
@@ -66,7 +67,7 @@ def _reference_models(run_dir, ids: list[str]) -> list:
     if any(entries[i]["role"] != "homologous" for i in ids):
         raise FpencError("key.reference must name homologous (independently trained) models, not "
                          + ", ".join(i for i in ids if entries[i]["role"] != "homologous"))
-    return [load_zoo_model(entries[i], run_dir) for i in ids]
+    return [run_dir.load_model(entries[i]) for i in ids]
 
 
 def build_key(cfg: PipelineConfig, log=print) -> dict:
@@ -76,11 +77,11 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     lock_run_dir(cfg.run_dir)
     from fpenc.data.datasets import load_dataset
     from fpenc.data.splits import load_splits
-    from fpenc.zoo.builder import load_zoo_model, victim_entry
+    from fpenc.rundir import RunDir
 
-    run_dir = cfg.run_dir
-    path = run_dir / "key.pt"
-    ve = victim_entry(run_dir)
+    run_dir = RunDir(cfg.run_dir)
+    path = run_dir.key
+    ve = run_dir.victim_entry()
     meta = {"victim_sha256": ve["sha256"], "config": asdict(cfg.key), "seed": cfg.seed}
     if path.exists():
         key = load_key(path)
@@ -88,11 +89,11 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
             log(f"[skip] fingerprint key in {path}")
             return key
     t0 = time.perf_counter()
-    victim = load_zoo_model(ve, run_dir)
+    victim = run_dir.load_model(ve)
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     k = cfg.key
     if k.pool == "victim":
-        splits, _ = load_splits(run_dir / "splits.npz")
+        splits, _ = load_splits(run_dir.splits)
         pool_idx = np.asarray(splits["victim"])
         images, labels = arrays.train_x[torch.as_tensor(pool_idx)], arrays.train_y[torch.as_tensor(pool_idx)]
     else:

@@ -22,20 +22,20 @@ def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print) -> dict[
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
+    from fpenc.rundir import RunDir
     from fpenc.suspects import from_manifest_entry
-    from fpenc.zoo.manifest import load_manifest
 
-    run_dir = cfg.run_dir
-    manifest = load_manifest(run_dir / "manifest.json")
-    bank_sha, key_sha = sha256_file(run_dir / "uaps.pt"), sha256_file(run_dir / "key.pt")
+    run_dir = RunDir(cfg.run_dir)
+    manifest = run_dir.load_manifest()
+    bank_sha, key_sha = sha256_file(run_dir.uaps), sha256_file(run_dir.key)
     from fpenc.fingerprint.key import load_key
     from fpenc.uap.bank import load_bank
 
-    uaps, view_images = load_bank(run_dir / "uaps.pt")["uaps"], load_key(run_dir / "key.pt")["view_images"]
+    uaps, view_images = load_bank(run_dir.uaps)["uaps"], load_key(run_dir.key)["view_images"]
     out: dict[str, torch.Tensor] = {}
     t0, computed = time.perf_counter(), 0
     for entry in manifest["models"]:
-        path = run_dir / "fingerprints" / f"{entry['id']}.pt"
+        path = run_dir.fingerprint(entry["id"])
         meta = {"model_sha256": entry["sha256"], "uaps_sha256": bank_sha, "key_sha256": key_sha, "api": api}
         if path.exists():
             cached = load_tensors(path, FORMAT, what="fingerprint file", remedy="delete it to recompute it")

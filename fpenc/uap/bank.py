@@ -104,17 +104,17 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
     from fpenc.data.datasets import load_dataset
     from fpenc.data.images import train_loader
     from fpenc.data.splits import load_splits
-    from fpenc.zoo.builder import load_zoo_model, victim_entry
+    from fpenc.rundir import RunDir
     from fpenc.zoo.training import quiet_lightning
 
     quiet_lightning()
-    run_dir = cfg.run_dir
-    victim_e = victim_entry(run_dir)
-    victim = load_zoo_model(victim_e, run_dir)
+    run_dir = RunDir(cfg.run_dir)
+    victim_e = run_dir.victim_entry()
+    victim = run_dir.load_model(victim_e)
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    splits, _ = load_splits(run_dir / "splits.npz")
+    splits, _ = load_splits(run_dir.splits)
     holdout = holdout_images(arrays, cfg.uap.holdout, cfg.seed)
-    path = run_dir / "uaps.pt"
+    path = run_dir.uaps
     key = {"victim_sha256": victim_e["sha256"], "config": asdict(cfg.uap), "seed": cfg.seed}
     members: list[dict] = []
     if path.exists():

@@ -35,16 +35,16 @@ def transfer(victim_clean: torch.Tensor, victim_adv: torch.Tensor, clean: torch.
 
 def zoo_fooling(cfg, bank: dict, holdout: torch.Tensor) -> list[dict]:
     """Per model: mean and std over the bank of its ``fooling`` and ``follows`` on ``holdout``."""
-    from fpenc.zoo.builder import load_zoo_model
-    from fpenc.zoo.manifest import load_manifest
+    from fpenc.rundir import RunDir
 
-    entries = load_manifest(cfg.run_dir / "manifest.json")["models"]
-    victim = load_zoo_model(next(e for e in entries if e["role"] == "victim"), cfg.run_dir)
+    run_dir = RunDir(cfg.run_dir)
+    entries = run_dir.load_manifest()["models"]
+    victim = run_dir.load_model(next(e for e in entries if e["role"] == "victim"))
     v_clean = predictions(victim, holdout)
     v_adv = [predictions(victim, holdout, v) for v in bank["uaps"]]
     rows = []
     for entry in entries:
-        net = load_zoo_model(entry, cfg.run_dir)
+        net = run_dir.load_model(entry)
         clean = predictions(net, holdout)
         per_uap = [transfer(v_clean, va, clean, predictions(net, holdout, v)) for v, va in zip(bank["uaps"], v_adv)]
         row = {"id": entry["id"], "role": entry["role"], "architecture": entry["architecture"],

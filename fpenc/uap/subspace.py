@@ -127,14 +127,13 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
     from fpenc.data.datasets import load_dataset
     from fpenc.data.splits import load_splits
-    from fpenc.zoo.builder import load_zoo_model
-    from fpenc.zoo.manifest import load_manifest
+    from fpenc.rundir import RunDir
 
     if num_uaps < 2 or chunk < 1 or steps < 1 or batch_size < 1:
         raise ConfigError(f"need --num-uaps >= 2 and --chunk, --steps, --batch-size >= 1; got {num_uaps}, "
                           f"{chunk}, {steps}, {batch_size}")
-    run_dir = Path(cfg.run_dir)
-    entries = load_manifest(run_dir / "manifest.json")["models"]
+    run_dir = RunDir(cfg.run_dir)
+    entries = run_dir.load_manifest()["models"]
     by_id = {m["id"]: m for m in entries}
     victim = next(m for m in entries if m["role"] == "victim")
     if models:
@@ -154,16 +153,15 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
                 "eps": float(u.eps if eps is None else eps), "lr": float(u.lr if lr is None else lr),
                 "batch_size": batch_size, "init_scale": float(init_scale)}
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    splits, _ = load_splits(run_dir / "splits.npz")
+    splits, _ = load_splits(run_dir.splits)
     images = arrays.train_x[torch.as_tensor(splits["victim"])]
-    out_dir = run_dir / "subspace"
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def uaps_of(entry: dict, seed: int, label: str) -> tuple[torch.Tensor, float]:
         t0 = time.perf_counter()
         tag = _settings_tag(entry["sha256"], settings, seed)
-        net = load_zoo_model(entry, run_dir).to(device)
-        got = cached_uaps(net, images, out_dir / f"{label}-{tag}.pt", tag, settings, seed, chunk, progress, label)
+        net = run_dir.load_model(entry).to(device)
+        got = cached_uaps(net, images, run_dir.subspace_cache(label, tag), tag, settings, seed, chunk, progress, label)
         return got, time.perf_counter() - t0
 
     t_start = time.perf_counter()
@@ -184,8 +182,7 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
               "ratio_homologous_to_piracy": float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None,
               "singular_values": singular.tolist(), "seconds": round(time.perf_counter() - t_start, 1),
               "device": device, "paper": "homologous / piracy about 3 on FMNIST (n = d = 784 UAPs per model)"}
-    stem = f"subspace_{settings['norm']}_eps{settings['eps']:g}_n{num_uaps}"
-    paths = {"json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
+    paths = run_dir.subspace_results(settings["norm"], settings["eps"], num_uaps)
     write_json(paths["json"], result)
     plot_subspace(profiles, rows, paths["png"])
     result["paths"] = {k: str(v) for k, v in paths.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 from fpenc.config import PipelineConfig, to_dict
 from fpenc.errors import WeightsFileError
 from fpenc.io import load_weights, save_weights
+from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
 from fpenc.zoo.training import fit_module, quiet_lightning
 
@@ -100,34 +100,13 @@ def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 
-def load_zoo_model(entry: dict, run_dir: str | Path) -> torch.nn.Module:
-    """Rebuild a manifest entry's network from its weights file (hash-checked, no unpickling)."""
-    from fpenc.models import build_model
-
-    payload = load_weights(Path(run_dir) / entry["weights"], expected_sha256=entry.get("sha256"))
-    net = build_model(**payload["config"])
-    net.load_state_dict(payload["state_dict"])  # strict: a mismatch is an error, never ignored
-    return net.eval()
-
-
-def victim_entry(run_dir: str | Path) -> dict:
-    """The victim's manifest entry of the zoo in ``run_dir`` (clear error if there is none)."""
-    from fpenc.errors import FpencError
-
-    manifest = load_manifest(Path(run_dir) / "manifest.json")
-    for m in manifest["models"]:
-        if m["role"] == "victim":
-            return m
-    raise FpencError(f"no victim in {Path(run_dir) / 'manifest.json'}: run `fpenc zoo --config ...` first")
-
-
 class ZooBuilder:
     """Trains the models of :func:`plan_zoo` that are not complete yet and records them."""
 
     def __init__(self, cfg: PipelineConfig, progress: bool = True, log=print):
         self.cfg = cfg
-        self.run_dir = cfg.run_dir
-        self.manifest_path = self.run_dir / "manifest.json"
+        self.run_dir = RunDir(cfg.run_dir)
+        self.manifest_path = self.run_dir.manifest
         self.progress = progress
         self.log = log
 
@@ -140,7 +119,7 @@ class ZooBuilder:
         arrays = load_dataset(d.dataset, root=d.root, download=d.download)
         meta = {"dataset": d.dataset, "n_train": int(len(arrays.train_y)), "seed": d.split_seed,
                 "homologous_overlap": d.homologous_overlap}
-        path = self.run_dir / "splits.npz"
+        path = self.run_dir.splits
         splits = None
         if path.exists():
             splits, saved_meta = load_splits(path)
@@ -187,7 +166,7 @@ class ZooBuilder:
         if not entry or {"options": {}, **entry.get("spec", {})} != asdict(spec):  # (older specs: no options)
             return False
         try:
-            load_weights(self.run_dir / entry["weights"], expected_sha256=entry.get("sha256"))
+            load_weights(self.run_dir.weights(entry), expected_sha256=entry.get("sha256"))
         except WeightsFileError:
             return False
         return spec.parent is None or entry.get("parent_sha256") == victim_sha
@@ -198,7 +177,7 @@ class ZooBuilder:
 
         quiet_lightning()
         specs = plan_zoo(self.cfg)
-        for stale in self.run_dir.rglob(".*.tmp"):  # left by a run killed mid-write
+        for stale in self.run_dir.path.rglob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         arrays, splits = self._load_data()
         try:
@@ -209,7 +188,7 @@ class ZooBuilder:
         manifest = {
             "format": FORMAT, "name": self.cfg.name, "dataset": arrays.name, "data_source": arrays.source,
             "input_shape": list(arrays.input_shape), "num_classes": arrays.num_classes,
-            "splits": "splits.npz", "config": to_dict(self.cfg), "models": [],
+            "splits": SPLITS, "config": to_dict(self.cfg), "models": [],
         }
         victim_net, victim_probs, victim_acc, victim_sha = None, None, None, None
         bar = tqdm(specs, desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
@@ -217,11 +196,11 @@ class ZooBuilder:
             entry = old.get(spec.id)
             if self._is_complete(entry, spec, victim_sha):
                 self.log(f"[skip] {spec.id}: complete (test acc {entry['test_accuracy']:.4f})")
-                net = load_zoo_model(entry, self.run_dir) if spec.role == "victim" else None
+                net = self.run_dir.load_model(entry) if spec.role == "victim" else None
             else:
                 bar.set_postfix_str(spec.id)
                 net, info = self._train(spec, arrays, splits, victim_net)
-                weights_rel = f"models/{spec.id}.pt"
+                weights_rel = self.run_dir.model_weights(spec.id)
                 sha = save_weights(self.run_dir / weights_rel, net.state_dict(), _arch_config(net),
                                    model_id=spec.id, role=spec.role)
                 probs = predict_probs(net, arrays.test_x)
@@ -268,4 +247,4 @@ def build_zoo(cfg: PipelineConfig, progress: bool = True) -> dict:
     return manifest
 
 
-__all__ = ["ModelSpec", "plan_zoo", "build_zoo", "ZooBuilder", "load_zoo_model", "format_table"]
+__all__ = ["ModelSpec", "plan_zoo", "build_zoo", "ZooBuilder", "format_table"]
