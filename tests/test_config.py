@@ -16,8 +16,12 @@ def test_shipped_configs_load():
     demo = load_pipeline_config(["configs/fmnist_demo.yaml"])
     assert demo.name == "fmnist_demo" and demo.zoo.victim.architecture == "fmnist_a"
     paper = load_pipeline_config(["configs/fmnist_paper.yaml"])
-    n = sum(len(g.architectures) * len(g.optimizers) * len(g.seeds) for g in paper.zoo.grids)
-    assert n == 240  # arcs B-E x 3 optimizers x 10 seeds x {piracy, homologous}
+    def count(grids):
+        return sum(len(g.architectures) * len(g.optimizers) * len(g.seeds) for g in grids)
+
+    paper_archs = {"fmnist_b", "fmnist_c", "fmnist_d", "fmnist_e"}
+    assert count(g for g in paper.zoo.grids if g.split != "reference" and set(g.architectures) == paper_archs) == 240
+    assert count(paper.zoo.grids) == 240 + 12 + 6  # + the encoder's arc-A models + the reference population
 
 
 def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
