@@ -61,6 +61,12 @@ def same_weights(a: Path, b: Path) -> bool:
     return weights_sha256(pa["state_dict"], pa["config"]) == weights_sha256(pb["state_dict"], pb["config"])
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results files name no machine's folders)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+
+
 def judge(bundle, path: Path) -> dict:
     """Verify ``path`` under every setting; the p-value does not depend on alpha."""
     from fpenc.suspects import from_file
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{group:9s} {path.stem:40s} acc {r['accuracy']:.3f} agree {r['agreement']:.3f} sim "
                   f"{r['similarity']:.3f} p {r['p_value']:.2e} {r['verdict_at_0.05']}", flush=True)
     calib = calibrate(bundle, files["negatives"], api="probs", progress=False)
+    calib["bundle"] = _shown(bundle.path)
     print(format_calibration(calib))
     name = cfg.name
     plot = plot_calibration(calib, REPO / "docs" / "figures" / f"calibration_{name}.png",
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": "verdict_suite",
         "command": "python experiments/verdict_suite.py " + " ".join(f"-c {c}" for c in args.config)
                    + f" --negatives-config {args.negatives_config}",
-        "seed": cfg.seed, "bundle": str(bundle.path), "bundle_sha256": bundle.sha256,
+        "seed": cfg.seed, "bundle": _shown(bundle.path), "bundle_sha256": bundle.sha256,
         "p_value_floor": calib["p_value_floor"], "reference_models": bundle.meta.get("reference_models"),
         "gates": bundle.meta.get("gates"),
         "negatives_victim_weights_identical": same_weights(neg_cfg.run_dir / neg_victim["weights"],
