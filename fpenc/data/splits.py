@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fpenc.errors import ConfigError, FpencError
+from fpenc.io import atomic_path
 
 SPLIT_NAMES = ("victim", "attacker", "homologous")
 META_KEY = "__meta__"
@@ -53,7 +53,8 @@ def make_splits(n_train: int, seed: int, homologous_overlap: float = 0.5) -> dic
 def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], meta: dict) -> None:
     """Write ``splits`` (name -> int64 indices) and JSON-able ``meta`` to an ``.npz`` atomically.
 
-    The file is written to a temporary file in the same folder, fsynced, then renamed over ``path``.
+    The file is written to a temporary file in the same folder, fsynced, then renamed over ``path``
+    (:func:`fpenc.io.atomic_path`).
     """
     path = Path(path)
     if META_KEY in splits:
@@ -61,16 +62,8 @@ def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], meta: di
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: np.asarray(idx, dtype=np.int64) for name, idx in splits.items()}
     arrays[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def load_splits(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
