@@ -112,3 +112,20 @@ def test_transfer_matches_a_naive_count():
     fooled = [i for i in range(200) if va[i] != vc[i]]
     assert got["fooling"] == pytest.approx(sum(int(a[i] != c[i]) for i in range(200)) / 200)
     assert got["follows"] == pytest.approx(sum(int(a[i] == va[i]) for i in fooled) / len(fooled))
+
+
+def test_uap_ascent_loss_matches_a_per_image_reference():
+    from fpenc.uap.loss import uap_ascent_loss
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 5))
+    x = torch.rand(7, 1, 4, 4)
+    xp = (x + torch.randn(1, 1, 4, 4) * 3).clamp(0, 1)
+    with torch.no_grad():
+        plain = torch.stack([-torch.log_softmax(net(xp[i : i + 1])[0], 0)[net(x[i : i + 1])[0].argmax()] for i in range(7)])
+    clip = float(plain.median())  # binds on some images, not on all
+    got = uap_ascent_loss(net, x, xp, clip=clip)
+    assert got.shape == (7,) and torch.allclose(got, plain.clamp(max=clip), atol=1e-6)
+    assert (got == clip).sum() >= 3 and (got < clip).sum() >= 3
+    got.sum().backward()  # differentiable in the perturbed images' path (and only there)
+    assert next(net.parameters()).grad is not None

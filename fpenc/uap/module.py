@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from fpenc.uap.deepfool import deepfool
+from fpenc.uap.loss import uap_ascent_loss
 from fpenc.uap.projection import check_norm, project
 
 
@@ -64,9 +64,7 @@ class SGDUAPModule(_UAPBase):
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
-        with torch.no_grad():
-            clean = self.victim(x).argmax(1)
-        loss = F.cross_entropy(self.victim(self.perturb(x)), clean, reduction="none").clamp(max=self.loss_clip)
+        loss = uap_ascent_loss(self.victim, x, self.perturb(x), self.loss_clip)
         self.log("train/uap_loss", loss.mean(), prog_bar=True)
         return -loss.mean()  # ascend the victim's loss
 

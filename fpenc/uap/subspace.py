@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from fpenc.errors import ConfigError
 from fpenc.io import load_tensors, save_figure, save_tensors, write_json
+from fpenc.uap.loss import uap_ascent_loss
 from fpenc.uap.projection import check_norm, project
 
 SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
@@ -60,10 +61,7 @@ def batched_sgd_uaps(net: torch.nn.Module, images: torch.Tensor, num_uaps: int, 
     for _ in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
         idx = torch.randint(len(images), (num_uaps, batch_size), generator=g)
         x = (images[idx].float() / 255.0).to(device)  # [n, B, C, H, W]
-        with torch.no_grad():
-            clean = net(x.flatten(0, 1)).argmax(1)
-        logits = net((x + v.unsqueeze(1)).clamp(0, 1).flatten(0, 1))
-        loss = -F.cross_entropy(logits, clean, reduction="none").clamp(max=10).mean()
+        loss = -uap_ascent_loss(net, x.flatten(0, 1), (x + v.unsqueeze(1)).clamp(0, 1).flatten(0, 1)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
