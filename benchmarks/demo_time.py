@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import load_run, write_results
+
 CONFIG = "configs/fmnist_demo.yaml"
 
 
@@ -46,7 +48,7 @@ def differences(a, b, where: str = "") -> list[str]:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/demo_time.json")
-    ap.add_argument("--compare", type=Path, default=None, help="a committed report.json to compare with")
+    ap.add_argument("--compare", type=Path, default=None, help="a committed report to compare with (JSON)")
     ap.add_argument("--keep", type=Path, default=None, help="clone here and keep it (default: a temporary folder)")
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -60,19 +62,17 @@ def main(argv=None) -> dict:
         seconds["fpenc zoo"] = run([fpenc, "zoo", "--config", CONFIG], clone, log)
         seconds["fpenc fit"] = run([fpenc, "fit", "--config", CONFIG], clone, log)
         seconds["fpenc test"] = run([fpenc, "test", "--config", CONFIG, "--ckpt_path", "best"], clone, log)
-    sys.path.insert(0, str(ROOT))
-    from fpenc.config import load_pipeline_config
     from fpenc.rundir import RunDir
 
-    run_dir = RunDir(clone / load_pipeline_config([clone / CONFIG]).run_dir)
+    cfg, _ = load_run([clone / CONFIG])
+    run_dir = RunDir(clone / cfg.run_dir)  # the config's run dir is relative to the clone
     manifest = run_dir.load_manifest()
     report = json.loads(run_dir.report_json.read_text())
     result = {
-        "benchmark": "demo_time", "command": "python benchmarks/demo_time.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "benchmark": "demo_time",
         "commit": commit, "config": CONFIG, "seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
         "zoo_models": len(manifest["models"]),
         "zoo_train_seconds": round(sum(m["train_seconds"] for m in manifest["models"]), 1),
-        "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         "report": {k: report.get(k) for k in ("auc", "auc_models", "piracy_derived", "homologous_derived",
                                               "p_value_floor", "bundle_sha256")},
     }
@@ -80,8 +80,7 @@ def main(argv=None) -> dict:
         reference = json.loads(args.compare.read_text())
         result["compared_with"] = str(args.compare)
         result["report_fields_that_differ"] = differences(reference, report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result, seed=cfg.seed, argv=argv)
     print(json.dumps({k: result[k] for k in ("seconds", "total_seconds", "zoo_train_seconds")}, indent=1))
     if tmp:
         tmp.cleanup()

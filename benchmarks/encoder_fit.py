@@ -15,32 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import config_args, load_run, write_results
+
 RESULTS = Path(__file__).parent / "results" / "encoder_fit.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", action="append", required=True, help="config files, stacked as in fpenc fit")
+    config_args(ap)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from fpenc.config import load_pipeline_config
     from fpenc.fingerprint.key import build_key
     from fpenc.uap.bank import build_uap_bank
     from fpenc.zoo.builder import build_zoo
 
-    cfg = load_pipeline_config(args.config)
+    cfg, run_dir = load_run(args.config)
     t0 = time.perf_counter()
     build_zoo(cfg, progress=False)
     build_uap_bank(cfg, progress=False)
@@ -71,13 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0 or "end" not in span:
         print(f"fpenc fit failed (exit {rc})", file=sys.stderr)
         return 1
-    from fpenc.zoo.manifest import load_manifest
-
-    models = len(load_manifest(cfg.run_dir / "manifest.json")["models"])
+    models = len(run_dir.load_manifest()["models"])
     result = {
         "benchmark": "encoder_fit",
         "configs": args.config,
-        "command": "python benchmarks/encoder_fit.py " + " ".join(f"-c {c}" for c in args.config),
         "train_seconds": round(span["end"] - span["start"], 2),
         "fit_call_seconds": round(fit_call_s, 2),
         "earlier_stages_seconds_not_timed": round(stages_s, 2),
@@ -87,17 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         "zoo_models": models,
         "target": "fpenc fit of the encoder < 120 s on CPU",
         "meets_target": span["end"] - span["start"] < 120,
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.is_available(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__, "lightning": pl.__version__},
+        "machine": {"cuda": torch.cuda.is_available()},
+        "versions": {"lightning": pl.__version__},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
     print(json.dumps({k: result[k] for k in ("train_seconds", "fit_call_seconds", "epochs", "meets_target")}))
-    print(f"wrote {out}")
+    write_results(args.out, result, seed=cfg.seed, argv=argv)
     return 0
 
 

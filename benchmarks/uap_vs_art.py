@@ -14,44 +14,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import config_args, configs, load_run, write_results
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="configs/fmnist_demo.yaml")
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    config_args(ap, required=False, default=["configs/fmnist_demo.yaml"])
     ap.add_argument("--art-budget", type=float, default=300.0, help="seconds ART may use")
     ap.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ap.add_argument("--eps", type=float, default=None, help="default: the config's uap.eps")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/uap_vs_art.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from art.attacks.evasion import UniversalPerturbation
     from art.estimators.classification import PyTorchClassifier
 
-    from fpenc.data.datasets import load_dataset
     from datamodules.image import ImageDataModule
+    from fpenc.data.datasets import load_dataset
     from fpenc.data.splits import load_splits
-    from fpenc.config import load_pipeline_config
     from fpenc.uap.bank import compute_uap, fooling_rate, holdout_images
-    from fpenc.rundir import load_zoo_model, victim_entry
     from fpenc.zoo.training import quiet_lightning
 
     quiet_lightning()
     torch.manual_seed(args.seed)
-    cfg = load_pipeline_config([args.config], {"uap": {"norm": args.norm, **({"eps": args.eps} if args.eps else {}),
-                                                        "steps": args.steps}})
+    cfg, run_dir = load_run(configs(args), {"uap": {"norm": args.norm, **({"eps": args.eps} if args.eps else {}),
+                                                    "steps": args.steps}})
     eps, norm = cfg.uap.eps, cfg.uap.norm
-    victim = load_zoo_model(victim_entry(cfg.run_dir), cfg.run_dir)
+    victim = run_dir.load_model(run_dir.victim_entry())
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root)
-    splits, _ = load_splits(cfg.run_dir / "splits.npz")
+    splits, _ = load_splits(run_dir.splits)
     holdout = holdout_images(arrays, cfg.uap.holdout, cfg.seed)
 
     # ours
@@ -94,7 +95,7 @@ def main() -> None:
     ours_to_art = next((h["seconds"] for h in hist if h["fooling_rate"] >= art["fooling_rate"]), None)
     result = {
         "victim": "runs/" + str(cfg.name) + "/victim", "norm": norm, "eps": eps, "holdout_images": len(holdout),
-        "seed": args.seed, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, cpu",
+        "seed": args.seed, "machine": {"device": "cpu"},
         "ours": {"method": "SGD-UAP (Adam on v, projected)", "steps": cfg.uap.steps, "batch_size": cfg.uap.batch_size,
                  "seconds": ours["seconds"], "fooling_rate": round(ours["fooling_rate"], 4), "history": hist},
         "art": {"method": "art.attacks.evasion.UniversalPerturbation(attacker='deepfool', max_iter=1)",
@@ -108,9 +109,8 @@ def main() -> None:
             "speedup_to_equal_fooling": None if not ours_to_art else round(art["seconds"] / ours_to_art, 1),
         },
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["comparison"], indent=2))
+    write_results(args.out, result, seed=args.seed, argv=argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ subprocess (Python start, imports and all). Writes benchmarks/results/verify_spe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import ROOT, write_results
 
 N, K, U, V, SHAPE = 100, 10, 5, 10, (1, 28, 28)
 
@@ -86,13 +88,13 @@ def build_files(tmp: Path, seed: int) -> tuple[Path, dict[str, Path]]:
     return bundle, suspects
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/verify_speed.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -142,7 +144,7 @@ def main() -> None:
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "fpenc.cli", "verify", "--bundle",
                                    str(bundle_path), "--suspect", str(path), "--json"],
-                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                                  capture_output=True, text=True, cwd=ROOT)
             cli[kind] = {"wall_s": round(time.perf_counter() - t0, 3), "rc": proc.returncode}
         bundle_bytes = bundle_path.stat().st_size
 
@@ -161,20 +163,16 @@ def main() -> None:
         "cli_wall_s": cli,
         "target": "verify < 1 s per suspect once the bundle is loaded",
         "meets_target": all(s["verify"]["p90_s"] < 1.0 for s in per_suspect.values()),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "numpy": np.__version__, "safetensors": safetensors.__version__, "onnxruntime": onnxruntime.__version__,
-                    "python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+        "versions": {"safetensors": safetensors.__version__, "onnxruntime": onnxruntime.__version__},
+        "machine": {"processor": platform.processor() or platform.machine()},
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "note": "measured while another process used the machine's CPU cores (see load average); the suspects' own "
                 "inference on V_chosen*N + F*N images dominates (similarities are meaningless here: untrained encoder), the rest is verify_overhead_null_suspect",
         "seed": args.seed,
         "repeats": args.repeats,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"load_bundle median {result['load_bundle']['median_s']:.3f} s; wrote {out}")
+    print(f"load_bundle median {result['load_bundle']['median_s']:.3f} s")
+    write_results(args.out, result, seed=args.seed, argv=argv)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ architecture both ways, and reports it as seconds per epoch of 30,000 images (a 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import write_results
 
 ARCHS = [("fmnist_a", {"channels": [8, 16, 16, 16]}), ("fmnist_a", {}), ("fmnist_b", {}), ("fmnist_c", {}),
          ("fmnist_d", {}), ("fmnist_e", {})]
@@ -70,13 +67,10 @@ def main(argv=None) -> dict:
         print(f"{arch:9s} {str(options.get('channels', 'default')):16s} NCHW {row['nchw_s_per_epoch']:6.2f} s/epoch  "
               f"channels-last {row['channels_last_s_per_epoch']:6.2f} s/epoch  x{row['speedup']:.2f}", flush=True)
         rows.append(row)
-    result = {"benchmark": "zoo_speed", "command": "python benchmarks/zoo_speed.py " + " ".join(argv or sys.argv[1:]),
-              "batch_size": args.batch_size, "steps": args.steps, "images_per_epoch": args.images,
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "machine": platform.machine(), "rows": rows}
+    result = {"benchmark": "zoo_speed", "batch_size": args.batch_size, "steps": args.steps,
+              "images_per_epoch": args.images, "rows": rows}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_results(args.out, result, seed=0, argv=argv)  # torch.manual_seed(0) in step_seconds
     return result
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,9 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository: fpenc, datamodules, benchmarks.harness
+from benchmarks.harness import config_args, load_run, write_results
+
 STATS = ("fidelity", "key_clean", "key_uap", "neg_kl", "adv_follow")
 
 
@@ -112,22 +114,20 @@ def auc(pos, neg) -> float:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", action="append", required=True, help="the run's pipeline config(s)")
+    config_args(ap)
     ap.add_argument("--extra-config", action="append", default=[],
                     help="a further zoo (config stacked on --config) whose models join the table")
     ap.add_argument("--include-test", action="store_true", help="also the run's test models")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     from datamodules.fingerprints import assign_splits
+    from fpenc.config import load_yaml
     from fpenc.data.datasets import load_dataset
-    from fpenc.config import load_pipeline_config, load_yaml
-    from fpenc.rundir import RunDir, load_zoo_model
+    from fpenc.rundir import load_zoo_model
     from fpenc.zoo.builder import build_zoo, reference_ids
 
     torch.manual_seed(0)
-    cfg = load_pipeline_config(args.config)
-    run_dir = RunDir(cfg.run_dir)
+    cfg, run_dir = load_run(args.config)
     manifest = run_dir.load_manifest()
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     victim_entry = next(m for m in manifest["models"] if m["role"] == "victim")
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     zoos = [(run_dir, manifest, "run")]
     same_victim = {}
     for extra in args.extra_config:
-        ecfg = load_pipeline_config(args.config + [extra])
+        ecfg, _ = load_run(args.config + [extra])
         zman = build_zoo(ecfg)
         zoos.append((ecfg.run_dir, zman, Path(extra).stem))
         # its copies must be copies of this very victim (weights hashed by content)
@@ -167,13 +167,12 @@ def main(argv=None) -> dict:
     same_data = groups.get("independent, victim's data", [])
     separation = {g: {s: round(auc([r[s] for r in rs], [r[s] for r in same_data]), 3) for s in STATS}
                   for g, rs in sorted(groups.items()) if g.startswith("copy") and same_data}
-    result = {"experiment": "extraction_traces", "command": "python experiments/extraction_traces.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "seed": cfg.seed, "run": cfg.name,
+    result = {"experiment": "extraction_traces", "seed": cfg.seed, "run": cfg.name,
         "victim_test_accuracy": victim_entry["test_accuracy"], "extra_zoo_victim_identical": same_victim, "seconds": round(time.perf_counter() - start, 1),
-        "torch": torch.__version__, "machine": platform.machine(), "statistics": list(STATS),
+        "statistics": list(STATS),
         "separation_auc_vs_victim_data_independents": separation, "groups": summary, "models": rows}
     out = args.out or REPO / "experiments/results" / f"extraction_traces_{cfg.name}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(out, result, seed=cfg.seed, argv=argv)
     print(json.dumps({"separation": separation, "groups": {g: {s: v[s]["mean"] for s in STATS} for g, v in summary.items()}},
                      indent=1))
     return result

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import config_args, load_run, write_results
+
 ALPHAS = (0.05, 0.01)
 SETTINGS = [("all pairs", None, 0)] + [(f"20 pairs, seed {s}", 20, s) for s in range(5)]
 
@@ -115,43 +115,39 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fpenc.data.datasets import load_dataset
-    from fpenc.data.splits import load_splits
-    from fpenc.bundle import load_bundle
-    from fpenc.calibration import calibrate, format_calibration, plot_calibration
-    from fpenc.config import load_pipeline_config
-    from fpenc.encoder.export import bundle_path
-    from fpenc.suspects import export_model
-    from fpenc.rundir import load_zoo_model, victim_entry
-    from fpenc.zoo.builder import build_zoo
-    from fpenc.zoo.manifest import load_manifest
-    from fpenc.zoo.negatives import broken_models
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", action="append", required=True)
+    config_args(ap)
     ap.add_argument("--negatives-config", required=True)
     ap.add_argument("--bundle", default=None, help="default: checkpoints/<name>.fpenc.safetensors")
     ap.add_argument("--out", default=None, help="results JSON (default experiments/results/verdict_suite_<name>.json)")
     args = ap.parse_args(argv)
+    from fpenc.bundle import load_bundle
+    from fpenc.calibration import calibrate, format_calibration, plot_calibration
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
+    from fpenc.encoder.export import bundle_path
+    from fpenc.suspects import export_model
+    from fpenc.zoo.builder import build_zoo
+    from fpenc.zoo.negatives import broken_models
+
     t0 = time.time()
-    cfg = load_pipeline_config(args.config)
-    neg_cfg = load_pipeline_config([*args.config, args.negatives_config])
+    cfg, run_dir = load_run(args.config)
+    neg_cfg, neg_run = load_run([*args.config, args.negatives_config])
     neg_manifest = build_zoo(neg_cfg, progress=False)
-    run_dir = cfg.run_dir
-    manifest = load_manifest(run_dir / "manifest.json")
+    manifest = run_dir.load_manifest()
     bundle = load_bundle(args.bundle or bundle_path(REPO / "checkpoints", cfg.name))
-    victim = load_zoo_model(victim_entry(run_dir), run_dir)
-    neg_victim = victim_entry(neg_cfg.run_dir)
+    victim = run_dir.load_model(run_dir.victim_entry())
+    neg_victim = neg_run.victim_entry()
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    splits, _ = load_splits(run_dir / "splits.npz")
+    splits, _ = load_splits(run_dir.splits)
     shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
-    negatives = {m["id"]: load_zoo_model(m, neg_cfg.run_dir) for m in neg_manifest["models"] if m["role"] == "homologous"}
+    negatives = {m["id"]: neg_run.load_model(m) for m in neg_manifest["models"] if m["role"] == "homologous"}
     groups = {
         "gates": broken_models(victim, next(iter(negatives.values())), shape, k),
         "negatives": negatives,
         "positives": positive_models(victim, run_dir, manifest, arrays, splits, cfg.seed),
     }
-    folder = run_dir / "verdict_suite"
+    folder = run_dir.verdict_suite_dir
     results, files = {}, {}
     for group, models in groups.items():
         files[group] = [export_model(net, shape, folder / group / f"{name}.onnx") for name, net in models.items()]
@@ -170,22 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or REPO / "experiments" / "results" / f"verdict_suite_{name}.json")
     result = {
         "experiment": "verdict_suite",
-        "command": "python experiments/verdict_suite.py " + " ".join(f"-c {c}" for c in args.config)
-                   + f" --negatives-config {args.negatives_config}",
         "seed": cfg.seed, "bundle": _shown(bundle.path), "bundle_sha256": bundle.sha256,
         "p_value_floor": calib["p_value_floor"], "reference_models": bundle.meta.get("reference_models"),
         "gates": bundle.meta.get("gates"),
-        "negatives_victim_weights_identical": same_weights(neg_cfg.run_dir / neg_victim["weights"],
-                                                           run_dir / victim_entry(run_dir)["weights"]),
+        "negatives_victim_weights_identical": same_weights(neg_run.weights(neg_victim),
+                                                           run_dir.weights(run_dir.victim_entry())),
         "summary": {group: summarise(rows) for group, rows in results.items()},
         "calibration": {k: v for k, v in calib.items() if k != "models"}, "calibration_plot": str(plot.relative_to(REPO)),
         "results": results,
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
         "seconds": round(time.time() - t0, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(out, result, seed=cfg.seed, argv=argv)
     out.with_suffix(".md").write_text(markdown(result))
     print(json.dumps(result["summary"], indent=1))
     print(f"wrote {out} and {plot}")

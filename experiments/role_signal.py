@@ -15,24 +15,31 @@ the chosen architectures says whether that statistic alone separates the roles. 
 only generalise to unseen architectures if some such signal beats the spread between
 architectures. Usage (results in README.md, "Where the signal is"):
 
-    python benchmarks/role_signal.py runs/fmnist_demo [more runs ...] --exclude fmnist_b \
-        --out benchmarks/results/role_signal_demo.json
+    python experiments/role_signal.py runs/fmnist_demo [more runs ...] --exclude fmnist_b \
+        --out experiments/results/role_signal_demo.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import write_results
+
 STATS = ("clean_agree", "clean_kl", "adv_agree", "adv_kl", "flip_follow", "fooled")
 
 
-def _fingerprints(run: Path, model_id: str, key_n: int) -> torch.Tensor:
-    payload = torch.load(run / "fingerprints" / f"{model_id}.pt", weights_only=True)  # our own cache, no pickle
+def _fingerprints(run, model_id: str, key_n: int) -> torch.Tensor:
+    """A model's cached fingerprints (``fpenc fingerprint``) of the RunDir ``run``, as ``[U, V, N, 2, K]``."""
+    from fpenc.fingerprint.zoo import FORMAT
+    from fpenc.io import load_tensors
+
+    payload = load_tensors(run.fingerprint(model_id), FORMAT, what="fingerprint file",
+                           remedy="run `fpenc fingerprint` on this run first")
     fp = payload["fingerprints"].double()  # [U, V, 2 N K]
     u, v, d = fp.shape
     return fp.reshape(u, v, key_n, 2, d // (2 * key_n))  # [U, V, N, clean/adv, K]
@@ -61,13 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="write the table and AUCs to this JSON file")
     args = ap.parse_args(argv)
 
-    runs = [Path(r) for r in args.runs]
-    key = torch.load(runs[0] / "key.pt", weights_only=True)
+    from fpenc.fingerprint.key import load_key
+    from fpenc.rundir import RunDir
+
+    runs = [RunDir(r) for r in args.runs]
+    key = load_key(runs[0].key)
     n = int(key["datapoints"].shape[0])
     victim = _fingerprints(runs[0], "victim", n)
     rows, seen = [], set()
     for run in runs:
-        for m in json.loads((run / "manifest.json").read_text())["models"]:
+        for m in run.load_manifest()["models"]:
             if m["role"] == "victim" or m["architecture"] in args.exclude or m["id"] in seen:
                 continue
             seen.add(m["id"])
@@ -85,12 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['id']:30s} {r['epochs']:3d} {r['test_accuracy']:6.4f} " + " ".join(f"{r[s]:11.4f}" for s in STATS))
     print(f"{'AUC (piracy > homologous)':41s} " + " ".join(f"{aucs[s]:11.3f}" for s in STATS))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"runs": [str(r) for r in runs], "excluded": args.exclude, "auc": aucs,
-                                   "models": rows, "machine": platform.machine(),
-                                   "torch": torch.__version__}, indent=1) + "\n")
-        print(f"wrote {out}")
+        write_results(args.out, {"runs": [str(r) for r in runs], "excluded": args.exclude, "auc": aucs, "models": rows},
+                      seed=None, argv=argv)  # deterministic: no random draw
 
 
 if __name__ == "__main__":

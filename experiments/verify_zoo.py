@@ -5,9 +5,9 @@ defender: TorchScript and ONNX (if onnxruntime is installed), both returning log
 is verified through the ``fpenc verify --json`` command (in-process, the CLI's own code path)
 with ``--api probs`` (the bundle reduces the answers to its own API) and every fingerprint
 pair, and the verdict is compared with the run's report. Writes
-benchmarks/results/verify_zoo_<name>.json.
+experiments/results/verify_zoo_<name>.json.
 
-    python benchmarks/verify_zoo.py runs/fmnist_demo --bundle checkpoints/fmnist_demo.fpenc.safetensors
+    python experiments/verify_zoo.py runs/fmnist_demo --bundle checkpoints/fmnist_demo.fpenc.safetensors
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import warnings
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import write_results
 
 
 def export_files(net: torch.nn.Module, shape: tuple[int, ...], folder: Path, stem: str) -> dict[str, Path]:
@@ -38,24 +41,24 @@ def export_files(net: torch.nn.Module, shape: tuple[int, ...], folder: Path, ste
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fpenc.cli import main as fpenc_main
-    from fpenc.rundir import load_zoo_model
-    from fpenc.zoo.manifest import entries_by_id, load_manifest
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="a run dir with report.json (runs/<name>)")
+    ap.add_argument("run", help="a run dir (runs/<name>) with its report (fpenc test)")
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    run = Path(args.run)
-    report = json.loads((run / "report.json").read_text())
-    manifest = load_manifest(run / "manifest.json")
+    from fpenc.cli import main as fpenc_main
+    from fpenc.rundir import RunDir
+    from fpenc.zoo.manifest import entries_by_id
+
+    run = RunDir(args.run)
+    report = json.loads(run.report_json.read_text())
+    manifest = run.load_manifest()
     entries = entries_by_id(manifest)
     shape = tuple(manifest["input_shape"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in report["models"]:
-            files = export_files(load_zoo_model(entries[r["id"]], run), shape, Path(tmp), r["id"])
+            files = export_files(run.load_model(entries[r["id"]]), shape, Path(tmp), r["id"])
             for kind, path in files.items():
                 buf = io.StringIO()
                 with contextlib.redirect_stdout(buf), warnings.catch_warnings():
@@ -77,20 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     test = [x for x in rows if x["split"] == "test"]
     result = {
         "benchmark": "verify_zoo", "run": str(run), "bundle": args.bundle,
-        "command": f"python benchmarks/verify_zoo.py {run} --bundle {args.bundle}",
         "verdicts_agreeing_with_report": f"{agree}/{len(rows)}",
         "test_piracy_files_derived": f"{sum(x['verdict'] == 'derived' for x in test if x['role'] == 'piracy')}/"
                                f"{sum(x['role'] == 'piracy' for x in test)}",
         "test_homologous_files_derived": f"{sum(x['verdict'] == 'derived' for x in test if x['role'] == 'homologous')}/"
                                    f"{sum(x['role'] == 'homologous' for x in test)}",
-        "models": rows, "torch": torch.__version__,
+        "models": rows,
     }
-    out = Path(args.out or Path(__file__).parent / "results" / f"verify_zoo_{run.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print({k: result[k] for k in ("verdicts_agreeing_with_report", "test_piracy_files_derived",
                                   "test_homologous_files_derived")})
-    print(f"wrote {out}")
+    # fpenc verify's default seed (every fingerprint pair: no draw)
+    write_results(args.out or Path(__file__).parent / "results" / f"verify_zoo_{run.path.name}.json", result,
+                  seed=0, argv=argv)
     return 0
 
 

@@ -7,30 +7,25 @@ share ``--quorum``) predict another class than the victim, and the intersection 
 "AUC" ranks piracy above homologous suspects of the architectures not excluded. No UAPs and no
 encoder: this is the signal a key drawn from that pool offers at best.
 
-    python benchmarks/key_signal.py runs/converged --exclude fmnist_b \
+    python experiments/key_signal.py runs/converged --exclude fmnist_b \
         --reference homologous-fmnist_b-adam-s0 homologous-fmnist_b-adam-s1 homologous-fmnist_b-adam-s2 \
                     homologous-fmnist_b-sgd-s0 homologous-fmnist_b-sgd-s1 \
-        --out benchmarks/results/key_signal_converged.json
+        --out experiments/results/key_signal_converged.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import write_results
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fpenc.data.datasets import load_dataset
-    from fpenc.fingerprint.key import references_disagree, victim_errors
-    from fpenc.report import roc_metrics
-    from fpenc.rundir import load_zoo_model
-    from fpenc.zoo.evaluate import predict_probs
-    from fpenc.zoo.manifest import entries_by_id, load_manifest
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a zoo run dir (runs/<name>)")
     ap.add_argument("--reference", nargs="+", required=True, help="ids of independent (homologous) reference models")
@@ -40,14 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default="fashion_mnist")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    from fpenc.data.datasets import load_dataset
+    from fpenc.fingerprint.key import references_disagree, victim_errors
+    from fpenc.report import roc_metrics
+    from fpenc.rundir import RunDir
+    from fpenc.zoo.evaluate import predict_probs
+    from fpenc.zoo.manifest import entries_by_id
 
-    run = Path(args.run)
-    entries = entries_by_id(load_manifest(run / "manifest.json"))
+    run = RunDir(args.run)
+    entries = entries_by_id(run.load_manifest())
     arrays = load_dataset(args.dataset)
     x, y = arrays.test_x, arrays.test_y.numpy()
 
     def predict(mid: str):
-        return predict_probs(load_zoo_model(entries[mid], run), x).argmax(1).numpy()
+        return predict_probs(run.load_model(entries[mid]), x).argmax(1).numpy()
 
     victim = predict("victim")
     refs = [predict(r) for r in args.reference]
@@ -67,16 +68,14 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {"run": str(run), "reference": args.reference, "quorum": args.quorum, "excluded": args.exclude,
               "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},
-              "auc": {k: auc(k) for k in pools}, "models": rows, "torch": torch.__version__}
+              "auc": {k: auc(k) for k in pools}, "models": rows}
     print(f"{'model':30s} " + " ".join(f"{k:>20s}" for k in pools))
     for r in rows:
         print(f"{r['id']:30s} " + " ".join(f"{r[k]:20.4f}" for k in pools))
     print(f"{'pool size':30s} " + " ".join(f"{result['pool_sizes'][k]:20d}" for k in pools))
     print(f"{'AUC (piracy > homologous)':30s} " + " ".join(f"{result['auc'][k]:20.3f}" for k in pools))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_results(args.out, result, seed=None, argv=argv)  # deterministic: no random draw
 
 
 if __name__ == "__main__":

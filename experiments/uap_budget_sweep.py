@@ -6,16 +6,15 @@ its training images, started near 0) and, on 2,000 held-out test images, every m
 the UAP fools the victim; fpenc.uap.report). ``--piracy-runs`` adds the piracy models of other
 zoos built on the same victim and splits (e.g. CloudLeak extraction) as extra groups.
 
-    fpenc zoo -c configs/fmnist_demo.yaml -c benchmarks/configs/cloudleak.yaml   # optional
-    .venv/bin/python benchmarks/uap_budget_sweep.py -c configs/fmnist_demo.yaml \
+    fpenc zoo -c configs/fmnist_demo.yaml -c experiments/configs/cloudleak.yaml   # optional
+    .venv/bin/python experiments/uap_budget_sweep.py -c configs/fmnist_demo.yaml \
         --budgets linf:0.25 linf:0.1 l2:3 --piracy-runs runs/demo_cloudleak \
-        --out benchmarks/results/uap_budget_sweep.json
+        --out experiments/results/uap_budget_sweep.json
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,41 +22,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fpenc.data.datasets import load_dataset  # noqa: E402
-from fpenc.data.splits import load_splits  # noqa: E402
-from fpenc.config import load_pipeline_config  # noqa: E402
-from fpenc.io import write_json  # noqa: E402
-from fpenc.uap.bank import holdout_images  # noqa: E402
-from fpenc.uap.report import predictions, transfer  # noqa: E402
-from fpenc.uap.subspace import batched_sgd_uaps  # noqa: E402
-from fpenc.rundir import load_zoo_model  # noqa: E402
-from fpenc.zoo.manifest import load_manifest  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import config_args, load_run, write_results
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", action="append", required=True, help="pipeline config(s) of the zoo")
+    config_args(ap)
     ap.add_argument("--budgets", nargs="+", default=["linf:0.25", "linf:0.1", "l2:3"], help="norm:eps ...")
     ap.add_argument("--piracy-runs", nargs="*", default=[], help="other run dirs whose piracy models to add")
     ap.add_argument("--out", help="write the results here (JSON)")
     args = ap.parse_args(argv)
-    torch.manual_seed(0)
+    from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
+    from fpenc.rundir import RunDir
+    from fpenc.uap.bank import holdout_images
+    from fpenc.uap.report import predictions, transfer
+    from fpenc.uap.subspace import batched_sgd_uaps
 
-    cfg = load_pipeline_config(args.config)
-    groups = {"": cfg.run_dir, **{Path(r).name: Path(r) for r in args.piracy_runs}}
+    torch.manual_seed(0)
+    cfg, run_dir = load_run(args.config)
+    groups = {"": run_dir, **{Path(r).name: RunDir(r) for r in args.piracy_runs}}
     models = {}  # (group, id) -> (entry, net): every model of the config's zoo, the piracy models of the others
     victim_sha = None
     for group, run in groups.items():
-        for m in load_manifest(run / "manifest.json")["models"]:
+        for m in run.load_manifest()["models"]:
             victim_sha = victim_sha or (m["sha256"] if m["role"] == "victim" else None)
             if m["role"] == "victim" and m["sha256"] != victim_sha:
                 raise SystemExit(f"{run} has another victim than {cfg.run_dir}: compare zoos of one victim")
             if group == "" or m["role"] == "piracy":
-                models[(group, m["id"])] = (m, load_zoo_model(m, run))
+                models[(group, m["id"])] = (m, run.load_model(m))
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    splits, _ = load_splits(cfg.run_dir / "splits.npz")
+    splits, _ = load_splits(run_dir.splits)
     train = arrays.train_x[torch.as_tensor(splits["victim"])]
     holdout = holdout_images(arrays, 2000, cfg.seed)
     victim = models[("", "victim")][1]
@@ -94,10 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   {s['architecture']:<10} {s['group']:<28} n={s['models']}  fooling {s['fooling']:.3f}  "
                   f"follows {s['follows']:.3f}")
     if args.out:
-        write_json(args.out, {"configs": args.config, "piracy_runs": args.piracy_runs, "seed": 0, "holdout": 2000,
-                              "victim_sha256": victim_sha, "results": results, "machine": platform.machine(),
-                              "torch": torch.__version__})
-        print(f"wrote {args.out}")
+        write_results(args.out, {"configs": args.config, "piracy_runs": args.piracy_runs, "holdout": 2000,
+                                 "victim_sha256": victim_sha, "results": results}, seed=0, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""What every script of benchmarks/ and experiments/ repeats: its arguments, its run, its results file.
+
+    import sys; from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+    from benchmarks.harness import config_args, load_run, write_results
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    config_args(ap)                                   # -c/--config, stackable
+    args = ap.parse_args(argv)
+    cfg, run = load_run(args.config)                  # PipelineConfig, its fpenc.rundir.RunDir
+    write_results(out, result, seed=cfg.seed, argv=argv)
+
+Nothing heavy is imported here at import time (``--help`` stays fast); fpenc and torch are
+imported when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def config_args(ap: argparse.ArgumentParser, required: bool = True, default: list[str] | None = None) -> None:
+    """Add ``-c/--config`` (repeatable: stacked in order, as in ``fpenc fit``)."""
+    ap.add_argument("-c", "--config", action="append", required=required, default=None,
+                    help="pipeline config file(s), stacked in order" + (f" (default: {' '.join(default)})" if default else ""))
+    if default:
+        ap.set_defaults(config_default=list(default))
+
+
+def configs(args: argparse.Namespace) -> list[str]:
+    """The ``-c`` files given, else the default of :func:`config_args`."""
+    return args.config or getattr(args, "config_default", None) or []
+
+
+def load_run(paths: list[str], overrides: dict | None = None):
+    """``(PipelineConfig, RunDir)`` of stacked config files."""
+    from fpenc.config import load_pipeline_config
+    from fpenc.rundir import RunDir
+
+    cfg = load_pipeline_config(list(paths), overrides)
+    return cfg, RunDir(cfg.run_dir)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """``python <script relative to the repository> <arguments>`` of this process (or of ``argv``)."""
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else Path(sys.argv[0])
+    return shlex.join(["python", str(shown), *(sys.argv[1:] if argv is None else argv)])
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Versions (python, torch, numpy, fpenc), machine, commit and UTC time of this process."""
+    import numpy
+    import torch
+
+    import fpenc
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10, check=False).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                     "fpenc": _version("fpenc") or fpenc.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads()},
+        "commit": commit,
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(path: str | os.PathLike, result: dict, *, seed: int | None, argv: list[str] | None = None) -> Path:
+    """Write ``result`` as JSON atomically (fpenc.io.write_json), with ``command``, ``seed`` and
+    :func:`environment` added: ``command`` is always this process's; a dict ``result`` already has
+    (``machine``, ``versions``) gains the missing fields; other keys of ``result`` are kept."""
+    from fpenc.io import write_json
+
+    path = Path(path)
+    out = {**result, "command": command_line(argv), "seed": result.get("seed", seed)}
+    for key, value in environment().items():
+        mine = out.get(key)
+        out[key] = {**value, **mine} if isinstance(mine, dict) and isinstance(value, dict) else out.get(key, value)
+    write_json(path, out)
+    print(f"wrote {path}")
+    return path
