@@ -6,7 +6,7 @@ key is self-contained), the config and the victim's hash it was built for.
 
 ``key.selection: errors`` draws the datapoints (and their views) only from pool images the
 victim misclassifies: its idiosyncrasies, which a copy inherits and an independently trained
-model mostly does not (``benchmarks/role_signal.py``; an idea of ours, not the paper's).
+model mostly does not (``experiments/role_signal.py``; an idea of ours, not the paper's).
 ``idiosyncratic`` keeps, of those, the images on which the ``key.reference`` models (the
 defender's own independently trained models; every one of them, or the share
 ``key.reference_quorum``) predict another class than the victim: errors
