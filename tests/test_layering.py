@@ -13,9 +13,9 @@ from conftest import REPO
 FPENC = REPO / "fpenc"
 MAY_IMPORT_DATAMODULES = {FPENC / "lightning_cli.py"}
 # reading a run and verifying a suspect: none of these may import fpenc.zoo.builder
-VERIFY_PATH = ["rundir.py", "verify.py", "report.py", "suspects.py", "bundle.py", "calibration.py", "sandbox.py",
-               "verdict.py", "encoder/export.py", "encoder/module.py", "fingerprint/zoo.py", "fingerprint/key.py",
-               "uap/report.py"]
+VERIFY_PATH = ["rundir.py", "verify.py", "report.py", "suspects.py", "bundle.py", "bundle_format.py",
+               "bundle_export.py", "calibration.py", "sandbox.py", "verdict.py", "encoder/export.py",
+               "encoder/module.py", "fingerprint/zoo.py", "fingerprint/key.py", "uap/report.py"]
 
 
 def imported_modules(source: str) -> set[str]:
@@ -64,3 +64,15 @@ def test_fpenc_does_not_import_datamodules():
 def test_verify_path_does_not_import_the_zoo_builder(name):
     assert not imports_package((FPENC / name).read_text(), "fpenc.zoo.builder"), (
         f"fpenc/{name} imports fpenc.zoo.builder: read runs with fpenc.rundir instead")
+
+
+MAX_MODULE_LINES = 300
+
+
+def test_no_module_is_over_300_lines():
+    files = sorted(FPENC.rglob("*.py")) + sorted((REPO / "datamodules").rglob("*.py"))
+    assert len(files) > 40
+    lengths = {str(p.relative_to(REPO)): len(p.read_text(encoding="utf-8").splitlines()) for p in files}
+    long = {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert not long, (f"{long} (lines): keep every module of fpenc/ and datamodules/ at most {MAX_MODULE_LINES} "
+                      "lines, one concept per file; split it into modules named after what they hold")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fpenc.data.datasets import ImageArrays
+from fpenc.data.arrays import ImageArrays
 from fpenc.errors import ConfigError
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -11,7 +11,8 @@ Names: ``fmnist_a`` .. ``fmnist_e`` (Peng et al., CVPR 2022, Table 1; aliases ``
 ``E``, ``arc_a`` .. ``arc_e``, case-insensitive), ``resnet18``, ``resnet34``, ``vgg16``,
 ``densenet121``, ``googlenet`` (CIFAR-10 / TinyImageNet nets of the paper).
 
-Construction draws initial weights from the global torch RNG; the caller seeds.
+Construction draws initial weights from the global torch RNG; the caller seeds. The build
+arguments are checked and normalised by :mod:`fpenc.models.build_args`.
 """
 
 from __future__ import annotations
@@ -19,19 +20,16 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-import inspect
-import json
-import math
-import operator
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
 from fpenc.errors import ConfigError, UnknownArchitectureError
+from fpenc.models.arch_spec import ArchSpec
+from fpenc.models.build_args import normalized_config
 from fpenc.models.classifier import ImageClassifier
-from fpenc.models.fmnist_cnn import FMNIST_ARCS, FmnistArcSpec, build_fmnist_cnn
+from fpenc.models.fmnist_cnn import FMNIST_ARCS, build_fmnist_cnn
 from fpenc.models.torchvision_nets import (
     build_densenet121,
     build_googlenet,
@@ -49,33 +47,6 @@ __all__ = [
     "known_architectures",
     "resolve_architecture",
 ]
-
-Builder = Callable[..., tuple[nn.Module, nn.Linear]]
-"""``builder(in_channels, (H, W), num_classes, **options) -> (body, head)``."""
-
-_POSITIONAL = ("in_channels", "input_size", "num_classes")
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """One registered architecture."""
-
-    name: str
-    """Canonical name, e.g. ``"fmnist_a"`` or ``"resnet18"``."""
-    builder: Builder
-    """``builder(in_channels, (H, W), num_classes, **options) -> (body, head)``."""
-    description: str
-    """One line for listings."""
-    min_input_size: int = 1
-    """Smallest ``H`` and ``W`` the net accepts."""
-    table1: FmnistArcSpec | None = None
-    """The Table 1 row for the Fashion-MNIST arcs, else ``None``."""
-
-    def option_defaults(self) -> dict[str, Any]:
-        """Keyword options of the builder (beyond C, (H, W), K) with their defaults."""
-        params = inspect.signature(self.builder).parameters
-        return {k: p.default for k, p in params.items() if k not in _POSITIONAL}
-
 
 def _fmnist_spec(letter: str) -> ArchSpec:
     row = FMNIST_ARCS[letter]
@@ -146,55 +117,6 @@ def resolve_architecture(name: str) -> str:
     return canonical_arch(name)
 
 
-def _as_int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{what} must be an int, got {value!r}") from None
-
-
-def _check_input_shape(input_shape: Any) -> list[int]:
-    bad = ConfigError(
-        f"input_shape must be 3 positive ints (channels, height, width), got {input_shape!r}; e.g. [3, 32, 32]"
-    )
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3:
-        raise bad
-    try:
-        shape = [_as_int(v, "input_shape entry") for v in input_shape]
-    except ConfigError:
-        raise bad from None
-    if any(v < 1 for v in shape):
-        raise bad
-    return shape
-
-
-def _check_stats(name: str, values: Any, channels: int) -> list[float] | None:
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ConfigError(f"{name} must be a list of {channels} floats (one per channel) or null, got {values!r}")
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a list of {channels} floats (one per channel), got {values!r}") from None
-    if not all(math.isfinite(v) for v in out):
-        raise ConfigError(f"{name} must be finite numbers, got {out}")
-    if len(out) != channels:
-        raise ConfigError(f"{name} has {len(out)} values but the input has {channels} channels; give one per channel")
-    return out
-
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so the config equals its JSON round trip."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def _normalized_config(
     arch: str,
     num_classes: Any,
@@ -203,46 +125,8 @@ def _normalized_config(
     std: Any = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    name = canonical_arch(arch)
-    spec = ARCHITECTURES[name]
-    k = _as_int(num_classes, "num_classes")
-    if k < 2:
-        raise ConfigError(f"num_classes must be >= 2, got {k}; set it to the number of labels in the dataset")
-    shape = _check_input_shape(input_shape)
-    channels, height, width = shape
-    if min(height, width) < spec.min_input_size:
-        raise ConfigError(
-            f"architecture '{name}' needs inputs of at least {spec.min_input_size}x{spec.min_input_size} pixels, "
-            f"got {height}x{width}; use a larger input_shape or another architecture"
-        )
-    mean_l, std_l = _check_stats("mean", mean, channels), _check_stats("std", std, channels)
-    if (mean_l is None) != (std_l is None):
-        raise ConfigError("give both mean and std for normalization, or neither")
-    if std_l is not None and any(s <= 0 for s in std_l):
-        raise ConfigError(f"std must be > 0 for every channel, got {std_l}; fix the normalization std")
-    defaults = spec.option_defaults()
-    unknown = sorted(set(kwargs) - set(defaults))
-    if unknown:
-        accepted = ", ".join(defaults) or "none"
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for architecture '{name}'; accepted: {accepted}")
-    for key, value in kwargs.items():
-        if isinstance(defaults[key], bool) and not isinstance(value, bool):
-            raise ConfigError(f"option {key} of architecture '{name}' must be true or false, got {value!r}")
-    options = _plain({**defaults, **kwargs})
-    cfg: dict[str, Any] = {
-        "arch": name,
-        "num_classes": k,
-        "input_shape": shape,
-        "mean": mean_l,
-        "std": std_l,
-        **options,
-    }
-    try:
-        if json.loads(json.dumps(cfg)) != cfg:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"options for '{name}' must be plain JSON values (numbers, strings, lists), got {options}") from None
-    return cfg
+    spec = ARCHITECTURES[canonical_arch(arch)]
+    return normalized_config(spec, num_classes, input_shape, mean, std, **kwargs)
 
 
 def arch_config(model_or_arch: ImageClassifier | str | None = None, /, **args: Any) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""Reading the ``pipeline:`` sections of stacked YAML config files into a validated :class:`PipelineConfig`.
+
+A config file holds a ``pipeline:`` section (read here, by the stage commands) beside the
+LightningCLI sections (``trainer``, ``model``, ``data``, ...) used by ``fpenc fit``/``test``.
+Several files stack (``--config base.yaml --config overlay.yaml``): mappings merge key by key,
+later files win.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fpenc.config.parse import from_dict, merge, unknown_key
+from fpenc.config.schema import PipelineConfig
+from fpenc.config.validation import validate
+from fpenc.errors import ConfigError
+
+LIGHTNING_SECTIONS = ("trainer", "model", "data", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (the shipped ones are in configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the config as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_pipeline_config(paths: list[str | Path], overrides: dict | None = None) -> PipelineConfig:
+    """Read, stack and validate the ``pipeline`` sections of ``paths`` (later files win)."""
+    if not paths:
+        raise ConfigError("no config given: pass --config configs/fmnist_demo.yaml (see configs/)")
+    merged: dict = {}
+    for path in paths:
+        data = load_yaml(path)
+        for key in data:
+            if key != "pipeline" and key not in LIGHTNING_SECTIONS:
+                raise unknown_key(key, ["pipeline", *LIGHTNING_SECTIONS], str(path))
+        merged = merge(merged, data.get("pipeline") or {})
+    if overrides:
+        merged = merge(merged, overrides)
+    cfg = from_dict(PipelineConfig, merged, "pipeline")
+    if cfg.name is None:
+        cfg.name = Path(paths[-1]).stem
+    return validate(cfg)
