@@ -186,6 +186,29 @@ class FingerprintDataModule(pl.LightningDataModule):
         """The verdict's reference population: the models of the ``split: reference`` grids."""
         return self.split("reference")
 
+    # -- what the test callbacks (fpenc.callbacks) read -----------------------------------------------
+    @property
+    def name(self) -> str:
+        """The run's name (``pipeline.name``)."""
+        return self.cfg.name
+
+    def roles(self) -> dict[int, str]:
+        """``{model index: role}`` (victim, piracy, homologous) of every model."""
+        return {m.index: m.role for m in self.models}
+
+    def encoder_splits(self) -> dict[str, str]:
+        """``{model id: split}``: how the encoder uses each zoo model (train, val, reference, test, victim)."""
+        return {m.id: m.split for m in self.models}
+
+    def verified_entries(self) -> list[dict]:
+        """The manifest entries (plus ``split``) of the models ``fpenc test`` verifies: every
+        validation, reference and test model, in zoo order."""
+        from fpenc.rundir import RunDir
+        from fpenc.zoo.manifest import entries_by_id
+
+        entries = entries_by_id(RunDir(self.run_dir).load_manifest())
+        return [entries[m.id] | {"split": m.split} for m in self.models if m.split in ("val", "reference", "test")]
+
     def _dataset(self, models: list[ModelRecord]) -> TensorDataset:
         x = torch.cat([m.fingerprints for m in models])
         label = torch.cat([torch.full((len(m.fingerprints),), m.label) for m in models])

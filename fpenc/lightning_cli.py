@@ -7,6 +7,11 @@ datamodule as ``--pipeline`` (linked to ``data.pipeline``); the datamodule's fin
 is linked to ``model.input_dim``. ``test`` refuses to run without ``--ckpt_path`` (Lightning
 would silently test untrained weights); ``--ckpt_path best`` or ``last`` names the run's own
 ``runs/<name>/encoder/{best,last}.ckpt``.
+
+The trainer gets, after the config's own callbacks, the encoder's checkpoints and the callbacks
+of ``test`` (:mod:`fpenc.callbacks`): bundle export, report, W&B dashboard (the last only acts
+with a ``WandbLogger``); the model's verdict options (``model.alpha``, ``model.export_dir``...)
+reach them through :attr:`EncoderModule.verdict_options`.
 """
 
 from __future__ import annotations
@@ -70,10 +75,27 @@ def _cli_class():
                 raise ConfigError(f"checkpoint {ckpt} does not exist; run `fpenc fit` with the same --config first")
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
 
+        def instantiate_trainer(self, **kwargs):
+            """The config's trainer with, after the config's own callbacks, the encoder's checkpoints
+            and the test callbacks (:func:`fpenc.callbacks.defaults.default_callbacks`)."""
+            from fpenc.callbacks.defaults import default_callbacks
+
+            def as_list(value) -> list:
+                return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
+            config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+            present = as_list(config.get("callbacks"))
+            extra = default_callbacks(self.datamodule.run_dir, [*present, *as_list(self.trainer_defaults.get("callbacks"))],
+                                      checkpoints=config.get("enable_checkpointing") is not False)
+            return super().instantiate_trainer(**{**kwargs, "callbacks": [*present, *extra]})
+
         def after_test(self) -> None:
+            from fpenc.callbacks.defaults import find_callback
+            from fpenc.callbacks.report import ReportCallback
             from fpenc.report import format_markdown
 
-            report = self.model.test_report
+            reporter = find_callback(self.trainer, ReportCallback)
+            report = reporter.report if reporter is not None else None
             if report is not None:
                 print(format_markdown(report))
                 print(f"report: {RunDir(self.datamodule.run_dir).report_json}")
