@@ -32,6 +32,8 @@ demo: setup data
 	$(VENV)/bin/fpenc test --config $(CONFIG) --ckpt_path best
 
 test: setup data
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 clean:

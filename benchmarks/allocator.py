@@ -57,8 +57,11 @@ def timed(cmd: list[str], tuning: bool) -> dict:
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall_s": round(wall, 1), "user_s": round(after.ru_utime - before.ru_utime, 1),
-            "sys_s": round(after.ru_stime - before.ru_stime, 1)}
+    return {
+        "wall_s": round(wall, 1),
+        "user_s": round(after.ru_utime - before.ru_utime, 1),
+        "sys_s": round(after.ru_stime - before.ru_stime, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +75,17 @@ def main(argv: list[str] | None = None) -> None:
         fpenc = str(Path(sys.executable).with_name("fpenc"))
         for tuning in (False, True):
             runs = Path(tmp) / f"runs_{int(tuning)}"
-            zoo = [fpenc, "zoo", "-c", "configs/fmnist_demo.yaml", "-c", str(overlay), "--runs-dir", str(runs), "--no-progress"]
+            zoo = [
+                fpenc,
+                "zoo",
+                "-c",
+                "configs/fmnist_demo.yaml",
+                "-c",
+                str(overlay),
+                "--runs-dir",
+                str(runs),
+                "--no-progress",
+            ]
             results.setdefault("zoo", {})["on" if tuning else "off"] = timed(zoo, tuning)
             sub = [sys.executable, "-c", SUBSPACE.format(root=str(ROOT))]
             results.setdefault("subspace", {})["on" if tuning else "off"] = timed(sub, tuning)

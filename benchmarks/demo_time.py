@@ -31,8 +31,9 @@ CONFIG = "configs/fmnist_demo.yaml"
 def run(cmd: list[str], cwd: Path, log) -> float:
     start = time.perf_counter()
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=log, stderr=subprocess.STDOUT,
-                   env={**os.environ, "WANDB_MODE": "offline"})
+    subprocess.run(
+        cmd, cwd=cwd, check=True, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_MODE": "offline"}
+    )
     return round(time.perf_counter() - start, 1)
 
 
@@ -51,7 +52,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--compare", type=Path, default=None, help="a committed report to compare with (JSON)")
     ap.add_argument("--keep", type=Path, default=None, help="clone here and keep it (default: a temporary folder)")
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="fpenc-demo-")
     clone = args.keep or Path(tmp.name) / "fpenc"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -70,11 +73,16 @@ def main(argv=None) -> dict:
     report = json.loads(run_dir.report_json.read_text())
     result = {
         "benchmark": "demo_time",
-        "commit": commit, "config": CONFIG, "seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
+        "commit": commit,
+        "config": CONFIG,
+        "seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
         "zoo_models": len(manifest["models"]),
         "zoo_train_seconds": round(sum(m["train_seconds"] for m in manifest["models"]), 1),
-        "report": {k: report.get(k) for k in ("auc", "auc_models", "piracy_derived", "homologous_derived",
-                                              "p_value_floor", "bundle_sha256")},
+        "report": {
+            k: report.get(k)
+            for k in ("auc", "auc_models", "piracy_derived", "homologous_derived", "p_value_floor", "bundle_sha256")
+        },
     }
     if args.compare:
         reference = json.loads(args.compare.read_text())

@@ -63,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             span["steps"] = trainer.global_step
             span["best_separation"] = float(trainer.checkpoint_callback.best_model_score or float("nan"))
 
-    fit_args = ["fit", *sum((["--config", c] for c in args.config), []), "--trainer.logger", "false",
-                "--trainer.enable_progress_bar", "false"]
+    fit_args = [
+        "fit",
+        *sum((["--config", c] for c in args.config), []),
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     t0 = time.perf_counter()
     rc = lightning_cli.run(fit_args, callbacks=[Timer()])
     fit_call_s = time.perf_counter() - t0

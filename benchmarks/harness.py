@@ -33,8 +33,14 @@ if str(ROOT) not in sys.path:
 
 def config_args(ap: argparse.ArgumentParser, required: bool = True, default: list[str] | None = None) -> None:
     """Add ``-c/--config`` (repeatable: stacked in order, as in ``fpenc fit``)."""
-    ap.add_argument("-c", "--config", action="append", required=required, default=None,
-                    help="pipeline config file(s), stacked in order" + (f" (default: {' '.join(default)})" if default else ""))
+    ap.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=required,
+        default=None,
+        help="pipeline config file(s), stacked in order" + (f" (default: {' '.join(default)})" if default else ""),
+    )
     if default:
         ap.set_defaults(config_default=list(default))
 
@@ -77,15 +83,27 @@ def environment() -> dict[str, Any]:
     import fpenc
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10, check=False).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-                     "fpenc": _version("fpenc") or fpenc.__version__},
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "fpenc": _version("fpenc") or fpenc.__version__,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "commit": commit,
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

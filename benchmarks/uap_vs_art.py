@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> None:
 
     quiet_lightning()
     torch.manual_seed(args.seed)
-    cfg, run_dir = load_run(configs(args), {"uap": {"norm": args.norm, **({"eps": args.eps} if args.eps else {}),
-                                                    "steps": args.steps}})
+    cfg, run_dir = load_run(
+        configs(args), {"uap": {"norm": args.norm, **({"eps": args.eps} if args.eps else {}), "steps": args.steps}}
+    )
     eps, norm = cfg.uap.eps, cfg.uap.norm
     victim = run_dir.load_model(run_dir.victim_entry())
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root)
@@ -61,23 +62,39 @@ def main(argv: list[str] | None = None) -> None:
     hist = ours["history"]
 
     # ART, under a time budget
-    clf = PyTorchClassifier(model=victim, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(arrays.input_shape),
-                            nb_classes=arrays.num_classes, clip_values=(0.0, 1.0), device_type="cpu")
+    clf = PyTorchClassifier(
+        model=victim,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(arrays.input_shape),
+        nb_classes=arrays.num_classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
     pool = arrays.train_x[torch.as_tensor(splits["victim"])]
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(pool))
     art_runs, spent, n = [], 0.0, 64
     while spent < args.art_budget and n <= len(pool):
         x = (pool[torch.as_tensor(order[:n])].float() / 255).numpy()
-        attack = UniversalPerturbation(clf, attacker="deepfool", attacker_params={"verbose": False},
-                                       delta=0.2, max_iter=1, eps=eps,
-                                       norm=np.inf if norm == "linf" else 2, batch_size=64, verbose=False)
+        attack = UniversalPerturbation(
+            clf,
+            attacker="deepfool",
+            attacker_params={"verbose": False},
+            delta=0.2,
+            max_iter=1,
+            eps=eps,
+            norm=np.inf if norm == "linf" else 2,
+            batch_size=64,
+            verbose=False,
+        )
         t0 = time.perf_counter()
         attack.generate(x)
         dt = time.perf_counter() - t0
         spent += dt
         v = torch.from_numpy(np.asarray(attack.noise)[0]).float()
-        art_runs.append({"images": n, "seconds": round(dt, 2), "fooling_rate": round(fooling_rate(victim, v, holdout), 4)})
+        art_runs.append(
+            {"images": n, "seconds": round(dt, 2), "fooling_rate": round(fooling_rate(victim, v, holdout), 4)}
+        )
         print("ART", art_runs[-1], flush=True)
         n *= 2
         if spent + 2 * dt > args.art_budget:  # the next run (twice the images) would overrun the budget
@@ -94,16 +111,32 @@ def main(argv: list[str] | None = None) -> None:
 
     ours_to_art = next((h["seconds"] for h in hist if h["fooling_rate"] >= art["fooling_rate"]), None)
     result = {
-        "victim": "runs/" + str(cfg.name) + "/victim", "norm": norm, "eps": eps, "holdout_images": len(holdout),
-        "seed": args.seed, "machine": {"device": "cpu"},
-        "ours": {"method": "SGD-UAP (Adam on v, projected)", "steps": cfg.uap.steps, "batch_size": cfg.uap.batch_size,
-                 "seconds": ours["seconds"], "fooling_rate": round(ours["fooling_rate"], 4), "history": hist},
-        "art": {"method": "art.attacks.evasion.UniversalPerturbation(attacker='deepfool', max_iter=1)",
-                "budget_seconds": args.art_budget, "runs": art_runs, "best": art},
+        "victim": "runs/" + str(cfg.name) + "/victim",
+        "norm": norm,
+        "eps": eps,
+        "holdout_images": len(holdout),
+        "seed": args.seed,
+        "machine": {"device": "cpu"},
+        "ours": {
+            "method": "SGD-UAP (Adam on v, projected)",
+            "steps": cfg.uap.steps,
+            "batch_size": cfg.uap.batch_size,
+            "seconds": ours["seconds"],
+            "fooling_rate": round(ours["fooling_rate"], 4),
+            "history": hist,
+        },
+        "art": {
+            "method": "art.attacks.evasion.UniversalPerturbation(attacker='deepfool', max_iter=1)",
+            "budget_seconds": args.art_budget,
+            "runs": art_runs,
+            "best": art,
+        },
         "comparison": {
-            "art_seconds": art["seconds"], "art_fooling_rate": art["fooling_rate"],
+            "art_seconds": art["seconds"],
+            "art_fooling_rate": art["fooling_rate"],
             "ours_fooling_rate_at_art_seconds": ours_at(art["seconds"]),
-            "ours_seconds": ours["seconds"], "ours_fooling_rate": round(ours["fooling_rate"], 4),
+            "ours_seconds": ours["seconds"],
+            "ours_fooling_rate": round(ours["fooling_rate"], 4),
             "art_fooling_rate_at_ours_seconds": art_at(ours["seconds"]),
             "ours_seconds_to_art_fooling_rate": ours_to_art,
             "speedup_to_equal_fooling": None if not ours_to_art else round(art["seconds"] / ours_to_art, 1),

@@ -32,8 +32,13 @@ N, K, U, V, SHAPE = 100, 10, 5, 10, (1, 28, 28)
 
 
 def _stats(xs: list[float]) -> dict:
-    return {"median_s": round(statistics.median(xs), 4), "p90_s": round(float(np.percentile(xs, 90)), 4),
-            "min_s": round(min(xs), 4), "max_s": round(max(xs), 4), "n": len(xs)}
+    return {
+        "median_s": round(statistics.median(xs), 4),
+        "p90_s": round(float(np.percentile(xs, 90)), 4),
+        "min_s": round(min(xs), 4),
+        "max_s": round(max(xs), 4),
+        "n": len(xs),
+    }
 
 
 def _timed(fn, repeats: int) -> tuple[list[float], object]:
@@ -61,10 +66,17 @@ def build_files(tmp: Path, seed: int) -> tuple[Path, dict[str, Path]]:
     vf = fingerprints(from_module(victim), uaps, view_images)
     enc = FingerprintEncoder(2 * N * K).eval()
     bundle = tmp / "bundle.safetensors"
-    export_bundle(bundle, encoder=enc, uaps=uaps, view_images=view_images,
-                  datapoints=torch.arange(N, dtype=torch.int64), views=torch.arange(V * N).reshape(V, N),
-                  victim_fingerprints=vf, reference_similarities=torch.rand(300, generator=g),
-                  meta={"victim_id": "synthetic", "dataset": "fashion_mnist", "api": "probs"})
+    export_bundle(
+        bundle,
+        encoder=enc,
+        uaps=uaps,
+        view_images=view_images,
+        datapoints=torch.arange(N, dtype=torch.int64),
+        views=torch.arange(V * N).reshape(V, N),
+        victim_fingerprints=vf,
+        reference_similarities=torch.rand(300, generator=g),
+        meta={"victim_id": "synthetic", "dataset": "fashion_mnist", "api": "probs"},
+    )
     suspects = {}
     x = torch.rand(2, *SHAPE)
     torch.manual_seed(seed + 1)
@@ -74,8 +86,9 @@ def build_files(tmp: Path, seed: int) -> tuple[Path, dict[str, Path]]:
     torch.manual_seed(seed + 2)
     m = build_model("fmnist_c", K, SHAPE).eval()
     suspects["torch.export"] = tmp / "suspect_c.pt2"
-    torch.export.save(torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)),
-                      str(suspects["torch.export"]))
+    torch.export.save(
+        torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)), str(suspects["torch.export"])
+    )
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -83,8 +96,15 @@ def build_files(tmp: Path, seed: int) -> tuple[Path, dict[str, Path]]:
     torch.manual_seed(seed + 3)
     m = build_model("fmnist_b", K, SHAPE).eval()
     suspects["onnx"] = tmp / "suspect_b.onnx"
-    torch.onnx.export(m, (x,), str(suspects["onnx"]), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        m,
+        (x,),
+        str(suspects["onnx"]),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+        dynamo=False,
+    )
     return bundle, suspects
 
 
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         enc_times, _ = _timed(lambda: load_bundle(bundle_path).encoder(), args.repeats)
         per_suspect = {}
         for kind, path in suspect_paths.items():
-            file_times, suspect = _timed(lambda: from_file(path, num_classes=K), 3)
+            file_times, suspect = _timed(lambda path=path: from_file(path, num_classes=K), 3)
             t0 = time.perf_counter()
             first = verify_suspect(bundle, suspect, seed=args.seed)
             first_s = time.perf_counter() - t0
@@ -123,13 +143,19 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(verify_suspect(bundle, suspect, seed=args.seed + 1 + r))
                 times.append(time.perf_counter() - t0)
             per_suspect[kind] = {
-                "file": path.name, "file_bytes": path.stat().st_size, "load_file": _stats(file_times),
-                "first_verify_s": round(first_s, 4), "verify": _stats(times),
+                "file": path.name,
+                "file_bytes": path.stat().st_size,
+                "load_file": _stats(file_times),
+                "first_verify_s": round(first_s, 4),
+                "verify": _stats(times),
                 "queries_per_verify": [res["queries"] for res in [first, *results]],
             }
-            print(f"{kind:>12}: verify median {per_suspect[kind]['verify']['median_s']:.3f} s, "
-                  f"p90 {per_suspect[kind]['verify']['p90_s']:.3f} s, first {first_s:.3f} s, "
-                  f"{results[0]['queries']} queries", flush=True)
+            print(
+                f"{kind:>12}: verify median {per_suspect[kind]['verify']['median_s']:.3f} s, "
+                f"p90 {per_suspect[kind]['verify']['p90_s']:.3f} s, first {first_s:.3f} s, "
+                f"{results[0]['queries']} queries",
+                flush=True,
+            )
         # fpenc's own cost: a suspect whose answers cost ~nothing (one [784, K] matrix product)
         from fpenc.suspects import Suspect
 
@@ -142,9 +168,24 @@ def main(argv: list[str] | None = None) -> None:
         cli = {}
         for kind, path in suspect_paths.items():
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "fpenc.cli", "verify", "--bundle",
-                                   str(bundle_path), "--suspect", str(path), "--json"],
-                                  capture_output=True, text=True, cwd=ROOT)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-W",
+                    "ignore",
+                    "-m",
+                    "fpenc.cli",
+                    "verify",
+                    "--bundle",
+                    str(bundle_path),
+                    "--suspect",
+                    str(path),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             cli[kind] = {"wall_s": round(time.perf_counter() - t0, 3), "rc": proc.returncode}
         bundle_bytes = bundle_path.stat().st_size
 
@@ -153,8 +194,16 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {
         "benchmark": "verify_speed",
-        "sizes": {"N": N, "K": K, "U": U, "V": V, "input_shape": list(SHAPE), "encoder": bundle.metadata["encoder_config"],
-                  "num_fingerprints": 20, "reference_similarities": len(bundle.reference_similarities)},
+        "sizes": {
+            "N": N,
+            "K": K,
+            "U": U,
+            "V": V,
+            "input_shape": list(SHAPE),
+            "encoder": bundle.metadata["encoder_config"],
+            "num_fingerprints": 20,
+            "reference_similarities": len(bundle.reference_similarities),
+        },
         "bundle_bytes": bundle_bytes,
         "load_bundle": _stats(load_times),
         "load_bundle_and_build_encoder": _stats(enc_times),
@@ -167,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"processor": platform.processor() or platform.machine()},
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "note": "measured while another process used the machine's CPU cores (see load average); the suspects' own "
-                "inference on V_chosen*N + F*N images dominates (similarities are meaningless here: untrained encoder), the rest is verify_overhead_null_suspect",
+        "inference on V_chosen*N + F*N images dominates (similarities are meaningless here: untrained encoder), the rest is verify_overhead_null_suspect",
         "seed": args.seed,
         "repeats": args.repeats,
     }

@@ -20,8 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
 from benchmarks.harness import write_results
 
-ARCHS = [("fmnist_a", {"channels": [8, 16, 16, 16]}), ("fmnist_a", {}), ("fmnist_b", {}), ("fmnist_c", {}),
-         ("fmnist_d", {}), ("fmnist_e", {})]
+ARCHS = [
+    ("fmnist_a", {"channels": [8, 16, 16, 16]}),
+    ("fmnist_a", {}),
+    ("fmnist_b", {}),
+    ("fmnist_c", {}),
+    ("fmnist_d", {}),
+    ("fmnist_e", {}),
+]
 
 
 def step_seconds(arch: str, options: dict, batch_size: int, channels_last: bool, steps: int) -> float:
@@ -64,11 +70,19 @@ def main(argv=None) -> dict:
             s = step_seconds(arch, options, args.batch_size, cl, args.steps)
             row[f"{name}_s_per_epoch"] = round(s * args.images / args.batch_size, 2)
         row["speedup"] = round(row["nchw_s_per_epoch"] / row["channels_last_s_per_epoch"], 3)
-        print(f"{arch:9s} {str(options.get('channels', 'default')):16s} NCHW {row['nchw_s_per_epoch']:6.2f} s/epoch  "
-              f"channels-last {row['channels_last_s_per_epoch']:6.2f} s/epoch  x{row['speedup']:.2f}", flush=True)
+        print(
+            f"{arch:9s} {str(options.get('channels', 'default')):16s} NCHW {row['nchw_s_per_epoch']:6.2f} s/epoch  "
+            f"channels-last {row['channels_last_s_per_epoch']:6.2f} s/epoch  x{row['speedup']:.2f}",
+            flush=True,
+        )
         rows.append(row)
-    result = {"benchmark": "zoo_speed", "batch_size": args.batch_size, "steps": args.steps,
-              "images_per_epoch": args.images, "rows": rows}
+    result = {
+        "benchmark": "zoo_speed",
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "images_per_epoch": args.images,
+        "rows": rows,
+    }
     if args.out:
         write_results(args.out, result, seed=0, argv=argv)  # torch.manual_seed(0) in step_seconds
     return result

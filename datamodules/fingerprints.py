@@ -46,8 +46,9 @@ class ModelRecord:
         return LABEL_INDEPENDENT if self.role == "homologous" else LABEL_DERIVED
 
 
-def assign_splits(models: list[dict], train_architectures: list[str], per_role: int,
-                  reference: list[str] | tuple = ()) -> dict[str, str]:
+def assign_splits(
+    models: list[dict], train_architectures: list[str], per_role: int, reference: list[str] | tuple = ()
+) -> dict[str, str]:
     """``{model id: split}`` for manifest entries (the victim gets "victim", the ids in ``reference``
     "reference"). Deterministic: within the training architectures the first ``per_role`` models of
     each role by (seed, optimizer, architecture) train, so that with 2 optimizers x 3 seeds both
@@ -67,8 +68,10 @@ def assign_splits(models: list[dict], train_architectures: list[str], per_role: 
     for role in ("piracy", "homologous"):
         pick = [m for m in models if m["role"] == role and m["architecture"] in train_architectures]
         # seed-major order, so the optimizers alternate: training and validation both get each optimizer
-        ids = [m["id"] for m in sorted(pick, key=lambda m: (m.get("seed", 0), m.get("optimizer", ""),
-                                                             m["architecture"], m["id"]))]
+        ids = [
+            m["id"]
+            for m in sorted(pick, key=lambda m: (m.get("seed", 0), m.get("optimizer", ""), m["architecture"], m["id"]))
+        ]
         if len(ids) < per_role + 1:
             raise ConfigError(
                 f"the training architectures {train_architectures} have {len(ids)} {role} models; the encoder "
@@ -88,9 +91,11 @@ def check_key_reference(reference: list[str], splits: dict[str, str]) -> None:
     a key chosen where validation or test models disagree with the victim biases their scores."""
     leaked = [i for i in reference if splits.get(i) != "train"]
     if leaked:
-        raise ConfigError(f"pipeline.key.reference: {', '.join(leaked)} are not models the encoder trains on; "
-                          "choosing the key with validation or test models biases the evaluation. "
-                          f"Use training models: {', '.join(i for i, s in sorted(splits.items()) if s == 'train')}")
+        raise ConfigError(
+            f"pipeline.key.reference: {', '.join(leaked)} are not models the encoder trains on; "
+            "choosing the key with validation or test models biases the evaluation. "
+            f"Use training models: {', '.join(i for i, s in sorted(splits.items()) if s == 'train')}"
+        )
 
 
 class FingerprintDataModule(pl.LightningDataModule):
@@ -106,9 +111,16 @@ class FingerprintDataModule(pl.LightningDataModule):
         progress: progress bars while running earlier stages.
     """
 
-    def __init__(self, pipeline: dict | None = None, train_architectures: list[str] | None = None,
-                 train_models_per_role: int = 5, batch_size: int = 1024, api: str = "probs",
-                 num_workers: int = 0, progress: bool = True) -> None:
+    def __init__(
+        self,
+        pipeline: dict | None = None,
+        train_architectures: list[str] | None = None,
+        train_models_per_role: int = 5,
+        batch_size: int = 1024,
+        api: str = "probs",
+        num_workers: int = 0,
+        progress: bool = True,
+    ) -> None:
         super().__init__()
         if pipeline is None:
             raise ConfigError("FingerprintDataModule needs the pipeline config: pass --config configs/<name>.yaml")
@@ -162,15 +174,25 @@ class FingerprintDataModule(pl.LightningDataModule):
         fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
         from fpenc.zoo.builder import reference_ids
 
-        splits = assign_splits(manifest["models"], self.train_architectures, self.train_models_per_role,
-                               reference_ids(self.cfg))
+        splits = assign_splits(
+            manifest["models"], self.train_architectures, self.train_models_per_role, reference_ids(self.cfg)
+        )
         check_key_reference(self.cfg.key.reference, splits)
         for i, m in enumerate(manifest["models"]):
             f = fps[m["id"]]
             if f.shape[-1] != self.input_dim:
                 raise ConfigError(f"fingerprints of {m['id']} have width {f.shape[-1]}, expected {self.input_dim}")
-            self.models.append(ModelRecord(i, m["id"], m["role"], m["architecture"], m.get("optimizer", ""),
-                                           splits[m["id"]], f.reshape(-1, f.shape[-1]).float()))
+            self.models.append(
+                ModelRecord(
+                    i,
+                    m["id"],
+                    m["role"],
+                    m["architecture"],
+                    m.get("optimizer", ""),
+                    splits[m["id"]],
+                    f.reshape(-1, f.shape[-1]).float(),
+                )
+            )
 
     # -- data ---------------------------------------------------------------------------------------
     @property
@@ -218,8 +240,13 @@ class FingerprintDataModule(pl.LightningDataModule):
 
     def _loader(self, models: list[ModelRecord], shuffle: bool) -> DataLoader:
         ds = self._dataset(models)
-        return DataLoader(ds, batch_size=min(self.batch_size, len(ds)), shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            ds,
+            batch_size=min(self.batch_size, len(ds)),
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader([self.victim, *self.split("train")], shuffle=True)
@@ -228,5 +255,7 @@ class FingerprintDataModule(pl.LightningDataModule):
         return self._loader([self.victim, *self.split("val")], shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader([self.victim, *self.split("train"), *self.split("val"), *self.split("reference"),
-                             *self.split("test")], shuffle=False)
+        return self._loader(
+            [self.victim, *self.split("train"), *self.split("val"), *self.split("reference"), *self.split("test")],
+            shuffle=False,
+        )

@@ -76,8 +76,9 @@ class Probe:
         order = [int(i) for i in rng.permutation(len(arrays.test_y)) if int(i) not in in_key]
         self.generic = arrays.test_x[torch.as_tensor(order[:3000])].float() / 255.0
         victim = victim.eval().requires_grad_(False)
-        self.adv, self.adv_target = targeted_pgd(victim, arrays.test_x[torch.as_tensor(order[3000:3600])].float() / 255.0,
-                                                 eps=0.06)
+        self.adv, self.adv_target = targeted_pgd(
+            victim, arrays.test_x[torch.as_tensor(order[3000:3600])].float() / 255.0, eps=0.06
+        )
         self.victim_hits = logits_of(victim, self.adv).argmax(1) == self.adv_target
         self.v = {name: logits_of(victim, x) for name, x in self._sets().items()}
 
@@ -92,8 +93,13 @@ class Probe:
 
         lv, ls = torch.log_softmax(self.v["generic"], 1), torch.log_softmax(s["generic"], 1)
         follow = logits_of(net, self.adv[self.victim_hits]).argmax(1) == self.adv_target[self.victim_hits]
-        return {"fidelity": agree("generic"), "key_clean": agree("key"), "key_uap": agree("uap"),
-                "neg_kl": -float((lv.exp() * (lv - ls)).sum(1).mean()), "adv_follow": float(follow.double().mean())}
+        return {
+            "fidelity": agree("generic"),
+            "key_clean": agree("key"),
+            "key_uap": agree("uap"),
+            "neg_kl": -float((lv.exp() * (lv - ls)).sum(1).mean()),
+            "adv_follow": float(follow.double().mean()),
+        }
 
 
 def group_of(entry: dict, key_reference=()) -> str:
@@ -115,8 +121,12 @@ def auc(pos, neg) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     config_args(ap)
-    ap.add_argument("--extra-config", action="append", default=[],
-                    help="a further zoo (config stacked on --config) whose models join the table")
+    ap.add_argument(
+        "--extra-config",
+        action="append",
+        default=[],
+        help="a further zoo (config stacked on --config) whose models join the table",
+    )
     ap.add_argument("--include-test", action="store_true", help="also the run's test models")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -137,8 +147,12 @@ def main(argv=None) -> dict:
     data = {}  # the encoder's data section (LightningCLI part of the same YAML files)
     for path in args.config:
         data.update(load_yaml(path).get("data") or {})
-    splits = assign_splits(manifest["models"], data.get("train_architectures", [victim_entry["architecture"]]),
-                           data.get("train_models_per_role", 5), reference_ids(cfg))
+    splits = assign_splits(
+        manifest["models"],
+        data.get("train_architectures", [victim_entry["architecture"]]),
+        data.get("train_models_per_role", 5),
+        reference_ids(cfg),
+    )
     rows = []
     zoos = [(run_dir, manifest, "run")]
     same_victim = {}
@@ -147,7 +161,9 @@ def main(argv=None) -> dict:
         zman = build_zoo(ecfg)
         zoos.append((ecfg.run_dir, zman, Path(extra).stem))
         # its copies must be copies of this very victim (weights hashed by content)
-        same_victim[Path(extra).stem] = next(m for m in zman["models"] if m["role"] == "victim")["sha256"] == victim_entry["sha256"]
+        same_victim[Path(extra).stem] = (
+            next(m for m in zman["models"] if m["role"] == "victim")["sha256"] == victim_entry["sha256"]
+        )
     for zdir, zman, source in zoos:
         for m in zman["models"]:
             if m["role"] == "victim":
@@ -155,26 +171,59 @@ def main(argv=None) -> dict:
             split = splits.get(m["id"], "extra") if source == "run" else "extra"
             if split == "test" and not args.include_test:
                 continue
-            rows.append({"id": m["id"], "zoo": source, "split": split,
-                         "group": group_of(m, cfg.key.reference if source == "run" else ()),
-                         "architecture": m["architecture"], "epochs": m["epochs"], "test_accuracy": m["test_accuracy"],
-                         **{k: round(v, 4) for k, v in probe.stats(load_zoo_model(m, zdir)).items()}})
+            rows.append(
+                {
+                    "id": m["id"],
+                    "zoo": source,
+                    "split": split,
+                    "group": group_of(m, cfg.key.reference if source == "run" else ()),
+                    "architecture": m["architecture"],
+                    "epochs": m["epochs"],
+                    "test_accuracy": m["test_accuracy"],
+                    **{k: round(v, 4) for k, v in probe.stats(load_zoo_model(m, zdir)).items()},
+                }
+            )
     groups = {}
     for r in rows:
         groups.setdefault(r["group"], []).append(r)
-    summary = {g: {s: {"mean": round(float(np.mean([r[s] for r in rs])), 4), "min": min(r[s] for r in rs),
-                       "max": max(r[s] for r in rs)} for s in STATS} | {"n": len(rs)} for g, rs in groups.items()}
+    summary = {
+        g: {
+            s: {
+                "mean": round(float(np.mean([r[s] for r in rs])), 4),
+                "min": min(r[s] for r in rs),
+                "max": max(r[s] for r in rs),
+            }
+            for s in STATS
+        }
+        | {"n": len(rs)}
+        for g, rs in groups.items()
+    }
     same_data = groups.get("independent, victim's data", [])
-    separation = {g: {s: round(auc([r[s] for r in rs], [r[s] for r in same_data]), 3) for s in STATS}
-                  for g, rs in sorted(groups.items()) if g.startswith("copy") and same_data}
-    result = {"experiment": "extraction_traces", "seed": cfg.seed, "run": cfg.name,
-        "victim_test_accuracy": victim_entry["test_accuracy"], "extra_zoo_victim_identical": same_victim, "seconds": round(time.perf_counter() - start, 1),
+    separation = {
+        g: {s: round(auc([r[s] for r in rs], [r[s] for r in same_data]), 3) for s in STATS}
+        for g, rs in sorted(groups.items())
+        if g.startswith("copy") and same_data
+    }
+    result = {
+        "experiment": "extraction_traces",
+        "seed": cfg.seed,
+        "run": cfg.name,
+        "victim_test_accuracy": victim_entry["test_accuracy"],
+        "extra_zoo_victim_identical": same_victim,
+        "seconds": round(time.perf_counter() - start, 1),
         "statistics": list(STATS),
-        "separation_auc_vs_victim_data_independents": separation, "groups": summary, "models": rows}
+        "separation_auc_vs_victim_data_independents": separation,
+        "groups": summary,
+        "models": rows,
+    }
     out = args.out or REPO / "experiments/results" / f"extraction_traces_{cfg.name}.json"
     write_results(out, result, seed=cfg.seed, argv=argv)
-    print(json.dumps({"separation": separation, "groups": {g: {s: v[s]["mean"] for s in STATS} for g, v in summary.items()}},
-                     indent=1))
+    print(
+        json.dumps(
+            {"separation": separation, "groups": {g: {s: v[s]["mean"] for s in STATS} for g, v in summary.items()}},
+            indent=1,
+        )
+    )
     return result
 
 

@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", help="a zoo run dir (runs/<name>)")
     ap.add_argument("--reference", nargs="+", required=True, help="ids of independent (homologous) reference models")
     ap.add_argument("--exclude", nargs="*", default=[], help="architectures to leave out of the ranking")
-    ap.add_argument("--quorum", type=float, default=1.0,
-                    help="share of reference models that must disagree with the victim (key.reference_quorum)")
+    ap.add_argument(
+        "--quorum",
+        type=float,
+        default=1.0,
+        help="share of reference models that must disagree with the victim (key.reference_quorum)",
+    )
     ap.add_argument("--dataset", default="fashion_mnist")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -53,22 +57,38 @@ def main(argv: list[str] | None = None) -> None:
     victim = predict("victim")
     refs = [predict(r) for r in args.reference]
     disagree = references_disagree(victim, refs, args.quorum)
-    pools = {"all": np.ones_like(disagree), "victim_errors": victim_errors(victim, y), "references_disagree": disagree,
-             "idiosyncratic": victim_errors(victim, y, refs, args.quorum)}
+    pools = {
+        "all": np.ones_like(disagree),
+        "victim_errors": victim_errors(victim, y),
+        "references_disagree": disagree,
+        "idiosyncratic": victim_errors(victim, y, refs, args.quorum),
+    }
     rows = []
     for mid, e in sorted(entries.items()):
         if e["role"] not in ("piracy", "homologous") or e["architecture"] in args.exclude or mid in args.reference:
             continue
         pred = predict(mid)
-        rows.append({"id": mid, "role": e["role"], "architecture": e["architecture"],
-                     **{k: round(float((pred == victim)[m].mean()), 4) for k, m in pools.items()}})
+        rows.append(
+            {
+                "id": mid,
+                "role": e["role"],
+                "architecture": e["architecture"],
+                **{k: round(float((pred == victim)[m].mean()), 4) for k, m in pools.items()},
+            }
+        )
 
     def auc(pool: str) -> float:
         return round(roc_metrics([r[pool] for r in rows], [r["role"] == "piracy" for r in rows])["auc"], 3)
 
-    result = {"run": str(run), "reference": args.reference, "quorum": args.quorum, "excluded": args.exclude,
-              "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},
-              "auc": {k: auc(k) for k in pools}, "models": rows}
+    result = {
+        "run": str(run),
+        "reference": args.reference,
+        "quorum": args.quorum,
+        "excluded": args.exclude,
+        "pool_sizes": {k: int(m.sum()) for k, m in pools.items()},
+        "auc": {k: auc(k) for k in pools},
+        "models": rows,
+    }
     print(f"{'model':30s} " + " ".join(f"{k:>20s}" for k in pools))
     for r in rows:
         print(f"{r['id']:30s} " + " ".join(f"{r[k]:20.4f}" for k in pools))

@@ -38,8 +38,9 @@ def _fingerprints(run, model_id: str, key_n: int) -> torch.Tensor:
     from fpenc.fingerprint.zoo import FORMAT
     from fpenc.io import load_tensors
 
-    payload = load_tensors(run.fingerprint(model_id), FORMAT, what="fingerprint file",
-                           remedy="run `fpenc fingerprint` on this run first")
+    payload = load_tensors(
+        run.fingerprint(model_id), FORMAT, what="fingerprint file", remedy="run `fpenc fingerprint` on this run first"
+    )
     fp = payload["fingerprints"].double()  # [U, V, 2 N K]
     u, v, d = fp.shape
     return fp.reshape(u, v, key_n, 2, d // (2 * key_n))  # [U, V, N, clean/adv, K]
@@ -82,9 +83,19 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             seen.add(m["id"])
             stats = statistics(victim, _fingerprints(run, m["id"], n))
-            rows.append({"id": m["id"], "run": str(run), "role": m["role"], "architecture": m["architecture"],
-                         "optimizer": m["optimizer"], "epochs": m["epochs"], "test_accuracy": m["test_accuracy"],
-                         "agreement": m["agreement"], **{k: round(v, 4) for k, v in stats.items()}})
+            rows.append(
+                {
+                    "id": m["id"],
+                    "run": str(run),
+                    "role": m["role"],
+                    "architecture": m["architecture"],
+                    "optimizer": m["optimizer"],
+                    "epochs": m["epochs"],
+                    "test_accuracy": m["test_accuracy"],
+                    "agreement": m["agreement"],
+                    **{k: round(v, 4) for k, v in stats.items()},
+                }
+            )
     rows.sort(key=lambda r: (r["architecture"], r["optimizer"], r["role"]))
     from fpenc.report import roc_metrics
 
@@ -95,8 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['id']:30s} {r['epochs']:3d} {r['test_accuracy']:6.4f} " + " ".join(f"{r[s]:11.4f}" for s in STATS))
     print(f"{'AUC (piracy > homologous)':41s} " + " ".join(f"{aucs[s]:11.3f}" for s in STATS))
     if args.out:
-        write_results(args.out, {"runs": [str(r) for r in runs], "excluded": args.exclude, "auc": aucs, "models": rows},
-                      seed=None, argv=argv)  # deterministic: no random draw
+        write_results(
+            args.out,
+            {"runs": [str(r) for r in runs], "excluded": args.exclude, "auc": aucs, "models": rows},
+            seed=None,
+            argv=argv,
+        )  # deterministic: no random draw
 
 
 if __name__ == "__main__":

@@ -64,14 +64,17 @@ def main(argv: list[str] | None = None) -> None:
         norm, eps = budget.split(":")
         eps = float(eps)
         t0 = time.perf_counter()
-        uaps = batched_sgd_uaps(victim, train, 3, eps, norm, steps=100, batch_size=256,
-                                lr=0.01 if norm == "linf" else 0.1, seed=0)
+        uaps = batched_sgd_uaps(
+            victim, train, 3, eps, norm, steps=100, batch_size=256, lr=0.01 if norm == "linf" else 0.1, seed=0
+        )
         seconds = time.perf_counter() - t0
         per_model = {}
         for v in uaps:
             v_adv = predictions(victim, holdout, v)
-            for key, (m, net) in models.items():
-                per_model.setdefault(key, []).append(transfer(clean[("", "victim")], v_adv, clean[key], predictions(net, holdout, v)))
+            for key, (_, net) in models.items():
+                per_model.setdefault(key, []).append(
+                    transfer(clean[("", "victim")], v_adv, clean[key], predictions(net, holdout, v))
+                )
         rows = {}
         for (g, mid), ts in per_model.items():
             m = models[(g, mid)][0]
@@ -79,19 +82,45 @@ def main(argv: list[str] | None = None) -> None:
             r = rows.setdefault((m["architecture"], label), {"fooling": [], "follows": []})
             r["fooling"].append(np.mean([t["fooling"] for t in ts]))
             r["follows"].append(np.nanmean([t["follows"] for t in ts]))
-        summary = [{"architecture": a, "group": label, "models": len(r["fooling"]),
-                    "fooling": round(float(np.mean(r["fooling"])), 4), "follows": round(float(np.mean(r["follows"])), 4)}
-                   for (a, label), r in sorted(rows.items())]
+        summary = [
+            {
+                "architecture": a,
+                "group": label,
+                "models": len(r["fooling"]),
+                "fooling": round(float(np.mean(r["fooling"])), 4),
+                "follows": round(float(np.mean(r["follows"])), 4),
+            }
+            for (a, label), r in sorted(rows.items())
+        ]
         vf = float(np.mean([t["fooling"] for t in per_model[("", "victim")]]))
-        results.append({"norm": norm, "eps": eps, "seconds": round(seconds, 1), "victim_fooling": round(vf, 4),
-                        "groups": [s for s in summary if s["group"] != "victim"]})
+        results.append(
+            {
+                "norm": norm,
+                "eps": eps,
+                "seconds": round(seconds, 1),
+                "victim_fooling": round(vf, 4),
+                "groups": [s for s in summary if s["group"] != "victim"],
+            }
+        )
         print(f"== {norm} eps {eps}: {seconds:.1f}s, victim fooling {vf:.3f}")
         for s in results[-1]["groups"]:
-            print(f"   {s['architecture']:<10} {s['group']:<28} n={s['models']}  fooling {s['fooling']:.3f}  "
-                  f"follows {s['follows']:.3f}")
+            print(
+                f"   {s['architecture']:<10} {s['group']:<28} n={s['models']}  fooling {s['fooling']:.3f}  "
+                f"follows {s['follows']:.3f}"
+            )
     if args.out:
-        write_results(args.out, {"configs": args.config, "piracy_runs": args.piracy_runs, "holdout": 2000,
-                                 "victim_sha256": victim_sha, "results": results}, seed=0, argv=argv)
+        write_results(
+            args.out,
+            {
+                "configs": args.config,
+                "piracy_runs": args.piracy_runs,
+                "holdout": 2000,
+                "victim_sha256": victim_sha,
+                "results": results,
+            },
+            seed=0,
+            argv=argv,
+        )
 
 
 if __name__ == "__main__":

@@ -38,13 +38,16 @@ ALPHAS = (0.05, 0.01)
 SETTINGS = [("all pairs", None, 0)] + [(f"20 pairs, seed {s}", 20, s) for s in range(5)]
 
 
-def positive_models(victim, run_dir: Path, manifest: dict, arrays, splits, seed: int) -> dict[str, nn.Module]:
+def positive_models(victim, run_dir: Path, manifest: dict, arrays, splits, seed: int) -> dict:
     from fpenc.rundir import load_zoo_model
     from fpenc.zoo.modifications import fine_tuned_copy, int8_copy, pruned_copy
 
     train_arch = manifest["config"]["zoo"]["victim"]["architecture"]
-    out = {m["id"]: load_zoo_model(m, run_dir) for m in manifest["models"]
-           if m["role"] == "piracy" and m["architecture"] != train_arch}  # the test set's copies
+    out = {
+        m["id"]: load_zoo_model(m, run_dir)
+        for m in manifest["models"]
+        if m["role"] == "piracy" and m["architecture"] != train_arch
+    }  # the test set's copies
     out["victim_pruned30"] = pruned_copy(victim, 0.3)
     out["victim_pruned60"] = pruned_copy(victim, 0.6)
     out["victim_int8"] = int8_copy(victim)
@@ -75,14 +78,28 @@ def judge(bundle, path: Path) -> dict:
 
     runs = []
     for label, f, seed in SETTINGS:
-        r = verify_suspect(bundle, from_file(path, api="probs", num_classes=bundle.num_classes), f, alpha=0.5, seed=seed)
+        r = verify_suspect(
+            bundle, from_file(path, api="probs", num_classes=bundle.num_classes), f, alpha=0.5, seed=seed
+        )
         assessable = r["verdict"] != NOT_ASSESSABLE
-        runs.append({"setting": label, "p_value": r["p_value"], "assessable": assessable,
-                     **{f"verdict_at_{a:g}": (DERIVED if r["p_value"] < a else "not shown") if assessable
-                        else NOT_ASSESSABLE for a in ALPHAS},
-                     "agreement": round(r["agreement"], 6), "similarity": round(r["similarity"], 6),
-                     "accuracy": r["sanity"]["accuracy"], "ood_distance": round(r["ood_distance"], 6),
-                     "reasons": r["reasons"] if not assessable else []})
+        runs.append(
+            {
+                "setting": label,
+                "p_value": r["p_value"],
+                "assessable": assessable,
+                **{
+                    f"verdict_at_{a:g}": (DERIVED if r["p_value"] < a else "not shown")
+                    if assessable
+                    else NOT_ASSESSABLE
+                    for a in ALPHAS
+                },
+                "agreement": round(r["agreement"], 6),
+                "similarity": round(r["similarity"], 6),
+                "accuracy": r["sanity"]["accuracy"],
+                "ood_distance": round(r["ood_distance"], 6),
+                "reasons": r["reasons"] if not assessable else [],
+            }
+        )
     return {"file": path.name, "runs": runs}
 
 
@@ -91,7 +108,9 @@ def summarise(rows: list[dict]) -> dict:
     for a in ALPHAS:
         for label, _, _ in SETTINGS:
             key = f"derived_at_{a:g} ({label})"
-            out[key] = f"{sum(r['verdict_at_' + format(a, 'g')] == 'derived' for x in rows for r in x['runs'] if r['setting'] == label)}/{len(rows)}"
+            out[key] = (
+                f"{sum(r['verdict_at_' + format(a, 'g')] == 'derived' for x in rows for r in x['runs'] if r['setting'] == label)}/{len(rows)}"
+            )
     out["not_assessable (all pairs)"] = f"{sum(not x['runs'][0]['assessable'] for x in rows)}/{len(rows)}"
     return out
 
@@ -100,16 +119,21 @@ def markdown(result: dict) -> str:
     """The per-file tables of a result, for docs/verdict.md."""
     lines = []
     for group, rows in result["results"].items():
-        lines += [f"**{group}**", "",
-                  "| suspect | accuracy | agreement | similarity | p (all pairs) | at 0.05 | at 0.01 | derived in 20-pair draws (0.05 / 0.01) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{group}**",
+            "",
+            "| suspect | accuracy | agreement | similarity | p (all pairs) | at 0.05 | at 0.01 | derived in 20-pair draws (0.05 / 0.01) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for x in rows:
             r, draws = x["runs"][0], x["runs"][1:]
             d05 = sum(d["verdict_at_0.05"] == "derived" for d in draws)
             d01 = sum(d["verdict_at_0.01"] == "derived" for d in draws)
-            lines.append(f"| {Path(x['file']).stem} | {r['accuracy']:.3f} | {r['agreement']:.3f} | {r['similarity']:.3f} | "
-                         f"{r['p_value']:.2g} | {r['verdict_at_0.05']} | {r['verdict_at_0.01']} | "
-                         f"{d05}/{len(draws)} / {d01}/{len(draws)} |")
+            lines.append(
+                f"| {Path(x['file']).stem} | {r['accuracy']:.3f} | {r['agreement']:.3f} | {r['similarity']:.3f} | "
+                f"{r['p_value']:.2g} | {r['verdict_at_0.05']} | {r['verdict_at_0.01']} | "
+                f"{d05}/{len(draws)} / {d01}/{len(draws)} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -155,24 +179,35 @@ def main(argv: list[str] | None = None) -> int:
         for path in files[group]:
             results[group].append(judge(bundle, path))
             r = results[group][-1]["runs"][0]
-            print(f"{group:9s} {path.stem:40s} acc {r['accuracy']:.3f} agree {r['agreement']:.3f} sim "
-                  f"{r['similarity']:.3f} p {r['p_value']:.2e} {r['verdict_at_0.05']}", flush=True)
+            print(
+                f"{group:9s} {path.stem:40s} acc {r['accuracy']:.3f} agree {r['agreement']:.3f} sim "
+                f"{r['similarity']:.3f} p {r['p_value']:.2e} {r['verdict_at_0.05']}",
+                flush=True,
+            )
     calib = calibrate(bundle, files["negatives"], api="probs", progress=False)
     calib["bundle"] = _shown(bundle.path)
     print(format_calibration(calib))
     name = cfg.name
-    plot = plot_calibration(calib, REPO / "docs" / "figures" / f"calibration_{name}.png",
-                            title=f"{name}: {calib['negatives']} independent models")
+    plot = plot_calibration(
+        calib,
+        REPO / "docs" / "figures" / f"calibration_{name}.png",
+        title=f"{name}: {calib['negatives']} independent models",
+    )
     out = Path(args.out or REPO / "experiments" / "results" / f"verdict_suite_{name}.json")
     result = {
         "experiment": "verdict_suite",
-        "seed": cfg.seed, "bundle": _shown(bundle.path), "bundle_sha256": bundle.sha256,
-        "p_value_floor": calib["p_value_floor"], "reference_models": bundle.meta.get("reference_models"),
+        "seed": cfg.seed,
+        "bundle": _shown(bundle.path),
+        "bundle_sha256": bundle.sha256,
+        "p_value_floor": calib["p_value_floor"],
+        "reference_models": bundle.meta.get("reference_models"),
         "gates": bundle.meta.get("gates"),
-        "negatives_victim_weights_identical": same_weights(neg_run.weights(neg_victim),
-                                                           run_dir.weights(run_dir.victim_entry())),
+        "negatives_victim_weights_identical": same_weights(
+            neg_run.weights(neg_victim), run_dir.weights(run_dir.victim_entry())
+        ),
         "summary": {group: summarise(rows) for group, rows in results.items()},
-        "calibration": {k: v for k, v in calib.items() if k != "models"}, "calibration_plot": str(plot.relative_to(REPO)),
+        "calibration": {k: v for k, v in calib.items() if k != "models"},
+        "calibration_plot": str(plot.relative_to(REPO)),
         "results": results,
         "seconds": round(time.time() - t0, 1),
     }

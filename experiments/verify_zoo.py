@@ -63,35 +63,55 @@ def main(argv: list[str] | None = None) -> int:
                 buf = io.StringIO()
                 with contextlib.redirect_stdout(buf), warnings.catch_warnings():
                     warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation
-                    rc = fpenc_main(["verify", "--bundle", args.bundle, "--suspect", str(path), "--api", "probs",
-                                     "--json"])
+                    rc = fpenc_main(
+                        ["verify", "--bundle", args.bundle, "--suspect", str(path), "--api", "probs", "--json"]
+                    )
                 if rc not in (0, 10, 11):  # the verdict's exit codes
                     print(f"fpenc verify failed on {r['id']} ({kind}), exit {rc}", file=sys.stderr)
                     return 1
                 got = json.loads(buf.getvalue())
-                rows.append({"id": r["id"], "split": r["split"], "role": r["role"], "file": kind,
-                             "similarity": round(got["similarity"], 4), "agreement": round(got["agreement"], 4),
-                             "p_value": got["p_value"],
-                             "verdict": got["verdict"], "report_verdict": r["verdict"],
-                             "queries": got["queries"], "seconds": round(got["seconds"], 3)})
-                print(f"{r['id']:30s} {kind:11s} {got['similarity']:.3f} p {got['p_value']:.4f} "
-                      f"{got['verdict']:9s} (report: {r['verdict']}) {got['queries']} queries {got['seconds']:.2f}s")
+                rows.append(
+                    {
+                        "id": r["id"],
+                        "split": r["split"],
+                        "role": r["role"],
+                        "file": kind,
+                        "similarity": round(got["similarity"], 4),
+                        "agreement": round(got["agreement"], 4),
+                        "p_value": got["p_value"],
+                        "verdict": got["verdict"],
+                        "report_verdict": r["verdict"],
+                        "queries": got["queries"],
+                        "seconds": round(got["seconds"], 3),
+                    }
+                )
+                print(
+                    f"{r['id']:30s} {kind:11s} {got['similarity']:.3f} p {got['p_value']:.4f} "
+                    f"{got['verdict']:9s} (report: {r['verdict']}) {got['queries']} queries {got['seconds']:.2f}s"
+                )
     agree = sum(x["verdict"] == x["report_verdict"] for x in rows)
     test = [x for x in rows if x["split"] == "test"]
     result = {
-        "benchmark": "verify_zoo", "run": str(run), "bundle": args.bundle,
+        "benchmark": "verify_zoo",
+        "run": str(run),
+        "bundle": args.bundle,
         "verdicts_agreeing_with_report": f"{agree}/{len(rows)}",
         "test_piracy_files_derived": f"{sum(x['verdict'] == 'derived' for x in test if x['role'] == 'piracy')}/"
-                               f"{sum(x['role'] == 'piracy' for x in test)}",
+        f"{sum(x['role'] == 'piracy' for x in test)}",
         "test_homologous_files_derived": f"{sum(x['verdict'] == 'derived' for x in test if x['role'] == 'homologous')}/"
-                                   f"{sum(x['role'] == 'homologous' for x in test)}",
+        f"{sum(x['role'] == 'homologous' for x in test)}",
         "models": rows,
     }
-    print({k: result[k] for k in ("verdicts_agreeing_with_report", "test_piracy_files_derived",
-                                  "test_homologous_files_derived")})
+    print(
+        {
+            k: result[k]
+            for k in ("verdicts_agreeing_with_report", "test_piracy_files_derived", "test_homologous_files_derived")
+        }
+    )
     # fpenc verify's default seed (every fingerprint pair: no draw)
-    write_results(args.out or Path(__file__).parent / "results" / f"verify_zoo_{run.path.name}.json", result,
-                  seed=0, argv=argv)
+    write_results(
+        args.out or Path(__file__).parent / "results" / f"verify_zoo_{run.path.name}.json", result, seed=0, argv=argv
+    )
     return 0
 
 

@@ -58,8 +58,19 @@ from fpenc.bundle_format import (
 )
 from fpenc.io import sha256_file
 
-__all__ = ["ENCODER_PREFIX", "FORMAT", "OLD_FORMATS", "PARTS", "REMEDY", "Bundle", "BundleError", "export_bundle",
-           "load_bundle", "state_dict_sha256", "tensor_sha256"]
+__all__ = [
+    "ENCODER_PREFIX",
+    "FORMAT",
+    "OLD_FORMATS",
+    "PARTS",
+    "REMEDY",
+    "Bundle",
+    "BundleError",
+    "export_bundle",
+    "load_bundle",
+    "state_dict_sha256",
+    "tensor_sha256",
+]
 
 
 @dataclass
@@ -126,8 +137,11 @@ class Bundle:
 
         g = self.meta.get("gates") or {}
         try:
-            return Gates(float(g["min_accuracy"]), float(g["min_label_entropy"]),
-                         None if g.get("ood_threshold") is None else float(g["ood_threshold"]))
+            return Gates(
+                float(g["min_accuracy"]),
+                float(g["min_label_entropy"]),
+                None if g.get("ood_threshold") is None else float(g["ood_threshold"]),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"bundle {self.path} has no valid gate thresholds (meta.gates: {g!r}); {REMEDY}") from err
 
@@ -141,8 +155,9 @@ class Bundle:
                 enc.load_state_dict(self.encoder_state, strict=True)
             except (TypeError, ValueError, RuntimeError) as err:
                 first = str(err).strip().splitlines()[0][:200]
-                raise BundleError(f"bundle {self.path}: its encoder does not match its recorded config ({first}); "
-                                  f"{REMEDY}") from err
+                raise BundleError(
+                    f"bundle {self.path}: its encoder does not match its recorded config ({first}); {REMEDY}"
+                ) from err
             self._encoder = enc.eval()
         return self._encoder
 
@@ -167,15 +182,20 @@ def load_bundle(path) -> Bundle:
         tensors = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for bad headers and short files
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise BundleError(f"cannot read bundle {path}: not a safetensors file, or truncated ({first}); {REMEDY}") from err
+        raise BundleError(
+            f"cannot read bundle {path}: not a safetensors file, or truncated ({first}); {REMEDY}"
+        ) from err
     if raw_meta.get("format") in OLD_FORMATS:
-        raise BundleError(f"{path} is a bundle of the older format {raw_meta['format']!r}, which carries no reference "
-                          f"agreement, labelled images or zoo embeddings for the verdict's gates; re-export it with "
-                          f"`fpenc test` on the run that built it (format '{FORMAT}')")
+        raise BundleError(
+            f"{path} is a bundle of the older format {raw_meta['format']!r}, which carries no reference "
+            f"agreement, labelled images or zoo embeddings for the verdict's gates; re-export it with "
+            f"`fpenc test` on the run that built it (format '{FORMAT}')"
+        )
     if raw_meta.get("format") != FORMAT:
         found = raw_meta.get("format")
-        raise BundleError(f"{path} is not an fpenc bundle (format {found!r}, expected '{FORMAT}'); "
-                          "pass a bundle exported by fpenc")
+        raise BundleError(
+            f"{path} is not an fpenc bundle (format {found!r}, expected '{FORMAT}'); pass a bundle exported by fpenc"
+        )
     try:
         header = json.loads(raw_meta["fpenc"])
         missing = [key for key in ("parts", "encoder_config", "meta") if key not in header]
@@ -185,28 +205,38 @@ def load_bundle(path) -> Bundle:
     except (KeyError, TypeError, json.JSONDecodeError) as err:
         raise BundleError(f"bundle {path} has a damaged header ({type(err).__name__}: {err}); {REMEDY}") from err
     if header.get("format") != FORMAT:
-        raise BundleError(f"{path} is not an fpenc bundle (header format {header.get('format')!r}); "
-                          "pass a bundle exported by fpenc")
+        raise BundleError(
+            f"{path} is not an fpenc bundle (header format {header.get('format')!r}); pass a bundle exported by fpenc"
+        )
     for name in PARTS:
         if name not in tensors:
             raise BundleError(f"bundle {path} is incomplete: part '{name}' is missing; {REMEDY}")
         t, rec = tensors[name], records.get(name, {})
         if list(t.shape) != rec.get("shape") or str(t.dtype).removeprefix("torch.") != rec.get("dtype"):
-            raise BundleError(f"bundle {path} is corrupted: part '{name}' has shape {list(t.shape)} {t.dtype}, "
-                              f"recorded {rec.get('shape')} {rec.get('dtype')}; {REMEDY}")
+            raise BundleError(
+                f"bundle {path} is corrupted: part '{name}' has shape {list(t.shape)} {t.dtype}, "
+                f"recorded {rec.get('shape')} {rec.get('dtype')}; {REMEDY}"
+            )
         if tensor_sha256(t) != rec.get("sha256"):
             raise BundleError(f"bundle {path} is corrupted: part '{name}' does not match its SHA-256; {REMEDY}")
-    state = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    state = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
     enc_rec = records.get("encoder", {})
     missing = sorted(set(enc_rec.get("keys", [])) - set(state))
     if not state or missing:
-        raise BundleError(f"bundle {path} is incomplete: part 'encoder' is missing "
-                          f"{', '.join(missing[:3]) or 'all its tensors'}; {REMEDY}")
+        raise BundleError(
+            f"bundle {path} is incomplete: part 'encoder' is missing "
+            f"{', '.join(missing[:3]) or 'all its tensors'}; {REMEDY}"
+        )
     if state_dict_sha256(state) != enc_rec.get("sha256"):
         raise BundleError(f"bundle {path} is corrupted: part 'encoder' does not match its SHA-256; {REMEDY}")
     try:
         check_shapes(tensors, int(header["encoder_config"]["input_dim"]))
     except (ValueError, KeyError, TypeError) as err:
         raise BundleError(f"bundle {path} is inconsistent: {err}; {REMEDY}") from err
-    return Bundle(path=path, sha256=sha256_file(path), metadata=header, encoder_state=state,
-                  **{name: tensors[name] for name in PARTS})
+    return Bundle(
+        path=path,
+        sha256=sha256_file(path),
+        metadata=header,
+        encoder_state=state,
+        **{name: tensors[name] for name in PARTS},
+    )

@@ -24,28 +24,47 @@ def cmd_verify(args) -> int:
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
-    suspect = from_file(args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes,
-                        trusted=args.trusted_suspect)
+    suspect = from_file(
+        args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
+    )
     r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
     if args.json:
-        print(json.dumps({"bundle": str(args.bundle), "suspect": str(args.suspect), "api": str(suspect.api),
-                          "bundle_commitment": bundle.commitment, "signature": signed, **r}))
+        print(
+            json.dumps(
+                {
+                    "bundle": str(args.bundle),
+                    "suspect": str(args.suspect),
+                    "api": str(suspect.api),
+                    "bundle_commitment": bundle.commitment,
+                    "signature": signed,
+                    **r,
+                }
+            )
+        )
         return EXIT_CODES[r["verdict"]]
     s, g = r["sanity"], r["gates"]
     ood = "" if g["ood_threshold"] is None else f" (limit {g['ood_threshold']:.3f})"
     print(f"bundle:      {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
     print(f"commitment:  {bundle.commitment}" + (f" (signed by key {signed['key_id']})" if signed else " (unsigned)"))
     print(f"suspect:     {args.suspect} (api {suspect.api})")
-    print(f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
-          f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})")
-    print(f"agreement:   {r['agreement']:.4f} of the key's labels are the victim's (reference models "
-          f"{r['reference_agreement_range'][0]:.3f}-{r['reference_agreement_range'][1]:.3f}, p {r['p_agreement']:.3g})")
-    print(f"similarity:  {r['similarity']:.4f} encoder similarity on {r['num_fingerprints']} fingerprint pairs "
-          f"(reference {r['reference_similarity_range'][0]:.3f}-{r['reference_similarity_range'][1]:.3f}, "
-          f"p {r['p_similarity']:.3g})")
+    print(
+        f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
+        f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})"
+    )
+    print(
+        f"agreement:   {r['agreement']:.4f} of the key's labels are the victim's (reference models "
+        f"{r['reference_agreement_range'][0]:.3f}-{r['reference_agreement_range'][1]:.3f}, p {r['p_agreement']:.3g})"
+    )
+    print(
+        f"similarity:  {r['similarity']:.4f} encoder similarity on {r['num_fingerprints']} fingerprint pairs "
+        f"(reference {r['reference_similarity_range'][0]:.3f}-{r['reference_similarity_range'][1]:.3f}, "
+        f"p {r['p_similarity']:.3g})"
+    )
     print(f"distance:    {r['ood_distance']:.4f} to the nearest encoder-training model{ood}")
-    print(f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
-          f"{alpha:g}; this bundle's floor {r['p_value_floor']:.3g})")
+    print(
+        f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
+        f"{alpha:g}; this bundle's floor {r['p_value_floor']:.3g})"
+    )
     print(f"verdict:     {r['verdict']}")
     for reason in r["reasons"]:
         print(f"  because:   {reason}")
@@ -82,8 +101,15 @@ def cmd_calibrate(args) -> int:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     bundle = load_bundle(args.bundle)
     files = suspect_files(args.negatives)
-    result = calibrate(bundle, files, api=args.api, outputs=args.outputs, num_fingerprints=args.fingerprints,
-                       seed=args.seed, progress=not args.no_progress)
+    result = calibrate(
+        bundle,
+        files,
+        api=args.api,
+        outputs=args.outputs,
+        num_fingerprints=args.fingerprints,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     print(format_calibration(result))
     if args.json:
         write_json(args.json, result)

@@ -21,14 +21,31 @@ def _versions() -> dict:
 
     from fpenc import __version__
 
-    return {"fpenc": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "safetensors": safetensors.__version__, "python": platform.python_version()}
+    return {
+        "fpenc": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tensor, datapoints: torch.Tensor,
-                  views: torch.Tensor, victim_fingerprints: torch.Tensor, reference_similarities: torch.Tensor,
-                  reference_agreement: torch.Tensor, sanity_images: torch.Tensor, sanity_labels: torch.Tensor,
-                  zoo_embeddings: torch.Tensor, meta: dict | None = None) -> str:
+def export_bundle(
+    path,
+    *,
+    encoder,
+    uaps: torch.Tensor,
+    view_images: torch.Tensor,
+    datapoints: torch.Tensor,
+    views: torch.Tensor,
+    victim_fingerprints: torch.Tensor,
+    reference_similarities: torch.Tensor,
+    reference_agreement: torch.Tensor,
+    sanity_images: torch.Tensor,
+    sanity_labels: torch.Tensor,
+    zoo_embeddings: torch.Tensor,
+    meta: dict | None = None,
+) -> str:
     """Write one self-contained bundle file atomically; returns the file's SHA-256.
 
     Args:
@@ -52,10 +69,18 @@ def export_bundle(path, *, encoder, uaps: torch.Tensor, view_images: torch.Tenso
     meta = dict(meta or {})
     config = encoder.config()
     state = {k: v.detach().cpu().clone().contiguous() for k, v in encoder.state_dict().items()}
-    parts = {"uaps": uaps, "view_images": view_images, "datapoints": datapoints, "views": views,
-             "victim_fingerprints": victim_fingerprints, "reference_similarities": reference_similarities,
-             "reference_agreement": reference_agreement, "sanity_images": sanity_images, "sanity_labels": sanity_labels,
-             "zoo_embeddings": zoo_embeddings}
+    parts = {
+        "uaps": uaps,
+        "view_images": view_images,
+        "datapoints": datapoints,
+        "views": views,
+        "victim_fingerprints": victim_fingerprints,
+        "reference_similarities": reference_similarities,
+        "reference_agreement": reference_agreement,
+        "sanity_images": sanity_images,
+        "sanity_labels": sanity_labels,
+        "zoo_embeddings": zoo_embeddings,
+    }
     parts = {k: torch.as_tensor(v).detach().cpu().clone().contiguous() for k, v in parts.items()}
     for name in ("datapoints", "views", "sanity_labels"):  # any integer index dtype is stored as int64
         if not parts[name].is_floating_point() and parts[name].dtype != torch.bool:

@@ -19,8 +19,18 @@ from fpenc.errors import WeightsFileError
 FORMAT = "fpenc-bundle/2"
 OLD_FORMATS = ("fpenc-bundle/1",)
 ENCODER_PREFIX = "encoder."
-PARTS = ("uaps", "view_images", "datapoints", "views", "victim_fingerprints", "reference_similarities",
-         "reference_agreement", "sanity_images", "sanity_labels", "zoo_embeddings")
+PARTS = (
+    "uaps",
+    "view_images",
+    "datapoints",
+    "views",
+    "victim_fingerprints",
+    "reference_similarities",
+    "reference_agreement",
+    "sanity_images",
+    "sanity_labels",
+    "zoo_embeddings",
+)
 """The tensor parts besides the encoder, in file order."""
 
 REMEDY = "re-export it from the run that built it"
@@ -57,8 +67,9 @@ def check_shapes(t: dict[str, torch.Tensor], encoder_input_dim: int) -> tuple[in
     if uaps.ndim != 4 or not uaps.is_floating_point():
         raise ValueError(f"uaps must be a float [U, C, H, W] tensor, got {uaps.dtype} {tuple(uaps.shape)}")
     if vi.ndim != 5 or vi.dtype != torch.uint8 or tuple(vi.shape[2:]) != tuple(uaps.shape[1:]):
-        raise ValueError(f"view_images must be uint8 [V, N, {', '.join(map(str, uaps.shape[1:]))}], "
-                         f"got {vi.dtype} {tuple(vi.shape)}")
+        raise ValueError(
+            f"view_images must be uint8 [V, N, {', '.join(map(str, uaps.shape[1:]))}], got {vi.dtype} {tuple(vi.shape)}"
+        )
     u, (v, n) = uaps.shape[0], vi.shape[:2]
     if dp.shape != (n,) or dp.dtype != torch.int64:
         raise ValueError(f"datapoints must be int64 [{n}], got {dp.dtype} {tuple(dp.shape)}")
@@ -70,14 +81,20 @@ def check_shapes(t: dict[str, torch.Tensor], encoder_input_dim: int) -> tuple[in
     if k < 1 or vf.shape[2] != encoder_input_dim:
         raise ValueError(f"victim fingerprints have length {vf.shape[2]} but the encoder takes {encoder_input_dim}")
     if ref.ndim != 2 or ref.shape[0] < 2 or ref.shape[1] != u * v or not ref.is_floating_point():
-        raise ValueError(f"reference_similarities must be a float [G, {u * v}] tensor (G >= 2 reference models, "
-                         f"one value per (UAP, view) pair), got {ref.dtype} {tuple(ref.shape)}")
+        raise ValueError(
+            f"reference_similarities must be a float [G, {u * v}] tensor (G >= 2 reference models, "
+            f"one value per (UAP, view) pair), got {ref.dtype} {tuple(ref.shape)}"
+        )
     if agree.shape != ref.shape or not agree.is_floating_point():
-        raise ValueError(f"reference_agreement must be float {list(ref.shape)} like reference_similarities, "
-                         f"got {agree.dtype} {tuple(agree.shape)}")
+        raise ValueError(
+            f"reference_agreement must be float {list(ref.shape)} like reference_similarities, "
+            f"got {agree.dtype} {tuple(agree.shape)}"
+        )
     if simg.ndim != 4 or simg.dtype != torch.uint8 or tuple(simg.shape[1:]) != tuple(uaps.shape[1:]) or len(simg) < 1:
-        raise ValueError(f"sanity_images must be uint8 [S, {', '.join(map(str, uaps.shape[1:]))}], "
-                         f"got {simg.dtype} {tuple(simg.shape)}")
+        raise ValueError(
+            f"sanity_images must be uint8 [S, {', '.join(map(str, uaps.shape[1:]))}], "
+            f"got {simg.dtype} {tuple(simg.shape)}"
+        )
     if slab.shape != (len(simg),) or slab.dtype != torch.int64 or int(slab.min()) < 0 or int(slab.max()) >= k:
         raise ValueError(f"sanity_labels must be int64 [{len(simg)}] in [0, {k}), got {slab.dtype} {tuple(slab.shape)}")
     if zoo_h.ndim != 3 or zoo_h.shape[1] != u * v or len(zoo_h) < 1 or not zoo_h.is_floating_point():

@@ -36,8 +36,10 @@ def suspect_files(folder) -> list[Path]:
     """The model files in ``folder`` (sorted; by suffix), or a clear error."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"--negatives {folder} is not a folder; pass a folder of exported independent models "
-                          f"({', '.join(SUSPECT_SUFFIXES)})")
+        raise ConfigError(
+            f"--negatives {folder} is not a folder; pass a folder of exported independent models "
+            f"({', '.join(SUSPECT_SUFFIXES)})"
+        )
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUSPECT_SUFFIXES)
     if not files:
         raise ConfigError(f"no model files ({', '.join(SUSPECT_SUFFIXES)}) in {folder}")
@@ -52,13 +54,30 @@ def false_accusation_table(p_values, assessable, alphas=DEFAULT_ALPHAS) -> list[
     for alpha in alphas:
         k = int(((p < alpha) & ok).sum())
         lo, hi = clopper_pearson(k, len(p))
-        rows.append({"alpha": float(alpha), "derived": k, "negatives": int(len(p)), "rate": k / len(p),
-                     "ci95_low": lo, "ci95_high": hi})
+        rows.append(
+            {
+                "alpha": float(alpha),
+                "derived": k,
+                "negatives": int(len(p)),
+                "rate": k / len(p),
+                "ci95_low": lo,
+                "ci95_high": hi,
+            }
+        )
     return rows
 
 
-def calibrate(bundle, files: list[Path], *, api: str | None = None, outputs: str = "auto",
-              num_fingerprints: int | None = None, seed: int = 0, alphas=DEFAULT_ALPHAS, progress: bool = True) -> dict:
+def calibrate(
+    bundle,
+    files: list[Path],
+    *,
+    api: str | None = None,
+    outputs: str = "auto",
+    num_fingerprints: int | None = None,
+    seed: int = 0,
+    alphas=DEFAULT_ALPHAS,
+    progress: bool = True,
+) -> dict:
     """Verify each negative in ``files`` against ``bundle`` and tabulate the false accusations."""
     from tqdm.auto import tqdm
 
@@ -72,25 +91,46 @@ def calibrate(bundle, files: list[Path], *, api: str | None = None, outputs: str
     for path in tqdm(files, desc="negatives", unit="model", disable=not progress):
         suspect = from_file(path, api=api, outputs=outputs, num_classes=bundle.num_classes)
         r = verify_suspect(bundle, suspect, num_fingerprints, alpha=0.5, seed=seed)  # p does not depend on alpha
-        results.append({"file": path.name, "p_value": r["p_value"], "assessable": r["verdict"] != NOT_ASSESSABLE,
-                        "agreement": r["agreement"], "similarity": r["similarity"],
-                        "accuracy": r["sanity"]["accuracy"], "ood_distance": r["ood_distance"],
-                        "reasons": r["reasons"] if r["verdict"] == NOT_ASSESSABLE else []})
+        results.append(
+            {
+                "file": path.name,
+                "p_value": r["p_value"],
+                "assessable": r["verdict"] != NOT_ASSESSABLE,
+                "agreement": r["agreement"],
+                "similarity": r["similarity"],
+                "accuracy": r["sanity"]["accuracy"],
+                "ood_distance": r["ood_distance"],
+                "reasons": r["reasons"] if r["verdict"] == NOT_ASSESSABLE else [],
+            }
+        )
     table = false_accusation_table([r["p_value"] for r in results], [r["assessable"] for r in results], usable)
-    return {"bundle": str(bundle.path), "bundle_sha256": bundle.sha256, "p_value_floor": floor,
-            "num_fingerprints": num_fingerprints or bundle.num_pairs, "seed": seed,
-            "negatives": len(results), "not_assessable": sum(not r["assessable"] for r in results),
-            "alphas_below_floor": [a for a in alphas if a <= floor], "table": table, "models": results}
+    return {
+        "bundle": str(bundle.path),
+        "bundle_sha256": bundle.sha256,
+        "p_value_floor": floor,
+        "num_fingerprints": num_fingerprints or bundle.num_pairs,
+        "seed": seed,
+        "negatives": len(results),
+        "not_assessable": sum(not r["assessable"] for r in results),
+        "alphas_below_floor": [a for a in alphas if a <= floor],
+        "table": table,
+        "models": results,
+    }
 
 
 def format_calibration(result: dict) -> str:
-    lines = [f"{result['negatives']} negatives ({result['not_assessable']} not assessable); p-value floor "
-             f"{result['p_value_floor']:.3g}", "",
-             f"{'alpha':>8}  {'derived':>8}  {'observed rate':>13}  {'95% CI (Clopper-Pearson)':>24}"]
+    lines = [
+        f"{result['negatives']} negatives ({result['not_assessable']} not assessable); p-value floor "
+        f"{result['p_value_floor']:.3g}",
+        "",
+        f"{'alpha':>8}  {'derived':>8}  {'observed rate':>13}  {'95% CI (Clopper-Pearson)':>24}",
+    ]
     for r in result["table"]:
         flag = "" if r["ci95_low"] <= r["alpha"] else "   <- above nominal"
-        lines.append(f"{r['alpha']:>8g}  {r['derived']:>4}/{r['negatives']:<3}  {r['rate']:>13.3f}  "
-                     f"{r['ci95_low']:>11.3f} - {r['ci95_high']:<10.3f}{flag}")
+        lines.append(
+            f"{r['alpha']:>8g}  {r['derived']:>4}/{r['negatives']:<3}  {r['rate']:>13.3f}  "
+            f"{r['ci95_low']:>11.3f} - {r['ci95_high']:<10.3f}{flag}"
+        )
     return "\n".join(lines)
 
 
@@ -107,8 +147,14 @@ def plot_calibration(result: dict, path, title: str = "") -> Path:
     a = np.array([r["alpha"] for r in t])
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.plot([a.min(), a.max()], [a.min(), a.max()], color="gray", linestyle="--", label="nominal (observed = alpha)")
-    ax.fill_between(a, [r["ci95_low"] for r in t], [r["ci95_high"] for r in t], color="tab:blue", alpha=0.2,
-                    label="95% Clopper-Pearson interval")
+    ax.fill_between(
+        a,
+        [r["ci95_low"] for r in t],
+        [r["ci95_high"] for r in t],
+        color="tab:blue",
+        alpha=0.2,
+        label="95% Clopper-Pearson interval",
+    )
     ax.plot(a, [r["rate"] for r in t], "o-", color="tab:blue", label=f"observed ({result['negatives']} negatives)")
     ax.set_xscale("log")
     ax.set_xlabel("nominal alpha")

@@ -13,11 +13,18 @@ import sys
 
 from fpenc import __version__
 from fpenc.bundle_commands import cmd_calibrate, cmd_keygen, cmd_sign, cmd_verify
+from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", action="append", required=True, metavar="YAML",
-                   help="pipeline config; repeat to stack overlays (later files win)")
+    p.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        required=True,
+        metavar="YAML",
+        help="pipeline config; repeat to stack overlays (later files win)",
+    )
     p.add_argument("--runs-dir", default=None, help="where runs/<name>/ lives (default: the config's runs_dir, 'runs')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -32,26 +39,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # fit / validate / test are LightningCLI subcommands (main() hands them over before argparse);
     # they are listed here for --help only.
-    sub.add_parser("fit", help="train the fingerprint encoder, running earlier stages if needed "
-                   "(LightningCLI: fpenc fit --help)", add_help=False)
+    sub.add_parser(
+        "fit",
+        help="train the fingerprint encoder, running earlier stages if needed (LightningCLI: fpenc fit --help)",
+        add_help=False,
+    )
     sub.add_parser("validate", help="validate an encoder checkpoint (LightningCLI)", add_help=False)
-    sub.add_parser("test", help="score the test models with a trained encoder: report.json/md, CDF plot, "
-                   "bundle in checkpoints/ (needs --ckpt_path)", add_help=False)
-    p = sub.add_parser("zoo", help="build the model zoo (victim, piracy, homologous models) of a config",
-                       description="Train the victim, piracy (extracted) and homologous models a config "
-                       "describes; skips finished models; writes runs/<name>/manifest.json.")
+    sub.add_parser(
+        "test",
+        help="score the test models with a trained encoder: report.json/md, CDF plot, "
+        "bundle in checkpoints/ (needs --ckpt_path)",
+        add_help=False,
+    )
+    p = sub.add_parser(
+        "zoo",
+        help="build the model zoo (victim, piracy, homologous models) of a config",
+        description="Train the victim, piracy (extracted) and homologous models a config "
+        "describes; skips finished models; writes runs/<name>/manifest.json.",
+    )
     _add_config(p)
-    p = sub.add_parser("uap", help="compute (and cache) the victim's UAP bank; report how it fools the zoo",
-                       description="Builds the zoo first if needed. Writes runs/<name>/uaps.pt.")
+    p = sub.add_parser(
+        "uap",
+        help="compute (and cache) the victim's UAP bank; report how it fools the zoo",
+        description="Builds the zoo first if needed. Writes runs/<name>/uaps.pt.",
+    )
     _add_config(p)
-    p = sub.add_parser("fingerprint", help="select datapoints/views and fingerprint every zoo model",
-                       description="Runs zoo and uap first if their artifacts are missing; writes "
-                       "runs/<name>/key.pt and runs/<name>/fingerprints/<id>.pt.")
+    p = sub.add_parser(
+        "fingerprint",
+        help="select datapoints/views and fingerprint every zoo model",
+        description="Runs zoo and uap first if their artifacts are missing; writes "
+        "runs/<name>/key.pt and runs/<name>/fingerprints/<id>.pt.",
+    )
     _add_config(p)
     p.add_argument("--api", default="probs", help="what suspects reveal: probs, topk:K or label (default probs)")
-    p = sub.add_parser("subspace", help="UAP subspace analysis (paper §4.1, eq. 5, Figure 2)",
-                       description="Computes many UAPs of the victim, a piracy and a homologous model and "
-                       "reports the distribution inconsistency of each against the victim's UAP subspace.")
+    p = sub.add_parser(
+        "subspace",
+        help="UAP subspace analysis (paper §4.1, eq. 5, Figure 2)",
+        description="Computes many UAPs of the victim, a piracy and a homologous model and "
+        "reports the distribution inconsistency of each against the victim's UAP subspace.",
+    )
     _add_config(p)
     p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64; the paper: 784 = d on FMNIST)")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per batch of UAPs (default 60)")
@@ -59,55 +85,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=["linf", "l2"], help="default: the config's uap.norm")
     p.add_argument("--eps", type=float, help="default: the config's uap.eps")
     p.add_argument("--lr", type=float, help="Adam step on the UAPs (default: the config's uap.lr)")
-    p.add_argument("--init-scale", type=float, default=1e-3,
-                   help="random start, as a share of eps (default 0.001, near zero; 1: anywhere in the ball)")
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=1e-3,
+        help="random start, as a share of eps (default 0.001, near zero; 1: anywhere in the ball)",
+    )
     p.add_argument("--chunk", type=int, default=64, help="UAPs computed (and cached) at once (default 64)")
-    p.add_argument("--models", nargs="+", metavar="ID", help="suspects to compare (default: the piracy and "
-                   "homologous models of the first piracy model's architecture and optimizer)")
-    p = sub.add_parser("verify", help="judge one suspect model file against an exported bundle",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a pickle) "
-                       "and judge it against the bundle's reference population of independent models. Needs no run "
-                       "directory and no Lightning.",
-                       epilog="""suspect contract: the model takes float images [B, C, H, W] in [0, 1] (its own
+    p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="ID",
+        help="suspects to compare (default: the piracy and "
+        "homologous models of the first piracy model's architecture and optimizer)",
+    )
+    p = sub.add_parser(
+        "verify",
+        help="judge one suspect model file against an exported bundle",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a pickle) "
+        "and judge it against the bundle's reference population of independent models. Needs no run "
+        "directory and no Lightning.",
+        epilog="""suspect contract: the model takes float images [B, C, H, W] in [0, 1] (its own
 normalisation inside) and returns [B, classes] logits or probabilities.
 
 verdicts (exit codes):
   derived          10  the suspect is shown to come from the victim (p < alpha)
   not shown         0  no evidence beyond what independent models reach
   not assessable   11  not a working model of the task, or outside what the bundle can judge
-  (error)           2  bad input; the message says what to do""")
+  (error)           2  bad input; the message says what to do""",
+    )
     p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
     p.add_argument("--suspect", required=True, help="the suspect model file (.pt TorchScript, .pt2, .onnx)")
-    p.add_argument("--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)")
-    p.add_argument("--outputs", default="auto", choices=["auto", "logits", "probs"],
-                   help="what the suspect file returns (default auto: probabilities if rows sum to 1)")
-    p.add_argument("--fingerprints", type=int, default=None, metavar="F",
-                   help="fingerprint pairs to query, 2..U*V (default: all of them, so no random draw)")
-    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the bundle's, else 0.05); "
-                   "must be above the bundle's p-value floor")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)")
-    p.add_argument("--trusted-suspect", action="store_true", help="load a torch.export (.pt2) file, whose loader "
-                   "unpickles parts of it (can run code): only for files you trust; prefer ONNX")
-    p.add_argument("--public-key", metavar="PEM", help="check the bundle's Ed25519 signature with this trusted "
-                   "public key (from the bundle's owner) before anything else")
+    p.add_argument(
+        "--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)"
+    )
+    p.add_argument(
+        "--outputs",
+        default="auto",
+        choices=["auto", "logits", "probs"],
+        help="what the suspect file returns (default auto: probabilities if rows sum to 1)",
+    )
+    p.add_argument(
+        "--fingerprints",
+        type=int,
+        default=None,
+        metavar="F",
+        help="fingerprint pairs to query, 2..U*V (default: all of them, so no random draw)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="significance level (default: the bundle's, else 0.05); must be above the bundle's p-value floor",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)"
+    )
+    p.add_argument(
+        "--trusted-suspect",
+        action="store_true",
+        help="load a torch.export (.pt2) file, whose loader "
+        "unpickles parts of it (can run code): only for files you trust; prefer ONNX",
+    )
+    p.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="check the bundle's Ed25519 signature with this trusted "
+        "public key (from the bundle's owner) before anything else",
+    )
     p.add_argument("--signature", metavar="FILE", help="the signature file (default: <bundle>.sig.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles",
-                       description="Writes <stem>.key (private, mode 0600) and <stem>.pub (give this to verifiers).")
+    p = sub.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for signing bundles",
+        description="Writes <stem>.key (private, mode 0600) and <stem>.pub (give this to verifiers).",
+    )
     p.add_argument("--out", required=True, metavar="STEM", help="path stem of the two key files")
-    p = sub.add_parser("sign", help="sign a bundle's commitment (fixes the claim before a dispute)",
-                       description="Writes <bundle>.sig.json: the bundle's commitment (SHA-256 over every header "
-                       "value and tensor), its Ed25519 signature and a copy of the signed header.")
+    p = sub.add_parser(
+        "sign",
+        help="sign a bundle's commitment (fixes the claim before a dispute)",
+        description="Writes <bundle>.sig.json: the bundle's commitment (SHA-256 over every header "
+        "value and tensor), its Ed25519 signature and a copy of the signed header.",
+    )
     p.add_argument("--bundle", required=True)
     p.add_argument("--key", required=True, metavar="PEM", help="the private key (fpenc keygen)")
     p.add_argument("--out", default=None, help="signature file (default: <bundle>.sig.json)")
-    p = sub.add_parser("calibrate", help="measure a bundle's false-accusation rate on your own independent models",
-                       description="Verify every model file in --negatives (models known NOT to derive from the "
-                       "victim) against the bundle and print, for each nominal alpha, the observed share accused "
-                       "with its Clopper-Pearson 95%% interval.")
+    p = sub.add_parser(
+        "calibrate",
+        help="measure a bundle's false-accusation rate on your own independent models",
+        description="Verify every model file in --negatives (models known NOT to derive from the "
+        "victim) against the bundle and print, for each nominal alpha, the observed share accused "
+        "with its Clopper-Pearson 95%% interval.",
+    )
     p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
-    p.add_argument("--negatives", required=True, metavar="DIR", help="a folder of independent model files (.pt, .pt2, .onnx)")
+    p.add_argument(
+        "--negatives", required=True, metavar="DIR", help="a folder of independent model files (.pt, .pt2, .onnx)"
+    )
     p.add_argument("--api", default=None, help="what the models reveal (default: the bundle's)")
     p.add_argument("--outputs", default="auto", choices=["auto", "logits", "probs"])
     p.add_argument("--fingerprints", type=int, default=None, metavar="F", help="pairs per verdict (default: all)")
@@ -118,87 +192,17 @@ verdicts (exit codes):
     return parser
 
 
-def _pipeline_config(args):
-    from fpenc.config import load_pipeline_config
-
-    overrides = {"runs_dir": args.runs_dir} if args.runs_dir else None
-    return load_pipeline_config(args.config, overrides)
-
-
-def cmd_zoo(args) -> int:
-    cfg = _pipeline_config(args)
-    from fpenc.rundir import RunDir
-    from fpenc.zoo.builder import build_zoo
-    from fpenc.zoo.manifest import format_table
-
-    print(f"fpenc zoo: {cfg.name} -> {cfg.run_dir}/", file=sys.stderr)
-    manifest = build_zoo(cfg, progress=not args.no_progress)
-    print(format_table(manifest["models"]))
-    print(f"\nmanifest: {RunDir(cfg.run_dir).manifest}")
-    return 0
-
-
-def _stages_up_to_uap(cfg, args):
-    from fpenc.uap.bank import build_uap_bank
-    from fpenc.zoo.builder import build_zoo
-
-    build_zoo(cfg, progress=not args.no_progress)
-    return build_uap_bank(cfg, progress=not args.no_progress)
-
-
-def cmd_uap(args) -> int:
-    cfg = _pipeline_config(args)
-    from dataclasses import asdict
-
-    from fpenc.data.datasets import load_dataset
-    from fpenc.rundir import RunDir
-    from fpenc.uap.bank import holdout_images, time_to_target
-    from fpenc.uap.report import format_fooling, write_fooling, zoo_fooling
-
-    bank = _stages_up_to_uap(cfg, args)
-    u = cfg.uap
-    print(f"UAP bank: {len(bank['uaps'])} x {u.method} UAP, {u.norm} eps {u.eps}, {u.steps} steps of {u.batch_size}")
-    for i, (fr, sec, hist) in enumerate(zip(bank["fooling_rates"], bank["seconds"], bank["histories"])):
-        t80 = time_to_target(hist)
-        reach = f"{t80:.1f}s to 80%" if t80 is not None else "never reached 80%"
-        print(f"  uap {i}: victim fooling rate {fr:.3f} on held-out images, {sec:.1f}s ({reach})")
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    rows = zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))
-    print(format_fooling(rows))
-    path = write_fooling(RunDir(cfg.run_dir).uap_transfer, rows, {**asdict(u), "seed": cfg.seed,
-                         "victim_fooling_rates": [float(f) for f in bank["fooling_rates"]]})
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_fingerprint(args) -> int:
-    cfg = _pipeline_config(args)
-    from fpenc.api import parse_api
-    from fpenc.fingerprint.key import build_key
-    from fpenc.fingerprint.zoo import fingerprint_zoo
-
-    api = str(parse_api(args.api))
-    _stages_up_to_uap(cfg, args)
-    build_key(cfg)
-    fingerprint_zoo(cfg, api=api)
-    return 0
-
-
-def cmd_subspace(args) -> int:
-    cfg = _pipeline_config(args)
-    from fpenc.uap.subspace import format_subspace, subspace_analysis
-    from fpenc.zoo.builder import build_zoo
-
-    build_zoo(cfg, progress=not args.no_progress)
-    print(format_subspace(subspace_analysis(
-        cfg, args.num_uaps, args.steps, norm=args.norm, eps=args.eps, lr=args.lr, batch_size=args.batch_size,
-        init_scale=args.init_scale, chunk=args.chunk, models=args.models, progress=not args.no_progress)))
-    return 0
-
-
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
-COMMANDS = {"zoo": cmd_zoo, "uap": cmd_uap, "fingerprint": cmd_fingerprint, "subspace": cmd_subspace,
-            "verify": cmd_verify, "calibrate": cmd_calibrate, "keygen": cmd_keygen, "sign": cmd_sign}
+COMMANDS = {
+    "zoo": cmd_zoo,
+    "uap": cmd_uap,
+    "fingerprint": cmd_fingerprint,
+    "subspace": cmd_subspace,
+    "verify": cmd_verify,
+    "calibrate": cmd_calibrate,
+    "keygen": cmd_keygen,
+    "sign": cmd_sign,
+}
 
 
 def main(args: list[str] | None = None) -> int:

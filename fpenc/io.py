@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fpenc.errors import WeightsFileError
 
@@ -106,7 +107,9 @@ def save_tensors(path: str | os.PathLike, payload: dict, fmt: str) -> str:
     return sha256_file(path)
 
 
-def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", remedy: str = "delete it to recompute it") -> dict:
+def load_tensors(
+    path: str | os.PathLike, fmt: str, what: str = "artifact", remedy: str = "delete it to recompute it"
+) -> dict:
     """Load a file of :func:`save_tensors` with ``weights_only=True``; clear errors for bad files."""
     import torch
 
@@ -117,12 +120,15 @@ def load_tensors(path: str | os.PathLike, fmt: str, what: str = "artifact", reme
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsFileError(f"cannot read {what} {path}: truncated, corrupt or unsafe ({first[:160]}); {remedy}") from err
+        raise WeightsFileError(
+            f"cannot read {what} {path}: truncated, corrupt or unsafe ({first[:160]}); {remedy}"
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise WeightsFileError(f"{path} is not an fpenc {what} (expected format '{fmt}'); {remedy}")
     if CONTENT_KEY in payload and payload_sha256(payload) != payload[CONTENT_KEY]:
-        raise WeightsFileError(f"{what} {path} is damaged: its content does not match the SHA-256 recorded in it; "
-                               f"{remedy}")
+        raise WeightsFileError(
+            f"{what} {path} is damaged: its content does not match the SHA-256 recorded in it; {remedy}"
+        )
     return payload
 
 
@@ -210,8 +216,10 @@ def lock_run_dir(run_dir: str | os.PathLike) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise FpencError(f"another fpenc process (pid {holder}) is working in {run_dir}; wait for it to finish "
-                         "(or stop it), then rerun: it resumes where that one stopped") from None
+        raise FpencError(
+            f"another fpenc process (pid {holder}) is working in {run_dir}; wait for it to finish "
+            "(or stop it), then rerun: it resumes where that one stopped"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _LOCKS[key] = fd

@@ -43,8 +43,12 @@ def _cli_class():
 
     class FpencLightningCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
-            parser.add_argument("--pipeline", type=Optional[dict], default=None,
-                                help="the pipeline section of the configs (merged and validated by fpenc)")
+            parser.add_argument(
+                "--pipeline",
+                type=Optional[dict],  # noqa: UP045 (jsonargparse reads this type at run time)
+                default=None,
+                help="the pipeline section of the configs (merged and validated by fpenc)",
+            )
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
 
@@ -57,8 +61,9 @@ def _cli_class():
             if ckpt in ("best", "last"):
                 ckpt = str(RunDir(self.datamodule.run_dir).checkpoint(ckpt))
             if not Path(ckpt).is_file():
-                raise ConfigError(f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from "
-                                  "the start")
+                raise ConfigError(
+                    f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from the start"
+                )
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
 
         def before_test(self) -> None:
@@ -85,8 +90,11 @@ def _cli_class():
 
             config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
             present = as_list(config.get("callbacks"))
-            extra = default_callbacks(self.datamodule.run_dir, [*present, *as_list(self.trainer_defaults.get("callbacks"))],
-                                      checkpoints=config.get("enable_checkpointing") is not False)
+            extra = default_callbacks(
+                self.datamodule.run_dir,
+                [*present, *as_list(self.trainer_defaults.get("callbacks"))],
+                checkpoints=config.get("enable_checkpointing") is not False,
+            )
             return super().instantiate_trainer(**{**kwargs, "callbacks": [*present, *extra]})
 
         def after_test(self) -> None:
@@ -110,16 +118,21 @@ def _checked_checkpoint(path: str) -> str:
     import zipfile
 
     if not zipfile.is_zipfile(path):
-        raise ConfigError(f"checkpoint {path} is not a PyTorch checkpoint (damaged or truncated?); use "
-                          "runs/<name>/encoder/best.ckpt or last.ckpt, or rerun `fpenc fit`")
+        raise ConfigError(
+            f"checkpoint {path} is not a PyTorch checkpoint (damaged or truncated?); use "
+            "runs/<name>/encoder/best.ckpt or last.ckpt, or rerun `fpenc fit`"
+        )
     return path
 
 
 def _check_ckpt_arg(args: list[str]) -> None:
     """LightningCLI reads a ``--ckpt_path`` file while parsing: refuse a damaged one first, in one line."""
     for i, a in enumerate(args):
-        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (
-            args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        value = (
+            a.split("=", 1)[1]
+            if a.startswith("--ckpt_path=")
+            else (args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        )
         if value and Path(value).is_file():
             _checked_checkpoint(value)
 
@@ -139,19 +152,31 @@ def run(args: list[str], callbacks: list | None = None) -> int:
         from dataclasses import asdict
 
         # Lightning's own outputs (saved config, default logs) go to the run's folder unless set.
-        args = [args[0], f"--trainer.default_root_dir={cfg.run_dir}", *args[1:], f"--pipeline={json.dumps(asdict(cfg))}"]
+        args = [
+            args[0],
+            f"--trainer.default_root_dir={cfg.run_dir}",
+            *args[1:],
+            f"--pipeline={json.dumps(asdict(cfg))}",
+        ]
     _check_ckpt_arg(args)
-    from fpenc.encoder.module import EncoderModule
-    from datamodules.fingerprints import FingerprintDataModule
-
     import warnings
+
+    from datamodules.fingerprints import FingerprintDataModule
+    from fpenc.encoder.module import EncoderModule
 
     # run() is the command line: passing args= on purpose is not the mistake Lightning warns of.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli_class = _cli_class()
-    cli_class(EncoderModule, FingerprintDataModule, args=args, seed_everything_default=0,
-              trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
-              save_config_kwargs={"overwrite": True}, subclass_mode_model=False, subclass_mode_data=False)
+    cli_class(
+        EncoderModule,
+        FingerprintDataModule,
+        args=args,
+        seed_everything_default=0,
+        trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
+        save_config_kwargs={"overwrite": True},
+        subclass_mode_model=False,
+        subclass_mode_data=False,
+    )
     return 0
 
 

@@ -37,8 +37,15 @@ def roc_metrics(scores, positive) -> dict:
     return {"auc": float(binary_auroc(s, t)), "tpr_at_1pct_fpr": tpr_at(0.01), "tpr_at_5pct_fpr": tpr_at(0.05)}
 
 
-def evaluate_models(bundle, run_dir: str | Path, models: list[dict], *, alpha: float = 0.05,
-                    num_fingerprints: int | None = None, progress: bool = False) -> list[dict]:
+def evaluate_models(
+    bundle,
+    run_dir: str | Path,
+    models: list[dict],
+    *,
+    alpha: float = 0.05,
+    num_fingerprints: int | None = None,
+    progress: bool = False,
+) -> list[dict]:
     """Verify each zoo model of ``models`` (manifest entries plus ``split``) against ``bundle`` exactly
     as ``fpenc verify`` would a file; returns one row per model: its facts and the verify result."""
     from tqdm.auto import tqdm
@@ -70,8 +77,21 @@ def build_report(rows: list[dict], *, meta: dict | None = None) -> dict:
     positive = [r["role"] == "piracy" for r in test]
     fp_scores = np.concatenate([np.asarray(r["similarities"]) for r in test])
     fp_positive = np.concatenate([np.full(len(r["similarities"]), r["role"] == "piracy") for r in test])
-    keep = ("id", "role", "architecture", "optimizer", "split", "verdict", "p_value", "p_agreement", "p_similarity",
-            "similarity", "agreement", "ood_distance", "reasons")
+    keep = (
+        "id",
+        "role",
+        "architecture",
+        "optimizer",
+        "split",
+        "verdict",
+        "p_value",
+        "p_agreement",
+        "p_similarity",
+        "similarity",
+        "agreement",
+        "ood_distance",
+        "reasons",
+    )
     return {
         "format": FORMAT,
         **roc_metrics(fp_scores, fp_positive),
@@ -112,8 +132,10 @@ def format_markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["models"]:
-        lines.append(f"| {r['id']} | {r['split']} | {r['role']} | {r['accuracy']:.3f} | {r['agreement']:.3f} | "
-                     f"{r['similarity']:.3f} | {_fmt_p(r['p_value'])} | {r['verdict']} |")
+        lines.append(
+            f"| {r['id']} | {r['split']} | {r['role']} | {r['accuracy']:.3f} | {r['agreement']:.3f} | "
+            f"{r['similarity']:.3f} | {_fmt_p(r['p_value'])} | {r['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -134,7 +156,9 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
             s = np.sort(np.concatenate([np.asarray(m["similarities"]) for m in ms]))
             ax.plot(s, np.arange(1, len(s) + 1) / len(s), color=color, label=label)
     r = np.sort(np.asarray(reference).reshape(-1))
-    ax.plot(r, np.arange(1, len(r) + 1) / len(r), color="tab:gray", linestyle="--", label="reference (independent models)")
+    ax.plot(
+        r, np.arange(1, len(r) + 1) / len(r), color="tab:gray", linestyle="--", label="reference (independent models)"
+    )
     ax.set_xlabel("cosine similarity to the victim's fingerprints")
     ax.set_ylabel("CDF")
     ax.set_title(title or "Fingerprint similarity CDF")

@@ -21,7 +21,6 @@ one-line :class:`SandboxError` naming the limit.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import resource
@@ -38,6 +37,7 @@ import time
 import numpy as np
 
 from fpenc.errors import FpencError
+from fpenc.landlock import landlock_deny_writes
 
 CALL_SECONDS = 120.0
 TOTAL_SECONDS = 1800.0
@@ -63,7 +63,11 @@ def read_npy(read, max_elements: int = 1 << 31) -> np.ndarray:
         raise ValueError("oversized .npy header")
     try:
         meta = ast.literal_eval(read(hlen).decode("latin1").strip())
-        shape, dtype, fortran = tuple(int(d) for d in meta["shape"]), np.dtype(meta["descr"]), bool(meta["fortran_order"])
+        shape, dtype, fortran = (
+            tuple(int(d) for d in meta["shape"]),
+            np.dtype(meta["descr"]),
+            bool(meta["fortran_order"]),
+        )
     except (ValueError, SyntaxError, KeyError, TypeError) as err:
         raise ValueError(f"bad .npy header ({err})") from None
     if dtype != np.dtype("<f4") or fortran or any(d < 0 for d in shape) or int(np.prod(shape)) > max_elements:
@@ -78,37 +82,6 @@ def write_npy(array: np.ndarray) -> bytes:
 
 
 # -- child side --------------------------------------------------------------------------------
-_LANDLOCK_FS_WRITE = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (
-    1 << 11) | (1 << 12)  # WRITE_FILE, REMOVE_DIR/FILE, MAKE_CHAR/DIR/REG/SOCK/FIFO/BLOCK/SYM
-_LANDLOCK_FS_REFER, _LANDLOCK_FS_TRUNCATE, _LANDLOCK_FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
-_LANDLOCK_NET = (1 << 0) | (1 << 1)  # BIND_TCP, CONNECT_TCP
-_SYS_CREATE, _SYS_RESTRICT = 444, 446  # the same syscall numbers on x86_64 and aarch64
-_PR_SET_NO_NEW_PRIVS = 38
-
-
-def landlock_deny_writes() -> int:
-    """Forbid file-system writes (and TCP bind/connect where supported) to this process for good.
-    Returns the Landlock ABI version applied, 0 where the kernel has none."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    abi = libc.syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    if abi < 1:
-        return 0
-    fs = _LANDLOCK_FS_WRITE | (_LANDLOCK_FS_REFER if abi >= 2 else 0) | (_LANDLOCK_FS_TRUNCATE if abi >= 3 else 0)
-    net = _LANDLOCK_NET if abi >= 4 else 0
-    scoped = 0x3 if abi >= 6 else 0  # abstract unix sockets, signals to processes outside the sandbox
-    attr = struct.pack("=QQQ", fs, net, scoped) if abi >= 6 else (struct.pack("=QQ", fs, net) if abi >= 4
-                                                                   else struct.pack("=Q", fs))
-    buf = ctypes.create_string_buffer(attr, len(attr))
-    fd = libc.syscall(_SYS_CREATE, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
-    if fd < 0:
-        return 0
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.syscall(_SYS_RESTRICT, fd, ctypes.c_uint32(0)) != 0:
-        os.close(fd)
-        return 0
-    os.close(fd)
-    return int(abi)
-
-
 def _child(path: str, memory: int) -> None:
     answers = os.fdopen(os.dup(1), "wb", buffering=0)  # the private answer channel
     os.dup2(2, 1)  # the suspect's prints go to the drained stderr pipe
@@ -178,18 +151,34 @@ class SandboxedTorchScript:
         memory_bytes: the child's address-space limit (0: none).
     """
 
-    def __init__(self, path, call_seconds: float = CALL_SECONDS, total_seconds: float = TOTAL_SECONDS,
-                 memory_bytes: int = MEMORY_BYTES):
+    def __init__(
+        self,
+        path,
+        call_seconds: float = CALL_SECONDS,
+        total_seconds: float = TOTAL_SECONDS,
+        memory_bytes: int = MEMORY_BYTES,
+    ):
         self.path = os.fspath(path)
         self.call_seconds, self.total_seconds = call_seconds, total_seconds
         self.started = time.monotonic()
         self.tmp = tempfile.mkdtemp(prefix="fpenc-sandbox-")
         self.output = bytearray()  # what the suspect printed (last 64 KiB)
-        env = {"PATH": os.defpath, "HOME": self.tmp, "TMPDIR": self.tmp, "PYTHONNOUSERSITE": "1",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "fpenc.sandbox", os.path.abspath(self.path),
-                                      str(int(memory_bytes))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=self.tmp, env=env, start_new_session=True)
+        env = {
+            "PATH": os.defpath,
+            "HOME": self.tmp,
+            "TMPDIR": self.tmp,
+            "PYTHONNOUSERSITE": "1",
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fpenc.sandbox", os.path.abspath(self.path), str(int(memory_bytes))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.tmp,
+            env=env,
+            start_new_session=True,
+        )
         threading.Thread(target=self._drain, daemon=True).start()
         status = self._read_exact(1, "loading the model")
         if status == b"E":
@@ -216,13 +205,14 @@ class SandboxedTorchScript:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 limit = min(self.call_seconds, self.total_seconds)
-                self._fail(f"the suspect did not answer within its time limit ({limit:g} s per call, "
-                           f"{self.total_seconds:g} s in all) while {what}")
+                self._fail(
+                    f"the suspect did not answer within its time limit ({limit:g} s per call, "
+                    f"{self.total_seconds:g} s in all) while {what}"
+                )
             chunk = os.read(fd, n - len(out))
             if not chunk:
                 self.proc.wait(timeout=5)
-                self._fail(f"the sandboxed suspect exited (code {self.proc.returncode}) while {what}"
-                           + self._printed())
+                self._fail(f"the sandboxed suspect exited (code {self.proc.returncode}) while {what}" + self._printed())
             out += chunk
         return bytes(out)
 
@@ -263,8 +253,9 @@ class SandboxedTorchScript:
         except ValueError as err:
             self._fail(f"the suspect answered {err} for {rows} images; expected float32 [images, classes]")
         if y.ndim != 2 or len(y) != rows:
-            self._fail(f"the suspect answered an array of shape {tuple(y.shape)} for {rows} images; "
-                       "expected [images, classes]")
+            self._fail(
+                f"the suspect answered an array of shape {tuple(y.shape)} for {rows} images; expected [images, classes]"
+            )
         return y
 
     def close(self) -> None:

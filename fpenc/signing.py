@@ -76,10 +76,14 @@ def generate_keypair(stem) -> tuple[Path, Path]:
     private.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private, public
 
 
@@ -92,8 +96,11 @@ def load_key(path, private: bool):
         raise SignatureError(f"key file {path} does not exist; make a key pair with `fpenc keygen`")
     try:
         raw = path.read_bytes()
-        key = (serialization.load_pem_private_key(raw, password=None) if private
-               else serialization.load_pem_public_key(raw))
+        key = (
+            serialization.load_pem_private_key(raw, password=None)
+            if private
+            else serialization.load_pem_public_key(raw)
+        )
     except (ValueError, TypeError) as err:
         raise SignatureError(f"{path} is not a PEM {'private' if private else 'public'} key ({err})") from err
     want = Ed25519PrivateKey if private else Ed25519PublicKey
@@ -119,10 +126,16 @@ def sign_bundle(bundle, private_key_path, out=None) -> Path:
 
     key = load_key(private_key_path, private=True)
     c = bundle.commitment
-    record = {"format": SIG_FORMAT, "commitment": c, "algorithm": "ed25519",
-              "signature": base64.b64encode(key.sign(bytes.fromhex(c))).decode(),
-              "public_key": base64.b64encode(_raw_public(key.public_key())).decode(),
-              "key_id": key_id(key.public_key()), "bundle_sha256": bundle.sha256, "header": bundle.metadata}
+    record = {
+        "format": SIG_FORMAT,
+        "commitment": c,
+        "algorithm": "ed25519",
+        "signature": base64.b64encode(key.sign(bytes.fromhex(c))).decode(),
+        "public_key": base64.b64encode(_raw_public(key.public_key())).decode(),
+        "key_id": key_id(key.public_key()),
+        "bundle_sha256": bundle.sha256,
+        "header": bundle.metadata,
+    }
     out = Path(out) if out else signature_path(bundle.path)
     write_json(out, record)
     return out
@@ -149,13 +162,17 @@ def verify_signature(bundle, public_key_path, signature_file=None) -> dict:
     try:
         key.verify(sig, bytes.fromhex(signed_commitment))
     except (InvalidSignature, ValueError):
-        raise SignatureError(f"the signature in {path} was not made with the key {public_key_path} (key id "
-                             f"{key_id(key)}; the file names {record.get('key_id', '?')}): the claim is not this "
-                             "key holder's") from None
+        raise SignatureError(
+            f"the signature in {path} was not made with the key {public_key_path} (key id "
+            f"{key_id(key)}; the file names {record.get('key_id', '?')}): the claim is not this "
+            "key holder's"
+        ) from None
     if commitment(signed_header) != signed_commitment:
         raise SignatureError(f"signature file {path} is damaged: its header copy does not match its signed commitment")
     if bundle.commitment != signed_commitment:
         changed = changed_fields(signed_header, bundle.metadata)
-        raise SignatureError(f"bundle {bundle.path} was changed after it was signed: {', '.join(changed[:8]) or 'header'}"
-                             f"{' ...' if len(changed) > 8 else ''} differ from the signed bundle")
+        raise SignatureError(
+            f"bundle {bundle.path} was changed after it was signed: {', '.join(changed[:8]) or 'header'}"
+            f"{' ...' if len(changed) > 8 else ''} differ from the signed bundle"
+        )
     return {"key_id": key_id(key), "commitment": signed_commitment}

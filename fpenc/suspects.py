@@ -12,11 +12,10 @@ of a module (a pickle) is refused with a message saying how to export the model 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from typing import Callable
-
 import torch
 
 from fpenc.api import ApiSpec, apply_api, parse_api
@@ -40,8 +39,14 @@ class Suspect:
         name: shown in messages.
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], api: str | ApiSpec = "probs",
-                 outputs: str = "auto", num_classes: int | None = None, name: str = "suspect"):
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        api: str | ApiSpec = "probs",
+        outputs: str = "auto",
+        num_classes: int | None = None,
+        name: str = "suspect",
+    ):
         if outputs not in ("auto", "logits", "probs"):
             raise ValueError("outputs must be auto, logits or probs")
         self.fn, self.api, self.outputs, self.num_classes, self.name = fn, parse_api(api), outputs, num_classes, name
@@ -55,16 +60,24 @@ class Suspect:
         out = torch.as_tensor(out).float().cpu()
         self.queries += len(x)
         if out.dim() != 2 or out.shape[0] != len(x):
-            raise FpencError(f"{self.name} returned shape {tuple(out.shape)} for {len(x)} images; expected [B, classes]")
+            raise FpencError(
+                f"{self.name} returned shape {tuple(out.shape)} for {len(x)} images; expected [B, classes]"
+            )
         if self.num_classes is not None and out.shape[1] != self.num_classes:
-            raise FpencError(f"{self.name} returned {out.shape[1]} classes, but the victim has {self.num_classes}; "
-                             "is it a model of the same task?")
+            raise FpencError(
+                f"{self.name} returned {out.shape[1]} classes, but the victim has {self.num_classes}; "
+                "is it a model of the same task?"
+            )
         bad = (~torch.isfinite(out)).any(1)
         if bad.any():
-            raise FpencError(f"{self.name} returned NaN or inf for {int(bad.sum())} of {len(x)} inputs; "
-                             "its answers cannot be fingerprinted")
+            raise FpencError(
+                f"{self.name} returned NaN or inf for {int(bad.sum())} of {len(x)} inputs; "
+                "its answers cannot be fingerprinted"
+            )
         is_probs = self.outputs == "probs" or (
-            self.outputs == "auto" and bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3)
+            self.outputs == "auto"
+            and bool((out >= 0).all())
+            and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3)
         )
         probs = out if is_probs else torch.softmax(out, 1)
         return apply_api(probs, self.api)
@@ -122,8 +135,10 @@ def _zip_names(path: Path) -> list[str] | None:
         return None
     total, cap = sum(i.file_size for i in infos), _limit("FPENC_MAX_UNZIPPED_BYTES", MAX_UNZIPPED_BYTES)
     if total > cap:
-        raise FpencError(f"{path} would decompress to {total / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
-                         "(FPENC_MAX_UNZIPPED_BYTES): refused as a possible zip bomb")
+        raise FpencError(
+            f"{path} would decompress to {total / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
+            "(FPENC_MAX_UNZIPPED_BYTES): refused as a possible zip bomb"
+        )
     return [i.filename for i in infos]
 
 
@@ -139,8 +154,10 @@ def load_model_file(path: str | Path, trusted: bool = False) -> Callable[[torch.
         raise FpencError(f"suspect file {path} does not exist")
     size, cap = path.stat().st_size, _limit("FPENC_MAX_SUSPECT_BYTES", MAX_FILE_BYTES)
     if size > cap:
-        raise FpencError(f"suspect file {path} is {size / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
-                         "(FPENC_MAX_SUSPECT_BYTES); is it really a model file?")
+        raise FpencError(
+            f"suspect file {path} is {size / 2**30:.1f} GiB, over the {cap / 2**30:.1f} GiB limit "
+            "(FPENC_MAX_SUSPECT_BYTES); is it really a model file?"
+        )
     with open(path, "rb") as fh:
         head = fh.read(4)
     names = _zip_names(path) if head[:2] == b"PK" else None
@@ -170,9 +187,12 @@ def _sandboxed_fn(path: Path):
     """A TorchScript file, run by :mod:`fpenc.sandbox` (no file writes, no TCP, time and memory limits)."""
     from fpenc.sandbox import CALL_SECONDS, MEMORY_BYTES, TOTAL_SECONDS, SandboxedTorchScript
 
-    model = SandboxedTorchScript(path, call_seconds=_limit("FPENC_SANDBOX_CALL_SECONDS", int(CALL_SECONDS)),
-                                 total_seconds=_limit("FPENC_SANDBOX_TOTAL_SECONDS", int(TOTAL_SECONDS)),
-                                 memory_bytes=_limit("FPENC_SANDBOX_MEMORY_BYTES", MEMORY_BYTES))
+    model = SandboxedTorchScript(
+        path,
+        call_seconds=_limit("FPENC_SANDBOX_CALL_SECONDS", int(CALL_SECONDS)),
+        total_seconds=_limit("FPENC_SANDBOX_TOTAL_SECONDS", int(TOTAL_SECONDS)),
+        memory_bytes=_limit("FPENC_SANDBOX_MEMORY_BYTES", MEMORY_BYTES),
+    )
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(model(x))
@@ -197,8 +217,9 @@ def _onnx_fn(path: Path):
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = x.detach().cpu().numpy().astype("float32")
         step = fixed or len(x)
-        return torch.from_numpy(np.concatenate([sess.run(None, {name: x[i : i + step]})[0]
-                                                for i in range(0, len(x), step)]))
+        return torch.from_numpy(
+            np.concatenate([sess.run(None, {name: x[i : i + step]})[0] for i in range(0, len(x), step)])
+        )
 
     return fn
 
@@ -220,8 +241,15 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if path.suffix.lower() == ".onnx":
-            torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+            torch.onnx.export(
+                net,
+                (x,),
+                str(path),
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                dynamo=False,
+            )
         else:
             torch.jit.save(torch.jit.trace(net, x), str(path))
     return path

@@ -57,7 +57,9 @@ identical reference models would otherwise make any suspect a hair above them "s
 def pair_similarities(h_suspect: torch.Tensor, h_victim: torch.Tensor) -> torch.Tensor:
     """Cosine similarities ``[P]`` of paired encoder representations ``[P, D]`` and ``[P, D]``."""
     if h_suspect.shape != h_victim.shape or h_suspect.ndim != 2:
-        raise ValueError(f"need two [P, D] tensors of one shape, got {tuple(h_suspect.shape)} and {tuple(h_victim.shape)}")
+        raise ValueError(
+            f"need two [P, D] tensors of one shape, got {tuple(h_suspect.shape)} and {tuple(h_victim.shape)}"
+        )
     return torch.nn.functional.cosine_similarity(h_suspect.float(), h_victim.float(), dim=1)
 
 
@@ -68,8 +70,10 @@ def pair_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor
     :func:`fpenc.fingerprint.fingerprints.fingerprints`). Returns ``[P]`` float64 in [0, 1].
     """
     if fingerprints.shape != victim_fingerprints.shape or fingerprints.ndim != 2:
-        raise ValueError(f"need two [P, 2NK] tensors of one shape, got {tuple(fingerprints.shape)} and "
-                         f"{tuple(victim_fingerprints.shape)}")
+        raise ValueError(
+            f"need two [P, 2NK] tensors of one shape, got {tuple(fingerprints.shape)} and "
+            f"{tuple(victim_fingerprints.shape)}"
+        )
     p = fingerprints.shape[0]
     a = fingerprints.reshape(p, -1, num_classes).argmax(-1)
     b = victim_fingerprints.reshape(p, -1, num_classes).argmax(-1)
@@ -125,25 +129,39 @@ class Gates:
     ood_threshold: float | None = None  # None: no out-of-distribution gate
 
     @classmethod
-    def from_victim(cls, victim_accuracy: float, victim_entropy: float, num_classes: int,
-                    accuracy_share: float = 0.5, entropy_share: float = 0.5, ood_threshold: float | None = None):
+    def from_victim(
+        cls,
+        victim_accuracy: float,
+        victim_entropy: float,
+        num_classes: int,
+        accuracy_share: float = 0.5,
+        entropy_share: float = 0.5,
+        ood_threshold: float | None = None,
+    ):
         """``min_accuracy = chance + accuracy_share * (victim - chance)``, ``min_label_entropy =
         entropy_share * victim's``."""
         chance = 1.0 / num_classes
-        return cls(min_accuracy=round(chance + accuracy_share * max(victim_accuracy - chance, 0.0), 6),
-                   min_label_entropy=round(entropy_share * victim_entropy, 6), ood_threshold=ood_threshold)
+        return cls(
+            min_accuracy=round(chance + accuracy_share * max(victim_accuracy - chance, 0.0), 6),
+            min_label_entropy=round(entropy_share * victim_entropy, 6),
+            ood_threshold=ood_threshold,
+        )
 
 
 def sanity_reasons(accuracy: float, entropy: float, top_class: int, top_share: float, gates: Gates) -> list[str]:
     """Why a suspect is not a working model of the task (empty: it is)."""
     reasons = []
     if accuracy < gates.min_accuracy:
-        reasons.append(f"accuracy {accuracy:.3f} on the bundle's labelled images is below {gates.min_accuracy:.3f}: "
-                       "not a working model of this task (constant, random or untrained, or fed inputs with another "
-                       "preprocessing? suspects take [0, 1] pixels and normalise inside)")
+        reasons.append(
+            f"accuracy {accuracy:.3f} on the bundle's labelled images is below {gates.min_accuracy:.3f}: "
+            "not a working model of this task (constant, random or untrained, or fed inputs with another "
+            "preprocessing? suspects take [0, 1] pixels and normalise inside)"
+        )
     if entropy < gates.min_label_entropy:
-        reasons.append(f"its answers are not diverse: class {top_class} for {100 * top_share:.0f}% of the labelled "
-                       f"images (normalised label entropy {entropy:.3f} < {gates.min_label_entropy:.3f})")
+        reasons.append(
+            f"its answers are not diverse: class {top_class} for {100 * top_share:.0f}% of the labelled "
+            f"images (normalised label entropy {entropy:.3f} < {gates.min_label_entropy:.3f})"
+        )
     return reasons
 
 
@@ -176,8 +194,17 @@ def _range(values) -> str:
     return f"{v.min():.3f}-{v.max():.3f}"
 
 
-def decide(*, agreement: float, similarity: float, reference_agreement, reference_similarity, alpha: float,
-           sanity: list[str] = (), ood: str | None = None, statistic: str = "agreement") -> Decision:
+def decide(
+    *,
+    agreement: float,
+    similarity: float,
+    reference_agreement,
+    reference_similarity,
+    alpha: float,
+    sanity: list[str] = (),
+    ood: str | None = None,
+    statistic: str = "agreement",
+) -> Decision:
     """The verdict from the suspect's statistics and the reference models' (``[G]`` each, on the
     same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable).
 
@@ -192,20 +219,36 @@ def decide(*, agreement: float, similarity: float, reference_agreement, referenc
     p_a, p_s = prediction_pvalue(agreement, ref_a), prediction_pvalue(similarity, ref_s)
     both = check_statistic(statistic) == "agreement+similarity"
     p = max(p_a, p_s) if both else p_a
-    evidence = {"statistic": statistic, "p_agreement": p_a, "p_similarity": p_s,
-                "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
-                "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())]}
+    evidence = {
+        "statistic": statistic,
+        "p_agreement": p_a,
+        "p_similarity": p_s,
+        "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
+        "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())],
+    }
     reasons = list(sanity) + ([ood] if ood else [])
     if reasons:
         return Decision(NOT_ASSESSABLE, p, reasons, evidence)
-    a_txt = (f"agreement with the victim on the key {agreement:.3f} (independent reference models "
-             f"{_range(ref_a)}, p {p_a:.2g})")
+    a_txt = (
+        f"agreement with the victim on the key {agreement:.3f} (independent reference models "
+        f"{_range(ref_a)}, p {p_a:.2g})"
+    )
     s_txt = f"encoder similarity {similarity:.3f} (reference {_range(ref_s)}, p {p_s:.2g})"
     if p < alpha:
         what = f"{a_txt} and {s_txt} are both" if both else f"{a_txt} is"
-        return Decision(DERIVED, p, [f"{what} above what an independent model plausibly reaches "
-                                     f"(p = {p:.2g} < alpha {alpha:g}; {s_txt if not both else 'both tested'})"],
-                        evidence)
+        return Decision(
+            DERIVED,
+            p,
+            [
+                f"{what} above what an independent model plausibly reaches "
+                f"(p = {p:.2g} < alpha {alpha:g}; {s_txt if not both else 'both tested'})"
+            ],
+            evidence,
+        )
     weak = [t for t, q in ((a_txt, p_a), (s_txt, p_s)) if q >= alpha and (both or t is a_txt)]
-    return Decision(NOT_SHOWN, p, [f"{' and '.join(weak)}: not beyond what independent models reach "
-                                   f"(p = {p:.2g} >= alpha {alpha:g})"], evidence)
+    return Decision(
+        NOT_SHOWN,
+        p,
+        [f"{' and '.join(weak)}: not beyond what independent models reach (p = {p:.2g} >= alpha {alpha:g})"],
+        evidence,
+    )

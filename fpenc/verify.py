@@ -26,7 +26,15 @@ import torch
 from fpenc.api import apply_api, parse_api, reveals
 from fpenc.errors import ConfigError, FpencError
 from fpenc.fingerprint.fingerprints import pair_fingerprints, query_images
-from fpenc.verdict import decide, pair_similarities, label_entropy, ood_distance, pair_agreement, pvalue_floor, sanity_reasons
+from fpenc.verdict import (
+    decide,
+    label_entropy,
+    ood_distance,
+    pair_agreement,
+    pair_similarities,
+    pvalue_floor,
+    sanity_reasons,
+)
 
 __all__ = ["choose_pairs", "pair_fingerprints", "verify_suspect", "bundle_pvalue_floor", "check_alpha"]
 
@@ -38,8 +46,10 @@ def choose_pairs(num_uaps: int, num_views: int, num_fingerprints: int | None = N
     if num_fingerprints is None or num_fingerprints == total:
         flat = np.arange(total)
     elif not 2 <= num_fingerprints <= total:
-        raise ValueError(f"num_fingerprints must be in [2, {total}] (U={num_uaps} UAPs x V={num_views} views), "
-                         f"got {num_fingerprints}")
+        raise ValueError(
+            f"num_fingerprints must be in [2, {total}] (U={num_uaps} UAPs x V={num_views} views), "
+            f"got {num_fingerprints}"
+        )
     else:
         flat = np.sort(np.random.default_rng(seed).choice(total, num_fingerprints, replace=False))
     return torch.as_tensor(np.stack([flat // num_views, flat % num_views], 1), dtype=torch.int64)
@@ -63,9 +73,11 @@ def check_alpha(alpha: float, floor: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if alpha <= floor:
-        raise ConfigError(f"alpha {alpha:g} is at or below this bundle's p-value floor {floor:.3g} (the p-value of "
-                          f"the victim itself against its reference models): no suspect could be shown derived; use "
-                          f"alpha > {floor:.3g}, or export a bundle with more reference models")
+        raise ConfigError(
+            f"alpha {alpha:g} is at or below this bundle's p-value floor {floor:.3g} (the p-value of "
+            f"the victim itself against its reference models): no suspect could be shown derived; use "
+            f"alpha > {floor:.3g}, or export a bundle with more reference models"
+        )
 
 
 def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:
@@ -74,14 +86,18 @@ def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:
     out = query_images(suspect, x, batch_size, bundle.input_shape, str(bundle.meta.get("dataset", "unknown")))
     pred = out.argmax(1).numpy()
     counts = np.bincount(pred, minlength=bundle.num_classes)
-    return {"accuracy": float((pred == bundle.sanity_labels.numpy()).mean()),
-            "label_entropy": label_entropy(pred, bundle.num_classes),
-            "top_class": int(counts.argmax()), "top_class_share": float(counts.max() / len(pred)),
-            "labelled_images": int(len(pred))}
+    return {
+        "accuracy": float((pred == bundle.sanity_labels.numpy()).mean()),
+        "label_entropy": label_entropy(pred, bundle.num_classes),
+        "top_class": int(counts.argmax()),
+        "top_class_share": float(counts.max() / len(pred)),
+        "labelled_images": int(len(pred)),
+    }
 
 
-def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: float = 0.05, seed: int = 0,
-                   batch_size: int = 2000) -> dict:
+def verify_suspect(
+    bundle, suspect, num_fingerprints: int | None = None, alpha: float = 0.05, seed: int = 0, batch_size: int = 2000
+) -> dict:
     """Judge ``suspect`` (a :class:`fpenc.suspects.Suspect`) against ``bundle`` (a :class:`fpenc.bundle.Bundle`).
 
     The suspect's ``num_classes`` is set to the bundle's if unset; another value is an error.
@@ -116,14 +132,17 @@ def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: 
         raise FpencError(f"the suspect was set up for {suspect.num_classes} classes but the bundle's victim has {k}")
     wanted = parse_api(meta.get("api", "probs"))
     if not reveals(suspect.api, wanted):
-        raise FpencError(f"this bundle's encoder was trained on '{wanted}' fingerprints, but the suspect answers "
-                         f"only '{suspect.api}': verify it with a bundle exported from a run with "
-                         f"data.api: {suspect.api}, or query the suspect with --api {wanted}")
+        raise FpencError(
+            f"this bundle's encoder was trained on '{wanted}' fingerprints, but the suspect answers "
+            f"only '{suspect.api}': verify it with a bundle exported from a run with "
+            f"data.api: {suspect.api}, or query the suspect with --api {wanted}"
+        )
     gates = bundle.gates()
     before = suspect.queries
     sanity = sanity_check(bundle, suspect, batch_size)
-    fps = pair_fingerprints(suspect, bundle.uaps, bundle.view_images, pairs, batch_size,
-                            dataset=str(meta.get("dataset", "unknown")))
+    fps = pair_fingerprints(
+        suspect, bundle.uaps, bundle.view_images, pairs, batch_size, dataset=str(meta.get("dataset", "unknown"))
+    )
     fps = apply_api(fps.reshape(-1, k), wanted).reshape(fps.shape)  # the encoder's view of the answers
     victim_fps = bundle.victim_fingerprints[pairs[:, 0], pairs[:, 1]].float()
     agreements = pair_agreement(fps, victim_fps, k)
@@ -135,15 +154,24 @@ def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: 
     dist, nearest = ood_distance(h_suspect, bundle.zoo_embeddings[:, torch.as_tensor(flat)].float())
     ood = None
     if gates.ood_threshold is not None and dist > gates.ood_threshold:
-        ood = (f"its fingerprints are far from every model the encoder was trained on (distance {dist:.3f} > "
-               f"{gates.ood_threshold:.3f}, the calibrated limit): this bundle's encoder cannot judge it")
+        ood = (
+            f"its fingerprints are far from every model the encoder was trained on (distance {dist:.3f} > "
+            f"{gates.ood_threshold:.3f}, the calibrated limit): this bundle's encoder cannot judge it"
+        )
     ref_a = bundle.reference_agreement.double().numpy()[:, flat].mean(1)
     ref_s = bundle.reference_similarities.double().numpy()[:, flat].mean(1)
-    decision = decide(agreement=float(agreements.mean()), similarity=float(sims.double().mean()),
-                      reference_agreement=ref_a, reference_similarity=ref_s, alpha=alpha,
-                      sanity=sanity_reasons(sanity["accuracy"], sanity["label_entropy"], sanity["top_class"],
-                                            sanity["top_class_share"], gates), ood=ood,
-                      statistic=bundle_statistic(bundle))
+    decision = decide(
+        agreement=float(agreements.mean()),
+        similarity=float(sims.double().mean()),
+        reference_agreement=ref_a,
+        reference_similarity=ref_s,
+        alpha=alpha,
+        sanity=sanity_reasons(
+            sanity["accuracy"], sanity["label_entropy"], sanity["top_class"], sanity["top_class_share"], gates
+        ),
+        ood=ood,
+        statistic=bundle_statistic(bundle),
+    )
     zoo_ids = meta.get("zoo_embedding_models") or []
     return {
         **decision.as_dict(),
@@ -151,8 +179,11 @@ def verify_suspect(bundle, suspect, num_fingerprints: int | None = None, alpha: 
         "similarity": float(sims.double().mean()),
         "agreement": float(agreements.mean()),
         "sanity": sanity,
-        "gates": {"min_accuracy": gates.min_accuracy, "min_label_entropy": gates.min_label_entropy,
-                  "ood_threshold": gates.ood_threshold},
+        "gates": {
+            "min_accuracy": gates.min_accuracy,
+            "min_label_entropy": gates.min_label_entropy,
+            "ood_threshold": gates.ood_threshold,
+        },
         "ood_distance": dist,
         "nearest_zoo_model": zoo_ids[nearest] if nearest < len(zoo_ids) else nearest,
         "queries": int(suspect.queries - before),

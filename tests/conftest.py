@@ -59,14 +59,19 @@ def tiny_grid(role: str, archs: str, opts: str = "adam", seeds: str = "0", more:
     return TINY_GRID.format(role=role, archs=archs, opts=opts, seeds=seeds, more=f", {more}" if more else "")
 
 
-def tiny_config(tmp_path: Path, data_root: Path, name: str, grids: list[str], pipeline_extra: str = "",
-                extra: str = "") -> Path:
+def tiny_config(
+    tmp_path: Path, data_root: Path, name: str, grids: list[str], pipeline_extra: str = "", extra: str = ""
+) -> Path:
     """``<name>.yaml``: an arc-A victim (2 epochs) and ``grids`` on tiny data; ``pipeline_extra``
     lines go inside ``pipeline:``, ``extra`` (top-level sections) after it."""
     lines = [
-        "pipeline:", f"  name: {name}", f"  runs_dir: {tmp_path / 'runs'}",
+        "pipeline:",
+        f"  name: {name}",
+        f"  runs_dir: {tmp_path / 'runs'}",
         f"  data: {{dataset: fashion_mnist, root: {data_root}}}",
-        "  zoo:", "    victim: {architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}", "    grids:",
+        "  zoo:",
+        "    victim: {architecture: fmnist_a, optimizer: adam, batch_size: 64, epochs: 2}",
+        "    grids:",
         *(f"      - {g}" for g in grids),
         *(f"  {line}" for line in textwrap.dedent(pipeline_extra).strip().splitlines()),
     ]
@@ -77,6 +82,8 @@ def tiny_config(tmp_path: Path, data_root: Path, name: str, grids: list[str], pi
 
 def tiny_zoo_config(tmp_path: Path, data_root: Path, extra: str = "") -> Path:
     """A 5-model zoo (victim + 2 piracy + 2 homologous) on tiny data, 1 epoch each."""
-    grids = [tiny_grid("piracy", "fmnist_b, fmnist_c"),
-             tiny_grid("homologous", "fmnist_c", opts="sgd, adam", more="options: {channels: [8, 8]}")]
+    grids = [
+        tiny_grid("piracy", "fmnist_b, fmnist_c"),
+        tiny_grid("homologous", "fmnist_c", opts="sgd, adam", more="options: {channels: [8, 8]}"),
+    ]
     return tiny_config(tmp_path, data_root, "tiny", grids, extra=extra)

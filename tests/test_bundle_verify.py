@@ -19,9 +19,11 @@ from fpenc.fingerprint.fingerprints import fingerprints
 from fpenc.suspects import Suspect, from_module
 from fpenc.verify import choose_pairs, pair_fingerprints, verify_suspect
 
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.onnx.*"),
-              pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.onnx.*"),
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export"),
+]
 REPO = Path(__file__).resolve().parents[1]
 U, V, N, K, C, H, W = 3, 4, 6, 10, 1, 28, 28
 
@@ -36,8 +38,7 @@ def small_cnn(seed: int, in_channels: int = 1, classes: int = K) -> nn.Module:
     return net.eval()
 
 
-def write_toy_bundle(path, victim, references, enc, uaps, view_images, api="probs", sanity=None, gates=None,
-                     zoo=()):
+def write_toy_bundle(path, victim, references, enc, uaps, view_images, api="probs", sanity=None, gates=None, zoo=()):
     """A bundle whose reference evidence is computed from real ``references`` models (their
     fingerprints through ``enc``), labelled images labelled by the victim (S = 40)."""
     from fpenc.verdict import pair_agreement, pair_similarities
@@ -48,22 +49,43 @@ def write_toy_bundle(path, victim, references, enc, uaps, view_images, api="prob
         hv = enc.encode(flat_v)
         refs = [fingerprints(from_module(m, api=api), uaps, view_images).reshape(len(flat_v), -1) for m in references]
         ref_s = torch.stack([pair_similarities(enc.encode(f), hv) for f in refs])
-        zoo_h = torch.stack([hv] + [enc.encode(fingerprints(from_module(m, api=api), uaps, view_images)
-                                               .reshape(len(flat_v), -1)) for m in zoo])
+        zoo_h = torch.stack(
+            [hv]
+            + [
+                enc.encode(fingerprints(from_module(m, api=api), uaps, view_images).reshape(len(flat_v), -1))
+                for m in zoo
+            ]
+        )
     ref_a = torch.stack([pair_agreement(f, flat_v, K) for f in refs])
     if sanity is None:
         images = torch.randint(0, 256, (40, C, H, W), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
         with torch.no_grad():
             labels = victim(images.float() / 255).argmax(1)
         sanity = (images, labels)
-    meta = {"victim_id": "victim", "dataset": "fashion_mnist", "api": api, "eps": 0.25, "norm": "linf",
-            "reference_models": [f"ref{i}" for i in range(len(references))],
-            "gates": gates or {"min_accuracy": 0.55, "min_label_entropy": 0.0, "ood_threshold": None}}
-    return export_bundle(path, encoder=enc, uaps=uaps, view_images=view_images,
-                         datapoints=torch.arange(N, dtype=torch.int64) * 7,
-                         views=torch.arange(V * N, dtype=torch.int64).reshape(V, N), victim_fingerprints=vf,
-                         reference_similarities=ref_s, reference_agreement=ref_a, sanity_images=sanity[0],
-                         sanity_labels=sanity[1], zoo_embeddings=zoo_h, meta=meta), vf
+    meta = {
+        "victim_id": "victim",
+        "dataset": "fashion_mnist",
+        "api": api,
+        "eps": 0.25,
+        "norm": "linf",
+        "reference_models": [f"ref{i}" for i in range(len(references))],
+        "gates": gates or {"min_accuracy": 0.55, "min_label_entropy": 0.0, "ood_threshold": None},
+    }
+    return export_bundle(
+        path,
+        encoder=enc,
+        uaps=uaps,
+        view_images=view_images,
+        datapoints=torch.arange(N, dtype=torch.int64) * 7,
+        views=torch.arange(V * N, dtype=torch.int64).reshape(V, N),
+        victim_fingerprints=vf,
+        reference_similarities=ref_s,
+        reference_agreement=ref_a,
+        sanity_images=sanity[0],
+        sanity_labels=sanity[1],
+        zoo_embeddings=zoo_h,
+        meta=meta,
+    ), vf
 
 
 def toy_encoder(victim, independents, uaps, view_images, steps: int = 60) -> FingerprintEncoder:
@@ -94,8 +116,16 @@ def toy(tmp_path_factory):
     enc = toy_encoder(victim, [small_cnn(s) for s in (20, 21, 22)], uaps, view_images)
     path = tmp / "victim.safetensors"
     sha, vf = write_toy_bundle(path, victim, [small_cnn(s) for s in (10, 11, 12, 13)], enc, uaps, view_images)
-    return {"path": path, "sha": sha, "victim": victim, "enc": enc, "uaps": uaps, "view_images": view_images,
-            "vf": vf, "tmp": tmp}
+    return {
+        "path": path,
+        "sha": sha,
+        "victim": victim,
+        "enc": enc,
+        "uaps": uaps,
+        "view_images": view_images,
+        "vf": vf,
+        "tmp": tmp,
+    }
 
 
 def test_round_trip(toy):
@@ -107,7 +137,9 @@ def test_round_trip(toy):
     assert (b.num_uaps, b.num_views, b.num_datapoints, b.num_classes, b.input_shape) == (U, V, N, K, (C, H, W))
     m = b.metadata
     assert m["format"] == "fpenc-bundle/2" and m["encoder_config"] == toy["enc"].config()
-    assert m["meta"]["victim_id"] == "victim" and m["meta"]["num_classes"] == K and m["meta"]["input_shape"] == [C, H, W]
+    assert (
+        m["meta"]["victim_id"] == "victim" and m["meta"]["num_classes"] == K and m["meta"]["input_shape"] == [C, H, W]
+    )
     assert {"torch", "fpenc", "numpy", "safetensors", "python"} <= set(m["versions"]) and m["created"]
     enc = b.encoder()
     assert not enc.training
@@ -165,10 +197,19 @@ def test_truncated_missing_and_foreign_files(toy, tmp_path):
 
 def test_export_rejects_inconsistent_parts(toy, tmp_path):
     b = load_bundle(toy["path"])
-    kw = dict(encoder=b.encoder(), uaps=b.uaps, view_images=b.view_images, datapoints=b.datapoints, views=b.views,
-              victim_fingerprints=b.victim_fingerprints, reference_similarities=b.reference_similarities,
-              reference_agreement=b.reference_agreement, sanity_images=b.sanity_images,
-              sanity_labels=b.sanity_labels, zoo_embeddings=b.zoo_embeddings)
+    kw = dict(
+        encoder=b.encoder(),
+        uaps=b.uaps,
+        view_images=b.view_images,
+        datapoints=b.datapoints,
+        views=b.views,
+        victim_fingerprints=b.victim_fingerprints,
+        reference_similarities=b.reference_similarities,
+        reference_agreement=b.reference_agreement,
+        sanity_images=b.sanity_images,
+        sanity_labels=b.sanity_labels,
+        zoo_embeddings=b.zoo_embeddings,
+    )
     with pytest.raises(ValueError, match="view_images must be uint8"):
         export_bundle(tmp_path / "x.safetensors", **{**kw, "view_images": b.view_images.float()})
     with pytest.raises(ValueError, match="encoder takes"):
@@ -201,8 +242,19 @@ def test_verify_queries_and_similarity(toy):
     r = verify_suspect(b, same, num_fingerprints=8, seed=1)
     n_views = len({v for _, v in r["pairs"]})
     assert r["queries"] == same.queries == 40 + n_views * N + 8 * N  # labelled images first
-    assert {"similarity", "agreement", "p_value", "verdict", "reasons", "queries", "num_fingerprints", "alpha",
-            "sanity", "p_value_floor", "seconds"} <= set(r)
+    assert {
+        "similarity",
+        "agreement",
+        "p_value",
+        "verdict",
+        "reasons",
+        "queries",
+        "num_fingerprints",
+        "alpha",
+        "sanity",
+        "p_value_floor",
+        "seconds",
+    } <= set(r)
     assert r["similarity"] == pytest.approx(1.0, abs=1e-5) and r["agreement"] == 1.0 and r["verdict"] == "derived"
     assert r["sanity"]["accuracy"] == 1.0 and r["reasons"]
     other = verify_suspect(b, from_module(small_cnn(9)), num_fingerprints=8, seed=1)
@@ -260,10 +312,12 @@ def test_verify_rejects_bad_suspects(toy):
 
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
-    code = ("import sys, fpenc.cli\n"
-            f"rc = fpenc.cli.main({args!r})\n"
-            "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules, 'Lightning was imported'\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys, fpenc.cli\n"
+        f"rc = fpenc.cli.main({args!r})\n"
+        "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules, 'Lightning was imported'\n"
+        "sys.exit(rc)\n"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
@@ -276,8 +330,15 @@ def test_cli_verify_json(toy, kind):
     else:
         pytest.importorskip("onnxruntime")
         path = toy["tmp"] / "suspect.onnx"
-        torch.onnx.export(model, (torch.rand(2, C, H, W),), str(path), input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.rand(2, C, H, W),),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+            dynamo=False,
+        )
     proc = _run_cli(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--fingerprints", "6", "--json"])
     assert proc.returncode == 10, proc.stderr  # derived
     lines = proc.stdout.strip().splitlines()
@@ -295,8 +356,16 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
     torch.jit.save(torch.jit.script(small_cnn(0)), str(path))
     assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(path), "--fingerprints", "4"]) == 10
     out = capsys.readouterr().out
-    for word in ("sanity:", "agreement:", "similarity:", "p-value:", "floor", "verdict:     derived", "because:",
-                 "queries:"):
+    for word in (
+        "sanity:",
+        "agreement:",
+        "similarity:",
+        "p-value:",
+        "floor",
+        "verdict:     derived",
+        "because:",
+        "queries:",
+    ):
         assert word in out
     other = tmp_path / "other.pt"
     torch.jit.save(torch.jit.script(small_cnn(9)), str(other))
@@ -326,8 +395,15 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
 def label_bundle(toy):
     """The toy bundle re-exported for a label-only encoder."""
     path = toy["tmp"] / "label.safetensors"
-    write_toy_bundle(path, toy["victim"], [small_cnn(s) for s in (10, 11, 12)], toy["enc"], toy["uaps"],
-                     toy["view_images"], api="label")
+    write_toy_bundle(
+        path,
+        toy["victim"],
+        [small_cnn(s) for s in (10, 11, 12)],
+        toy["enc"],
+        toy["uaps"],
+        toy["view_images"],
+        api="label",
+    )
     return load_bundle(path)
 
 
@@ -351,10 +427,20 @@ def test_export_rejects_bad_reference_shapes(toy, tmp_path):
     b = load_bundle(toy["path"])
     for bad in (torch.rand(2, 3, 4), torch.rand(4, 1), torch.rand(1), torch.rand(1, U * V)):
         with pytest.raises(ValueError, match="reference_similarities"):
-            export_bundle(tmp_path / "x.safetensors", encoder=toy["enc"], uaps=b.uaps, view_images=b.view_images,
-                          datapoints=b.datapoints, views=b.views, victim_fingerprints=b.victim_fingerprints,
-                          reference_similarities=bad, reference_agreement=bad, sanity_images=b.sanity_images,
-                          sanity_labels=b.sanity_labels, zoo_embeddings=b.zoo_embeddings)
+            export_bundle(
+                tmp_path / "x.safetensors",
+                encoder=toy["enc"],
+                uaps=b.uaps,
+                view_images=b.view_images,
+                datapoints=b.datapoints,
+                views=b.views,
+                victim_fingerprints=b.victim_fingerprints,
+                reference_similarities=bad,
+                reference_agreement=bad,
+                sanity_images=b.sanity_images,
+                sanity_labels=b.sanity_labels,
+                zoo_embeddings=b.zoo_embeddings,
+            )
 
 
 def test_old_bundle_format_is_refused_with_the_remedy(toy, tmp_path):
@@ -363,7 +449,9 @@ def test_old_bundle_format_is_refused_with_the_remedy(toy, tmp_path):
 
     with safe_open(str(toy["path"]), framework="pt") as fh:
         meta = fh.metadata()
-    save_file(load_file(str(toy["path"])), str(tmp_path / "old.safetensors"), metadata={**meta, "format": "fpenc-bundle/1"})
+    save_file(
+        load_file(str(toy["path"])), str(tmp_path / "old.safetensors"), metadata={**meta, "format": "fpenc-bundle/1"}
+    )
     with pytest.raises(BundleError, match="older format .* re-export it with `fpenc test`"):
         load_bundle(tmp_path / "old.safetensors")
 
@@ -383,7 +471,8 @@ def _forge(src: Path, dst: Path, change) -> None:
         if name != "encoder":
             rec["sha256"] = tensor_sha256(tensors[name])
     header["parts"]["encoder"]["sha256"] = state_dict_sha256(
-        {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)})
+        {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    )
     save_file(tensors, str(dst), metadata={**raw, "fpenc": json.dumps(header, sort_keys=True)})
 
 
@@ -402,11 +491,19 @@ def test_signed_bundle_verifies_with_its_key_and_forgeries_are_named(toy, tmp_pa
     suspect = tmp_path / "s.pt"
     torch.jit.save(torch.jit.script(small_cnn(0)), str(suspect))
     capsys.readouterr()
-    assert main(["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key",
-                 str(tmp_path / "owner.pub")]) == 10
+    assert (
+        main(
+            ["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key", str(tmp_path / "owner.pub")]
+        )
+        == 10
+    )
     assert "signed by key" in capsys.readouterr().out
-    assert main(["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key",
-                 str(tmp_path / "other.pub")]) == 2
+    assert (
+        main(
+            ["verify", "--bundle", str(signed), "--suspect", str(suspect), "--public-key", str(tmp_path / "other.pub")]
+        )
+        == 2
+    )
     assert "not made with the key" in capsys.readouterr().err
     cases = {
         "meta.alpha": lambda t, h: h["meta"].update(alpha=0.09),  # one header value
@@ -417,8 +514,22 @@ def test_signed_bundle_verifies_with_its_key_and_forgeries_are_named(toy, tmp_pa
         forged = tmp_path / "forged.safetensors"
         _forge(signed, forged, change)
         load_bundle(forged)  # its own hashes are consistent: only the signature can tell
-        assert main(["verify", "--bundle", str(forged), "--suspect", str(suspect), "--public-key",
-                     str(tmp_path / "owner.pub"), "--signature", str(sig)]) == 2
+        assert (
+            main(
+                [
+                    "verify",
+                    "--bundle",
+                    str(forged),
+                    "--suspect",
+                    str(suspect),
+                    "--public-key",
+                    str(tmp_path / "owner.pub"),
+                    "--signature",
+                    str(sig),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "changed after it was signed" in err and field in err, (field, err)
 
@@ -437,10 +548,17 @@ def test_readme_python_example_runs(toy, tmp_path, capsys):
     """The README's Python example, run as written (its two file names pointed at the toy's)."""
     pytest.importorskip("onnxruntime")
     text = (REPO / "README.md").read_text()
-    code = text[text.index("From Python"):].split("```python\n", 1)[1].split("```", 1)[0]
+    code = text[text.index("From Python") :].split("```python\n", 1)[1].split("```", 1)[0]
     suspect = tmp_path / "suspect.onnx"
-    torch.onnx.export(toy["victim"], (torch.rand(2, C, H, W),), str(suspect), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        toy["victim"],
+        (torch.rand(2, C, H, W),),
+        str(suspect),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+        dynamo=False,
+    )
     assert '"checkpoints/fmnist_demo.fpenc.safetensors"' in code and '"suspect.onnx"' in code
     code = code.replace('"checkpoints/fmnist_demo.fpenc.safetensors"', repr(str(toy["path"])))
     exec(compile(code.replace('"suspect.onnx"', repr(str(suspect))), "README.md", "exec"), {})

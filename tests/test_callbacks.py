@@ -26,19 +26,49 @@ def test_encoder_module_has_no_report_bundle_or_wandb_code():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
             imported.update(f"{node.module}.{a.name}" for a in node.names)
-    banned_modules = ("wandb", "fpenc.bundle", "fpenc.encoder.export", "fpenc.rundir", "pytorch_lightning.loggers",
-                      "fpenc.callbacks.report", "fpenc.callbacks.bundle_export", "fpenc.callbacks.wandb_dashboard")
+    banned_modules = (
+        "wandb",
+        "fpenc.bundle",
+        "fpenc.encoder.export",
+        "fpenc.rundir",
+        "pytorch_lightning.loggers",
+        "fpenc.callbacks.report",
+        "fpenc.callbacks.bundle_export",
+        "fpenc.callbacks.wandb_dashboard",
+    )
     assert not [n for n in imported if any(n == b or n.startswith(b + ".") for b in banned_modules)], imported
     assert not [n for n in imported if n.startswith("fpenc.report.") and n != "fpenc.report.roc_metrics"], imported
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    banned_names = {"wandb", "WandbLogger", "export_from_run", "export_bundle", "load_bundle", "evaluate_models",
-                    "build_report", "write_report", "format_markdown", "plot_cdf", "test_report", "RunDir", "run_dir",
-                    "cfg", "configure_callbacks", "log_artifact"}
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+    banned_names = {
+        "wandb",
+        "WandbLogger",
+        "export_from_run",
+        "export_bundle",
+        "load_bundle",
+        "evaluate_models",
+        "build_report",
+        "write_report",
+        "format_markdown",
+        "plot_cdf",
+        "test_report",
+        "RunDir",
+        "run_dir",
+        "cfg",
+        "configure_callbacks",
+        "log_artifact",
+    }
     assert not names & banned_names, names & banned_names
     # the datamodule is reached only through its public interface
-    assert not [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
-                and n.value.attr == "datamodule" and n.attr.startswith("_")]
+    assert not [
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Attribute)
+        and n.value.attr == "datamodule"
+        and n.attr.startswith("_")
+    ]
     assert len(MODULE.read_text().splitlines()) < 300
 
 
@@ -97,8 +127,8 @@ def wandb_records(path):
         if space < 7:
             pos += space
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind in (1, 2):  # full, first
             buf = chunk
         elif kind == 3:  # middle
@@ -111,8 +141,9 @@ def wandb_records(path):
 
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory):
-    from conftest import make_fmnist_files
     from test_encoder_cli import encoder_config
+
+    from conftest import make_fmnist_files
 
     tmp_path = tmp_path_factory.mktemp("wb")
     config = encoder_config(tmp_path, make_fmnist_files(tmp_path / "fmnist"))
@@ -139,10 +170,24 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
 
     probe = Probe()
     save = tmp_path / "wb"
-    assert run(["test", "--config", str(config), "--ckpt_path", "best",
-                "--trainer.logger", "pytorch_lightning.loggers.WandbLogger", f"--trainer.logger.init_args.save_dir={save}",
-                "--trainer.logger.init_args.offline=true", "--trainer.logger.init_args.project=fpenc-test"],
-               callbacks=[probe]) == 0
+    assert (
+        run(
+            [
+                "test",
+                "--config",
+                str(config),
+                "--ckpt_path",
+                "best",
+                "--trainer.logger",
+                "pytorch_lightning.loggers.WandbLogger",
+                f"--trainer.logger.init_args.save_dir={save}",
+                "--trainer.logger.init_args.offline=true",
+                "--trainer.logger.init_args.project=fpenc-test",
+            ],
+            callbacks=[probe],
+        )
+        == 0
+    )
     import wandb
 
     wandb.finish()
@@ -155,11 +200,20 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
     tables = {p.name.split("_1_")[0]: json.loads(p.read_text()) for p in media.rglob("*.table.json")}
     assert {"zoo", "uap_transfer", "results"} <= set(tables), tables.keys()
     zoo = tables["zoo"]
-    assert zoo["columns"][:8] == ["id", "role", "architecture", "optimizer", "seed", "split", "encoder_split",
-                                 "test_accuracy"] and "agreement" in zoo["columns"]
+    assert (
+        zoo["columns"][:8]
+        == ["id", "role", "architecture", "optimizer", "seed", "split", "encoder_split", "test_accuracy"]
+        and "agreement" in zoo["columns"]
+    )
     manifest = json.loads((run_tmp / "runs/tinyenc/manifest.json").read_text())
     assert [r[0] for r in zoo["data"]] == [m["id"] for m in manifest["models"]]
-    assert {r[zoo["columns"].index("encoder_split")] for r in zoo["data"]} == {"victim", "train", "val", "reference", "test"}
+    assert {r[zoo["columns"].index("encoder_split")] for r in zoo["data"]} == {
+        "victim",
+        "train",
+        "val",
+        "reference",
+        "test",
+    }
     uap = tables["uap_transfer"]
     assert "fooling_mean" in uap["columns"] and len(uap["data"]) == len(manifest["models"])
     report = json.loads((run_tmp / "runs/tinyenc/report.json").read_text())
@@ -183,9 +237,18 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
     assert json.loads(bundle.metadata)["bundle_sha256"] == report["bundle_sha256"]
 
 
-@pytest.mark.parametrize("name", ["encoder/options.py", "callbacks/__init__.py", "callbacks/bundle_export.py",
-                                  "callbacks/checkpoints.py", "callbacks/defaults.py", "callbacks/report.py",
-                                  "callbacks/wandb_dashboard.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "encoder/options.py",
+        "callbacks/__init__.py",
+        "callbacks/bundle_export.py",
+        "callbacks/checkpoints.py",
+        "callbacks/defaults.py",
+        "callbacks/report.py",
+        "callbacks/wandb_dashboard.py",
+    ],
+)
 def test_callbacks_import_neither_datamodules_nor_the_zoo_builder(name):
     from test_layering import imports_package
 

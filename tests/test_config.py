@@ -16,6 +16,7 @@ def test_shipped_configs_load():
     demo = load_pipeline_config(["configs/fmnist_demo.yaml"])
     assert demo.name == "fmnist_demo" and demo.zoo.victim.architecture == "fmnist_a"
     paper = load_pipeline_config(["configs/fmnist_paper.yaml"])
+
     def count(grids):
         return sum(len(g.architectures) * len(g.optimizers) * len(g.seeds) for g in grids)
 
@@ -25,17 +26,25 @@ def test_shipped_configs_load():
 
 
 def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
-    base = write(tmp_path, "base.yaml", """
+    base = write(
+        tmp_path,
+        "base.yaml",
+        """
         pipeline:
           zoo:
             victim: {architecture: fmnist_a, epochs: 4}
-    """)
-    over = write(tmp_path, "tiny.yaml", """
+    """,
+    )
+    over = write(
+        tmp_path,
+        "tiny.yaml",
+        """
         pipeline:
           zoo:
             victim: {epochs: 1}
         trainer: {max_epochs: 3}
-    """)
+    """,
+    )
     cfg = load_pipeline_config([base, over])
     assert cfg.name == "tiny"
     assert cfg.zoo.victim.epochs == 1 and cfg.zoo.victim.architecture == "fmnist_a"
@@ -52,13 +61,17 @@ def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
         ("pipeline:\n  zoo:\n    grids: [{role: pirate}]\n", r"unknown role 'pirate'"),
         ("pipeline:\n  data: {homologous_overlap: 1.5}\n", r"homologous_overlap must be in \[0, 1\]"),
         ("pipeline: [1, 2\n", r"not valid YAML"),
-        ("pipeline:\n  zoo:\n    grids: [{architectures: [fmnist_b], options: {chanels: [8]}}]\n",
-         r"grids\[0\].options \(options of fmnist_b\): unknown key 'chanels' \(did you mean 'channels'\?\)"),
+        (
+            "pipeline:\n  zoo:\n    grids: [{architectures: [fmnist_b], options: {chanels: [8]}}]\n",
+            r"grids\[0\].options \(options of fmnist_b\): unknown key 'chanels' \(did you mean 'channels'\?\)",
+        ),
         ("pipeline:\n  zoo:\n    victim: {options: [8, 16]}\n", r"victim.options: expected a mapping"),
         ("pipeline:\n  key: {selection: idiosyncratic}\n", r"'idiosyncratic' needs reference"),
         ("pipeline:\n  key: {reference: [homologous-x]}\n", r"reference is used by no other selection"),
-        ("pipeline:\n  key: {selection: idiosyncratic, reference: [h], reference_quorum: 1.5}\n",
-         r"reference_quorum must be in \(0, 1\]"),
+        (
+            "pipeline:\n  key: {selection: idiosyncratic, reference: [h], reference_quorum: 1.5}\n",
+            r"reference_quorum must be in \(0, 1\]",
+        ),
     ],
 )
 def test_bad_configs_give_clear_errors(tmp_path, text, match):
@@ -73,14 +86,18 @@ def test_missing_config_file(tmp_path):
 
 
 def test_architecture_options_reach_the_plan(tmp_path):
-    from fpenc.zoo.builder import plan_zoo, reference_ids
+    from fpenc.zoo.builder import plan_zoo
 
-    path = write(tmp_path, "narrow.yaml", """
+    path = write(
+        tmp_path,
+        "narrow.yaml",
+        """
         pipeline:
           zoo:
             victim: {architecture: fmnist_a}
             grids: [{role: homologous, architectures: [fmnist_c], options: {channels: [8, 16]}}]
-    """)
+    """,
+    )
     specs = plan_zoo(load_pipeline_config([path]))
     assert specs[0].options == {} and specs[1].options == {"channels": [8, 16]}
 
@@ -100,8 +117,10 @@ def test_shipped_encoder_layouts_are_consistent(overlays):
     data = {}
     for p in paths:
         data.update(yaml.safe_load(open(p)).get("data", {}))
-    models = [{"id": s.id, "role": s.role, "architecture": s.architecture, "optimizer": s.optimizer, "seed": s.seed}
-              for s in plan_zoo(cfg)]
+    models = [
+        {"id": s.id, "role": s.role, "architecture": s.architecture, "optimizer": s.optimizer, "seed": s.seed}
+        for s in plan_zoo(cfg)
+    ]
     splits = assign_splits(models, data["train_architectures"], data["train_models_per_role"], reference_ids(cfg))
     check_key_reference(cfg.key.reference, splits)
     reference = [m for m in models if splits[m["id"]] == "reference"]
@@ -112,17 +131,20 @@ def test_shipped_encoder_layouts_are_consistent(overlays):
     assert [m for m in models if splits[m["id"]] == "test"], "no unseen test models"
 
 
-@pytest.mark.parametrize("line, message", [
-    ("name: ../../x", "must be one folder name"),
-    ("name: /abs/path", "must be one folder name"),
-    ("uap: {eps: .nan}", "pipeline.uap.eps must be a finite number"),
-    ("seed: -1", "pipeline.seed must be >= 0"),
-    ("uap: {lr: -0.1}", "pipeline.uap.lr must be > 0"),
-    ("zoo: {victim: {lr: .inf}}", "pipeline.zoo.victim.lr must be a finite number"),
-    ("zoo: {grids: [{role: homologous, lr: -1.0}]}", "lr must be a finite number > 0"),
-    ("zoo: {grids: [{role: homologous, data: mine}]}", "unknown training data 'mine'"),
-    ("zoo: {grids: [{role: piracy, split: reference}]}", "must be independent"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("name: ../../x", "must be one folder name"),
+        ("name: /abs/path", "must be one folder name"),
+        ("uap: {eps: .nan}", "pipeline.uap.eps must be a finite number"),
+        ("seed: -1", "pipeline.seed must be >= 0"),
+        ("uap: {lr: -0.1}", "pipeline.uap.lr must be > 0"),
+        ("zoo: {victim: {lr: .inf}}", "pipeline.zoo.victim.lr must be a finite number"),
+        ("zoo: {grids: [{role: homologous, lr: -1.0}]}", "lr must be a finite number > 0"),
+        ("zoo: {grids: [{role: homologous, data: mine}]}", "unknown training data 'mine'"),
+        ("zoo: {grids: [{role: piracy, split: reference}]}", "must be independent"),
+    ],
+)
 def test_bad_values_are_one_line_errors(tmp_path, line, message):
     from fpenc.config import load_pipeline_config
     from fpenc.errors import ConfigError

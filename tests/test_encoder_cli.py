@@ -18,17 +18,26 @@ def encoder_config(tmp_path, data_root, name="tinyenc", reference=True):
     grids = [tiny_grid(role, "fmnist_b", seeds="0, 1, 2") for role in ("piracy", "homologous")]
     grids += [tiny_grid(role, "fmnist_c") for role in ("piracy", "homologous")]
     if reference:  # the verdict's reference population: the victim's architecture on its own data, and another
-        grids += [tiny_grid("homologous", "fmnist_a", seeds="10, 11", more="split: reference, data: victim"),
-                  tiny_grid("homologous", "fmnist_b", seeds="10", more="split: reference")]
-    return tiny_config(tmp_path, data_root, name, grids, pipeline_extra="""
+        grids += [
+            tiny_grid("homologous", "fmnist_a", seeds="10, 11", more="split: reference, data: victim"),
+            tiny_grid("homologous", "fmnist_b", seeds="10", more="split: reference"),
+        ]
+    return tiny_config(
+        tmp_path,
+        data_root,
+        name,
+        grids,
+        pipeline_extra="""
         uap: {num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}
         key: {num_datapoints: 8, num_views: 3, neighbours: 4}
-    """, extra=f"""
+    """,
+        extra=f"""
         seed_everything: 0
         data: {{train_architectures: [fmnist_b], train_models_per_role: 1, batch_size: 256, progress: false}}
-        model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, sanity_images: 40, alpha: 0.2, export_dir: {tmp_path / 'checkpoints'}}}
+        model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, sanity_images: 40, alpha: 0.2, export_dir: {tmp_path / "checkpoints"}}}
         trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
-    """)
+    """,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +84,43 @@ def test_test_writes_report_and_bundle_then_verify(tested):
     assert "| model | split | role | accuracy | agreement | similarity | p-value | verdict |" in out
     run = tmp_path / "runs/tinyenc"
     report = json.loads((run / "report.json").read_text())
-    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "models", "bundle", "p_value_floor", "piracy_derived",
-                "homologous_derived", "not_assessable", "gates", "reference_models"):
+    for key in (
+        "auc",
+        "tpr_at_1pct_fpr",
+        "tpr_at_5pct_fpr",
+        "models",
+        "bundle",
+        "p_value_floor",
+        "piracy_derived",
+        "homologous_derived",
+        "not_assessable",
+        "gates",
+        "reference_models",
+    ):
         assert key in report
     assert 0.0 <= report["auc"] <= 1.0
     ids = {m["id"]: m for m in report["models"]}
     assert {m["split"] for m in ids.values()} == {"val", "reference", "test"}
     assert ids["piracy-fmnist_c-adam-s0"]["split"] == "test"
-    assert report["reference_models"] == ["homologous-fmnist_a-adam-s10-victimdata",
-                                          "homologous-fmnist_a-adam-s11-victimdata", "homologous-fmnist_b-adam-s10"]
+    assert report["reference_models"] == [
+        "homologous-fmnist_a-adam-s10-victimdata",
+        "homologous-fmnist_a-adam-s11-victimdata",
+        "homologous-fmnist_b-adam-s10",
+    ]
     assert all(ids[i]["split"] == "reference" for i in report["reference_models"])
     for m in ids.values():
-        assert set(m) >= {"id", "role", "architecture", "optimizer", "similarity", "agreement", "p_value", "verdict",
-                          "reasons", "accuracy"}
+        assert set(m) >= {
+            "id",
+            "role",
+            "architecture",
+            "optimizer",
+            "similarity",
+            "agreement",
+            "p_value",
+            "verdict",
+            "reasons",
+            "accuracy",
+        }
         assert 0.0 <= m["p_value"] <= 1.0 and m["verdict"] in ("derived", "not shown", "not assessable")
         assert m["reasons"]
     assert (run / "report.md").read_text().startswith("# Verification report")
@@ -98,27 +131,39 @@ def test_test_writes_report_and_bundle_then_verify(tested):
     # The exported bundle verifies a TorchScript file of a zoo model, without Lightning.
     from fpenc.rundir import load_zoo_model
 
-    entry = next(m for m in json.loads((run / "manifest.json").read_text())["models"] if m["id"] == "piracy-fmnist_c-adam-s0")
+    entry = next(
+        m for m in json.loads((run / "manifest.json").read_text())["models"] if m["id"] == "piracy-fmnist_c-adam-s0"
+    )
     net = load_zoo_model(entry, run).eval()
     scripted = tmp_path / "suspect.ts"
     torch.jit.save(torch.jit.trace(net, torch.rand(1, 1, 28, 28)), str(scripted))
-    code = ("import json, sys, fpenc.cli; rc = fpenc.cli.main(sys.argv[1:]); "
-            "assert 'pytorch_lightning' not in sys.modules; sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code, "verify", "--bundle", str(bundle), "--suspect", str(scripted),
-                             "--json"], capture_output=True, text=True, cwd=REPO)
+    code = (
+        "import json, sys, fpenc.cli; rc = fpenc.cli.main(sys.argv[1:]); "
+        "assert 'pytorch_lightning' not in sys.modules; sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "verify", "--bundle", str(bundle), "--suspect", str(scripted), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     answer = json.loads(result.stdout)
     assert result.returncode == {"not shown": 0, "derived": 10, "not assessable": 11}[answer["verdict"]], result.stderr
     assert set(answer) >= {"similarity", "agreement", "p_value", "verdict", "queries", "reasons"}
     # the file gives the verdict, p-value and similarity of the report (the same code path)
     row = ids["piracy-fmnist_c-adam-s0"]
-    assert answer["verdict"] == row["verdict"] and answer["p_value"] == pytest.approx(row["p_value"], rel=1e-4, abs=1e-9)
+    assert answer["verdict"] == row["verdict"] and answer["p_value"] == pytest.approx(
+        row["p_value"], rel=1e-4, abs=1e-9
+    )
     assert answer["agreement"] == row["agreement"]
 
 
 def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
     _, config = fitted
-    assert main(["fit", "--config", str(config), "--data.train_architectures", "[fmnist_z]",
-                 "--trainer.max_epochs", "1"]) == 2
+    assert (
+        main(["fit", "--config", str(config), "--data.train_architectures", "[fmnist_z]", "--trainer.max_epochs", "1"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert "train_architectures" in err[-1]
 
@@ -155,8 +200,15 @@ def test_checkpoints_best_and_last_epoch(tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
-    trainer = pl.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", callbacks=encoder_checkpoints(tmp_path), num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=encoder_checkpoints(tmp_path),
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Worsening(), train_dataloaders=data, val_dataloaders=data)
     best = torch.load(tmp_path / "best.ckpt", weights_only=False)  # our own checkpoints
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
@@ -172,9 +224,9 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
     by experiments/verdict_suite.py, not asserted on this tiny zoo.)"""
     from fpenc.bundle import load_bundle
     from fpenc.config import load_pipeline_config
+    from fpenc.rundir import load_zoo_model, victim_entry
     from fpenc.suspects import export_model, from_file
     from fpenc.verify import bundle_pvalue_floor, verify_suspect
-    from fpenc.rundir import load_zoo_model, victim_entry
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.negatives import broken_models
 
@@ -182,12 +234,21 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
     run = tmp_path / "runs/tinyenc"
     bundle = load_bundle(tmp_path / "checkpoints/tinyenc.fpenc.safetensors")
     floor = bundle_pvalue_floor(bundle)
-    neg_cfg = tiny_config(tmp_path, tmp_path / "fmnist", "tinyneg", [
-        tiny_grid("homologous", "fmnist_a", seeds="20, 21", more="data: victim"),
-        tiny_grid("homologous", "fmnist_b, fmnist_c", seeds="20")])
+    neg_cfg = tiny_config(
+        tmp_path,
+        tmp_path / "fmnist",
+        "tinyneg",
+        [
+            tiny_grid("homologous", "fmnist_a", seeds="20, 21", more="data: victim"),
+            tiny_grid("homologous", "fmnist_b, fmnist_c", seeds="20"),
+        ],
+    )
     cfg = load_pipeline_config([neg_cfg])
-    independents = {m["id"]: load_zoo_model(m, cfg.run_dir) for m in build_zoo(cfg, progress=False)["models"]
-                    if m["role"] == "homologous"}
+    independents = {
+        m["id"]: load_zoo_model(m, cfg.run_dir)
+        for m in build_zoo(cfg, progress=False)["models"]
+        if m["role"] == "homologous"
+    }
     victim = load_zoo_model(victim_entry(run), run)
     broken = broken_models(victim, next(iter(independents.values())), (1, 28, 28), 10, classes=(0, 3, 7))
     folder = tmp_path_factory.mktemp("negatives")
@@ -200,8 +261,23 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
         if name in independents:  # (an independent of an architecture the encoder never saw may be out of distribution)
             assert r["p_value"] >= floor * (1 - 1e-9), name
     report = tmp_path / "calibration.json"
-    assert main(["calibrate", "--bundle", str(bundle.path), "--negatives", str(folder), "--json", str(report),
-                 "--plot", str(tmp_path / "calibration.png"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--bundle",
+                str(bundle.path),
+                "--negatives",
+                str(folder),
+                "--json",
+                str(report),
+                "--plot",
+                str(tmp_path / "calibration.png"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "observed rate" in out and "Clopper-Pearson" in out
     result = json.loads(report.read_text())
@@ -223,12 +299,17 @@ def test_fit_ckpt_path_resumes_or_refuses(tested, capsys):
     assert "cannot resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lr": -1.0}, "model.lr must be > 0"), ({"alpha": float("nan")}, "model.alpha must be a finite number"),
-    ({"alpha": 1.5}, "model.alpha must be in"), ({"temperature": 0.0}, "model.temperature must be > 0"),
-    ({"verdict_statistic": "vibes"}, "model.verdict_statistic must be one of"),
-    ({"hidden_dim": 0}, "hidden_dim, embed_dim and proj_dim must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": -1.0}, "model.lr must be > 0"),
+        ({"alpha": float("nan")}, "model.alpha must be a finite number"),
+        ({"alpha": 1.5}, "model.alpha must be in"),
+        ({"temperature": 0.0}, "model.temperature must be > 0"),
+        ({"verdict_statistic": "vibes"}, "model.verdict_statistic must be one of"),
+        ({"hidden_dim": 0}, "hidden_dim, embed_dim and proj_dim must be >= 1"),
+    ],
+)
 def test_bad_model_options_are_config_errors(kwargs, message):
     from fpenc.encoder.module import EncoderModule
     from fpenc.errors import ConfigError

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 from fpenc.encoder.loss import SupConLoss, supcon_loss
 from fpenc.encoder.network import FingerprintEncoder
-
 
 # --------------------------------------------------------------------------------------------
 # supcon_loss: naive reference
@@ -267,8 +264,14 @@ def test_supcon_module_equals_function(t):
 def test_encoder_shapes_and_defaults():
     torch.manual_seed(0)
     enc = FingerprintEncoder(20)
-    assert enc.config() == {"input_dim": 20, "hidden_dim": 512, "embed_dim": 128, "proj_dim": 64, "dropout": 0.1,
-                            "input_transform": "log"}
+    assert enc.config() == {
+        "input_dim": 20,
+        "hidden_dim": 512,
+        "embed_dim": 128,
+        "proj_dim": 64,
+        "dropout": 0.1,
+        "input_transform": "log",
+    }
     x = torch.randn(5, 20)
     assert enc.encode(x).shape == (5, 128)
     assert enc(x).shape == (5, 64)
@@ -295,7 +298,14 @@ def test_encoder_config_round_trip():
         for _ in range(3):
             enc(torch.randn(8, 14) * 2 + 1)
     cfg = enc.config()
-    assert cfg == {"input_dim": 14, "hidden_dim": 24, "embed_dim": 10, "proj_dim": 5, "dropout": 0.3, "input_transform": "log"}
+    assert cfg == {
+        "input_dim": 14,
+        "hidden_dim": 24,
+        "embed_dim": 10,
+        "proj_dim": 5,
+        "dropout": 0.3,
+        "input_transform": "log",
+    }
     twin = FingerprintEncoder(**cfg)
     twin.load_state_dict(enc.state_dict())
     enc.eval()
@@ -315,14 +325,17 @@ def test_encoder_rejects_wrong_input(shape):
         enc(torch.randn(*shape))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"input_dim": 0},
-    {"input_dim": 5, "hidden_dim": 0},
-    {"input_dim": 5, "embed_dim": 0},
-    {"input_dim": 5, "proj_dim": -1},
-    {"input_dim": 5, "dropout": 1.0},
-    {"input_dim": 5, "dropout": -0.1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_dim": 0},
+        {"input_dim": 5, "hidden_dim": 0},
+        {"input_dim": 5, "embed_dim": 0},
+        {"input_dim": 5, "proj_dim": -1},
+        {"input_dim": 5, "dropout": 1.0},
+        {"input_dim": 5, "dropout": -0.1},
+    ],
+)
 def test_encoder_rejects_bad_dims(kwargs):
     with pytest.raises(ValueError):
         FingerprintEncoder(**kwargs)

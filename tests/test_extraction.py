@@ -35,8 +35,14 @@ def _fit(module, data, epochs=3, batch_size=8):
     import pytorch_lightning as pl
 
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
-    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
+    pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, loader)
 
 
 def test_each_pool_image_is_queried_once_and_its_answer_reused():
@@ -53,8 +59,14 @@ def test_each_pool_image_is_queried_once_and_its_answer_reused():
 
 def test_adversarial_queries_spend_exactly_the_budget_near_the_pool():
     victim, data = CountingVictim(), _pool()
-    module = ExtractionModule(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), victim, api="topk:1",
-                              optimizer="adam", adversarial_queries=25, adversarial_eps=0.05)
+    module = ExtractionModule(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 3)),
+        victim,
+        api="topk:1",
+        optimizer="adam",
+        adversarial_queries=25,
+        adversarial_eps=0.05,
+    )
     _fit(module, data, epochs=3)
     assert module.adv_used == 25
     assert module.queries == len(data) + 25

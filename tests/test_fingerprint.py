@@ -16,7 +16,9 @@ from fpenc.suspects import Suspect, from_file, from_module
 
 def small_net(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(1 * 8 * 8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)
+    ).eval()
 
 
 def key_inputs(u=2, v=3, n=5):
@@ -119,8 +121,15 @@ def test_torchscript_export_and_onnx_suspects_match_the_module(tmp_path):
     onnx = pytest.importorskip("onnxruntime")
     assert onnx
     onnx_path = tmp_path / "m.onnx"
-    torch.onnx.export(net, (example,), onnx_path, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        net,
+        (example,),
+        onnx_path,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+        dynamo=False,
+    )
     assert torch.allclose(fingerprints(from_file(onnx_path), uaps, views), reference, atol=1e-5)
 
 
@@ -173,8 +182,12 @@ def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
     from fpenc.fingerprint.key import load_key
     from fpenc.io import load_tensors
 
-    args, _ = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}",
-                                "{num_datapoints: 10, num_views: 3, neighbours: 4}")
+    args, _ = _fingerprint_args(
+        tmp_path,
+        tiny_fmnist,
+        "{num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}",
+        "{num_datapoints: 10, num_views: 3, neighbours: 4}",
+    )
     assert main(args) == 0
     run = tmp_path / "runs/tiny"
     key = load_key(run / "key.pt")
@@ -192,14 +205,18 @@ def test_fingerprint_command_on_tiny_zoo(tmp_path, tiny_fmnist):
 
 
 def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
-    from fpenc.data.datasets import load_dataset
     from fpenc.cli import main
+    from fpenc.data.datasets import load_dataset
     from fpenc.fingerprint.key import load_key
     from fpenc.rundir import load_zoo_model, victim_entry
     from fpenc.zoo.evaluate import predict_probs
 
-    args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
-                                      "{num_datapoints: 6, num_views: 2, neighbours: 3, pool: test, selection: errors}")
+    args, overlay = _fingerprint_args(
+        tmp_path,
+        tiny_fmnist,
+        "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
+        "{num_datapoints: 6, num_views: 2, neighbours: 3, pool: test, selection: errors}",
+    )
     assert main(args) == 0
     run = tmp_path / "runs/tiny"
     key = load_key(run / "key.pt")
@@ -228,8 +245,20 @@ def test_victim_errors_mask():
     # a quorum of 1/2: one of the two reference models disagreeing is enough
     assert victim_errors(victim, labels, [ref_a, ref_b], quorum=0.5).tolist() == [False, True, False, True, True]
     ref_c = np.array([0, 2, 2, 0, 1])  # the victim's twin: agrees with every error
-    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=2 / 3).tolist() == [False, False, False, False, True]
-    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=1 / 3).tolist() == [False, True, False, True, True]
+    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=2 / 3).tolist() == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert victim_errors(victim, labels, [ref_a, ref_b, ref_c], quorum=1 / 3).tolist() == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
     with pytest.raises(ValueError, match="quorum"):
         victim_errors(victim, labels, [ref_a], quorum=0.0)
 
@@ -240,12 +269,18 @@ def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
     from fpenc.fingerprint.key import build_key
     from fpenc.zoo.builder import build_zoo
 
-    key_yaml = "{num_datapoints: 90, num_views: 2, neighbours: 2, pool: test, selection: idiosyncratic, reference: [REF]}"
-    args, overlay = _fingerprint_args(tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}",
-                                      key_yaml)
+    key_yaml = (
+        "{num_datapoints: 90, num_views: 2, neighbours: 2, pool: test, selection: idiosyncratic, reference: [REF]}"
+    )
+    args, overlay = _fingerprint_args(
+        tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}", key_yaml
+    )
     text = overlay.read_text()
-    for ref, message in (("homologous-nope", "not in the zoo"), ("piracy-fmnist_b-adam-s0", "must name homologous"),
-                         ("homologous-fmnist_c-sgd-s0", "pass key.selection 'idiosyncratic'")):
+    for ref, message in (
+        ("homologous-nope", "not in the zoo"),
+        ("piracy-fmnist_b-adam-s0", "must name homologous"),
+        ("homologous-fmnist_c-sgd-s0", "pass key.selection 'idiosyncratic'"),
+    ):
         overlay.write_text(text.replace("REF", ref))
         cfg = load_pipeline_config([args[2], args[4]])
         build_zoo(cfg, progress=False)  # trains once, then skips
@@ -265,11 +300,22 @@ def test_key_reference_must_be_encoder_training_models():
             check_key_reference(bad, splits)
 
 
-@pytest.mark.parametrize("api,wanted,ok", [
-    ("probs", "probs", True), ("probs", "topk:3", True), ("probs", "label", True),
-    ("topk:3", "topk:2", True), ("topk:3", "topk:3", True), ("topk:2", "topk:3", False), ("topk:1", "label", True),
-    ("topk:3", "probs", False), ("label", "label", True), ("label", "probs", False), ("label", "topk:1", False),
-])
+@pytest.mark.parametrize(
+    "api,wanted,ok",
+    [
+        ("probs", "probs", True),
+        ("probs", "topk:3", True),
+        ("probs", "label", True),
+        ("topk:3", "topk:2", True),
+        ("topk:3", "topk:3", True),
+        ("topk:2", "topk:3", False),
+        ("topk:1", "label", True),
+        ("topk:3", "probs", False),
+        ("label", "label", True),
+        ("label", "probs", False),
+        ("label", "topk:1", False),
+    ],
+)
 def test_reveals(api, wanted, ok):
     from fpenc.api import reveals
 
@@ -282,8 +328,11 @@ def test_assign_splits_alternates_optimizers_and_checks():
 
     models = [{"id": "victim", "role": "victim", "architecture": "fmnist_a"}] + [
         {"id": f"{role}-{arch}-{opt}-s{seed}", "role": role, "architecture": arch, "optimizer": opt, "seed": seed}
-        for role in ("piracy", "homologous") for arch in ("fmnist_a", "fmnist_c") for opt in ("adam", "sgd")
-        for seed in range(4)]
+        for role in ("piracy", "homologous")
+        for arch in ("fmnist_a", "fmnist_c")
+        for opt in ("adam", "sgd")
+        for seed in range(4)
+    ]
     splits = assign_splits(models, ["fmnist_a"], 5)
     val = sorted(i for i, s in splits.items() if s == "val")
     assert val == [f"{r}-fmnist_a-{o}" for r in ("homologous", "piracy") for o in ("adam-s3", "sgd-s2", "sgd-s3")]
@@ -309,8 +358,10 @@ def test_fixed_batch_onnx_and_memory_failures_get_clear_answers(tmp_path):
     assert torch.allclose(from_file(path)(x), torch.softmax(net(x), 1), atol=1e-5)
 
     def hog(t):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
-                           "to allocate 8796093022208 bytes")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 8796093022208 bytes"
+        )
 
     with pytest.raises(FpencError, match="ran out of memory answering 5 images"):
         query_images(Suspect(hog), x, 100, (1, 8, 8), "fashion_mnist")

@@ -79,12 +79,17 @@ def test_run_dir_lock_refuses_a_second_process(tmp_path):
 
     lock_run_dir(tmp_path / "run")
     lock_run_dir(tmp_path / "run")  # reentrant in one process
-    code = ("import sys; from fpenc.io import lock_run_dir; from fpenc.errors import FpencError\n"
-            f"try:\n    lock_run_dir({str(tmp_path / 'run')!r})\nexcept FpencError as e:\n    print(e); sys.exit(2)\n")
+    code = (
+        "import sys; from fpenc.io import lock_run_dir; from fpenc.errors import FpencError\n"
+        f"try:\n    lock_run_dir({str(tmp_path / 'run')!r})\nexcept FpencError as e:\n    print(e); sys.exit(2)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2 and "another fpenc process" in proc.stdout and "resumes" in proc.stdout
-    other = subprocess.run([sys.executable, "-c", code.replace("'run'", "'run2'").replace(
-        str(tmp_path / "run"), str(tmp_path / "run2"))], capture_output=True, text=True)
+    other = subprocess.run(
+        [sys.executable, "-c", code.replace("'run'", "'run2'").replace(str(tmp_path / "run"), str(tmp_path / "run2"))],
+        capture_output=True,
+        text=True,
+    )
     assert other.returncode == 0, other.stdout
 
 

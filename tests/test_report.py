@@ -23,11 +23,14 @@ def test_hand_computed_case():
     assert m["tpr_at_1pct_fpr"] == pytest.approx(2 / 3) and m["tpr_at_5pct_fpr"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("scores, positive, auc, tpr", [
-    ([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], 1.0, 1.0),   # perfect
-    ([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0], 0.0, 0.0),   # reversed
-    ([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0], 0.5, 0.0),   # all tied: chance, nothing caught without a false positive
-])
+@pytest.mark.parametrize(
+    "scores, positive, auc, tpr",
+    [
+        ([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], 1.0, 1.0),  # perfect
+        ([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0], 0.0, 0.0),  # reversed
+        ([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0], 0.5, 0.0),  # all tied: chance, nothing caught without a false positive
+    ],
+)
 def test_extremes(scores, positive, auc, tpr):
     m = roc_metrics(scores, positive)
     assert m["auc"] == pytest.approx(auc) and m["tpr_at_1pct_fpr"] == pytest.approx(tpr)

@@ -13,8 +13,10 @@ from fpenc.errors import FpencError
 from fpenc.sandbox import SandboxError, landlock_deny_writes  # noqa: F401  (importable without torch.jit)
 from fpenc.suspects import from_file
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only"),
+]
 X = torch.rand(4, 1, 28, 28)
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import REPO
 
 SCRIPT_DIRS = ("benchmarks", "experiments")
@@ -30,8 +31,17 @@ SOURCES = sorted(p for d in SCRIPT_DIRS for p in (REPO / d).glob("*.py"))
 HELP_TIMEOUT_S = 120
 
 # fpenc.rundir spells these (and only it): a script names them through RunDir's properties
-RUN_FILE_NAMES = ("manifest.json", "splits.npz", "uaps.pt", "uap_transfer.json", "key.pt", "fingerprints/",
-                  "report.json", "report.md", "similarity_cdf.png")
+RUN_FILE_NAMES = (
+    "manifest.json",
+    "splits.npz",
+    "uaps.pt",
+    "uap_transfer.json",
+    "key.pt",
+    "fingerprints/",
+    "report.json",
+    "report.md",
+    "similarity_cdf.png",
+)
 RUN_DIR_NAMES = {"fingerprints", "models", "encoder", "subspace", "verdict_suite", *RUN_FILE_NAMES}
 
 
@@ -51,9 +61,17 @@ def help_runs() -> dict[str, tuple[int | None, str, float]]:
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONDONTWRITEBYTECODE": "1"}
     procs = {}
     for path in SCRIPTS:
-        procs[_rel(path)] = (subprocess.Popen([sys.executable, str(path), "--help"], cwd=REPO, env=env,
-                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-                             time.perf_counter())
+        procs[_rel(path)] = (
+            subprocess.Popen(
+                [sys.executable, str(path), "--help"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+            time.perf_counter(),
+        )
     out = {}
     for name, (proc, start) in procs.items():
         try:
@@ -80,7 +98,11 @@ def _docstrings(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 out.add(id(first.value))
     return out
 
@@ -96,25 +118,40 @@ def artifact_problems(source: str) -> list[str]:
             for name in RUN_FILE_NAMES:
                 if name in node.value:
                     problems.append(f"{node.lineno}: run-directory file name {name!r} (use fpenc.rundir.RunDir)")
-        elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant)
-              and node.right.value in RUN_DIR_NAMES):
+        elif (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Div)
+            and isinstance(node.right, ast.Constant)
+            and node.right.value in RUN_DIR_NAMES
+        ):
             problems.append(f"{node.lineno}: path / {node.right.value!r} (use fpenc.rundir.RunDir)")
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
-              and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
-            safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                       for k in node.keywords)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "torch"
+        ):
+            safe = any(
+                k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords
+            )
             if not safe:
                 problems.append(f"{node.lineno}: torch.load without weights_only=True (run artifacts: fpenc's loaders)")
     return problems
 
 
 def test_artifact_check_catches_the_old_ways():
-    bad = ('import torch\nx = torch.load(run / "key.pt")\ny = json.loads((run / "manifest.json").read_text())\n'
-           'z = torch.load(p, weights_only=False)\nw = run / "fingerprints" / f"{i}.pt"\n')
+    bad = (
+        'import torch\nx = torch.load(run / "key.pt")\ny = json.loads((run / "manifest.json").read_text())\n'
+        'z = torch.load(p, weights_only=False)\nw = run / "fingerprints" / f"{i}.pt"\n'
+    )
     found = artifact_problems(bad)
     assert sum("torch.load" in p for p in found) == 2 and any("'key.pt'" in p for p in found)
     assert any("'manifest.json'" in p for p in found) and any("/ 'fingerprints'" in p for p in found)
-    ok = '"""Reads runs/<name>/manifest.json."""\nimport torch\nt = torch.load(p, weights_only=True)\nm = run.manifest\n'
+    ok = (
+        '"""Reads runs/<name>/manifest.json."""\nimport torch\nt = torch.load(p, weights_only=True)\nm = run.manifest\n'
+    )
     assert artifact_problems(ok) == []
 
 
@@ -149,8 +186,12 @@ NOT_YET_COMMITTED = {"benchmarks/results/demo_time.json": "a 12-minute fresh-clo
 
 def documented_paths() -> dict[str, list[str]]:
     """``{path: [where it is named]}`` over README.md, docs/*.md, the scripts and their overlays."""
-    files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *SOURCES,
-             *sorted(p for d in SCRIPT_DIRS for p in (REPO / d / "configs").glob("*.yaml"))]
+    files = [
+        REPO / "README.md",
+        *sorted((REPO / "docs").glob("*.md")),
+        *SOURCES,
+        *sorted(p for d in SCRIPT_DIRS for p in (REPO / d / "configs").glob("*.yaml")),
+    ]
     out: dict[str, list[str]] = {}
     for f in files:
         if not f.exists():
@@ -167,7 +208,8 @@ def documented_paths() -> dict[str, list[str]]:
 def _written_by_scripts(path: str) -> bool:
     """A results file a script's own docstring names as its output (``--out``) need not exist yet."""
     return path.startswith(("benchmarks/results/", "experiments/results/")) and not any(
-        w.startswith(("README.md", "docs/")) for w in DOCUMENTED.get(path, []))
+        w.startswith(("README.md", "docs/")) for w in DOCUMENTED.get(path, [])
+    )
 
 
 DOCUMENTED = documented_paths()
@@ -177,10 +219,16 @@ def _exists(path: str) -> bool:
     return any(REPO.glob(path)) if "*" in path else (REPO / path).exists()
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"not committed yet: {NOT_YET_COMMITTED[p]}"))
-    if p in NOT_YET_COMMITTED else p
-    for p in sorted(DOCUMENTED) if not _written_by_scripts(p)])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"not committed yet: {NOT_YET_COMMITTED[p]}"))
+        if p in NOT_YET_COMMITTED
+        else p
+        for p in sorted(DOCUMENTED)
+        if not _written_by_scripts(p)
+    ],
+)
 def test_documented_path_exists(path):
     assert _exists(path), f"{path} is named in {', '.join(DOCUMENTED[path])} but does not exist"
 

@@ -17,7 +17,9 @@ def _structured(n: int, d: int, k: int, seed: int) -> torch.Tensor:
     sub = torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64))[0]  # shared by every seed
     h = torch.Generator().manual_seed(seed)
     scales = torch.linspace(3, 1, k, dtype=torch.float64)
-    return torch.randn(n, k, generator=h, dtype=torch.float64) * scales @ sub.T + 0.05 * torch.randn(n, d, generator=h, dtype=torch.float64)
+    return torch.randn(n, k, generator=h, dtype=torch.float64) * scales @ sub.T + 0.05 * torch.randn(
+        n, d, generator=h, dtype=torch.float64
+    )
 
 
 def test_basis_is_orthonormal_and_profile_is_a_distribution():
@@ -32,6 +34,7 @@ def test_basis_is_orthonormal_and_profile_is_a_distribution():
 
 def _naive_inconsistency(uaps: torch.Tensor, ref_uaps: torch.Tensor, basis: torch.Tensor) -> float:
     """Eq. 5 as our reading states it, one direction and one UAP at a time."""
+
     def shares(m):
         energy = []
         for j in range(basis.shape[1]):
@@ -63,7 +66,9 @@ def test_batched_uaps_stay_in_ball_and_differ():
         size = v.flatten(1).abs().amax(1) if norm == "linf" else v.flatten(1).norm(dim=1)
         assert v.shape == (4, 1, 8, 8) and (size <= eps + 1e-5).all()
         assert not torch.equal(v[0], v[1])
-        assert torch.equal(v, batched_sgd_uaps(net, images, 4, eps, norm, steps=5, batch_size=8, seed=0, init_scale=0.1))
+        assert torch.equal(
+            v, batched_sgd_uaps(net, images, 4, eps, norm, steps=5, batch_size=8, seed=0, init_scale=0.1)
+        )
     with pytest.raises(ValueError, match="num_uaps"):
         batched_sgd_uaps(net, images, 0, 0.2, "linf", steps=5)
 
@@ -73,8 +78,20 @@ def test_subspace_command_writes_results_and_resumes(tmp_path, tiny_fmnist, caps
     from fpenc.cli import main
 
     config = tiny_zoo_config(tmp_path, tiny_fmnist)
-    args = ["subspace", "--config", str(config), "--num-uaps", "6", "--chunk", "4", "--steps", "3",
-            "--batch-size", "8", "--no-progress"]
+    args = [
+        "subspace",
+        "--config",
+        str(config),
+        "--num-uaps",
+        "6",
+        "--chunk",
+        "4",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert "D (eq. 5" in capsys.readouterr().out
     sub = tmp_path / "runs/tiny/subspace"

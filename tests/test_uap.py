@@ -14,7 +14,9 @@ from fpenc.uap.projection import perturbation_norm, project
 
 def tiny_net(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5)
+    ).eval()
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.5)])
@@ -55,8 +57,15 @@ def _sgd_uap(eps, norm, steps=60):
     x = torch.rand(512, 1, 8, 8)
     dl = DataLoader(TensorDataset(x, torch.zeros(512, dtype=torch.long)), batch_size=64, shuffle=True)
     module = SGDUAPModule(net, (1, 8, 8), eps=eps, norm=norm, lr=0.05)
-    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(module, train_dataloaders=dl)
     return module, net, x
 
@@ -81,7 +90,9 @@ def test_uap_bank_on_tiny_zoo_caches(tmp_path, tiny_fmnist):
 
     config = tiny_zoo_config(tmp_path, tiny_fmnist)
     overlay = tmp_path / "uap.yaml"
-    overlay.write_text("pipeline:\n  name: tiny\n  uap: {num_uaps: 2, steps: 10, batch_size: 32, holdout: 50, eps: 0.3, lr: 0.1}\n")
+    overlay.write_text(
+        "pipeline:\n  name: tiny\n  uap: {num_uaps: 2, steps: 10, batch_size: 32, holdout: 50, eps: 0.3, lr: 0.1}\n"
+    )
     args = ["uap", "--config", str(config), "--config", str(overlay), "--no-progress"]
     assert main(args) == 0
     from fpenc.uap.bank import load_bank
@@ -122,7 +133,9 @@ def test_uap_ascent_loss_matches_a_per_image_reference():
     x = torch.rand(7, 1, 4, 4)
     xp = (x + torch.randn(1, 1, 4, 4) * 3).clamp(0, 1)
     with torch.no_grad():
-        plain = torch.stack([-torch.log_softmax(net(xp[i : i + 1])[0], 0)[net(x[i : i + 1])[0].argmax()] for i in range(7)])
+        plain = torch.stack(
+            [-torch.log_softmax(net(xp[i : i + 1])[0], 0)[net(x[i : i + 1])[0].argmax()] for i in range(7)]
+        )
     clip = float(plain.median())  # binds on some images, not on all
     got = uap_ascent_loss(net, x, xp, clip=clip)
     assert got.shape == (7,) and torch.allclose(got, plain.clamp(max=clip), atol=1e-6)

@@ -41,8 +41,10 @@ def test_pair_agreement_against_a_loop():
     g = torch.Generator().manual_seed(0)
     p, n2, k = 5, 6, 4
     a, b = torch.rand(p, n2 * k, generator=g), torch.rand(p, n2 * k, generator=g)
-    want = [sum(int(a[i, j * k:(j + 1) * k].argmax() == b[i, j * k:(j + 1) * k].argmax()) for j in range(n2)) / n2
-            for i in range(p)]
+    want = [
+        sum(int(a[i, j * k : (j + 1) * k].argmax() == b[i, j * k : (j + 1) * k].argmax()) for j in range(n2)) / n2
+        for i in range(p)
+    ]
     assert pair_agreement(a, b, k).tolist() == pytest.approx(want)
     assert pair_agreement(b, b, k).tolist() == [1.0] * p
     with pytest.raises(ValueError):
@@ -116,11 +118,21 @@ def test_decide_needs_both_statistics():
     assert odd.outcome == NOT_SHOWN and odd.evidence["p_agreement"] > 0.5 and "agreement" in odd.reasons[0]
     # the agreement is high, but the encoder says independent: not shown either
     assert decide(agreement=0.8, similarity=0.44, **kw).outcome == NOT_SHOWN
-    gated = decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05,
-                   sanity=["accuracy 0.1 ..."])
+    gated = decide(
+        agreement=0.8,
+        similarity=0.95,
+        reference_agreement=ref_a,
+        reference_similarity=ref_s,
+        alpha=0.05,
+        sanity=["accuracy 0.1 ..."],
+    )
     assert gated.outcome == NOT_ASSESSABLE and gated.reasons == ["accuracy 0.1 ..."]
-    assert decide(agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05,
-                  ood="far").outcome == NOT_ASSESSABLE
+    assert (
+        decide(
+            agreement=0.8, similarity=0.95, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.05, ood="far"
+        ).outcome
+        == NOT_ASSESSABLE
+    )
     with pytest.raises(ValueError):
         decide(agreement=0.8, similarity=0.9, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.0)
 

@@ -27,8 +27,11 @@ def test_plan_follows_config(tmp_path, tiny_fmnist):
     cfg = load_pipeline_config([tiny_zoo_config(tmp_path, tiny_fmnist)])
     specs = plan_zoo(cfg)
     assert [s.id for s in specs] == [
-        "victim", "piracy-fmnist_b-adam-s0", "piracy-fmnist_c-adam-s0",
-        "homologous-fmnist_c-sgd-s0", "homologous-fmnist_c-adam-s0",
+        "victim",
+        "piracy-fmnist_b-adam-s0",
+        "piracy-fmnist_c-adam-s0",
+        "homologous-fmnist_c-sgd-s0",
+        "homologous-fmnist_c-adam-s0",
     ]
     assert {s.split for s in specs if s.role == "piracy"} == {"attacker"}
     assert {s.split for s in specs if s.role == "homologous"} == {"homologous"}
@@ -98,7 +101,10 @@ def run_cli(args, **kw):
     "extra, message",
     [
         ("pipeline:\n  zoo:\n    victim: {architecture: fmnist_z}\n", "unknown architecture 'fmnist_z'"),
-        ("pipeline:\n  zoo:\n    victim: {epochs: 1, optimiser: sgd}\n", "unknown key 'optimiser' (did you mean 'optimizer'?)"),
+        (
+            "pipeline:\n  zoo:\n    victim: {epochs: 1, optimiser: sgd}\n",
+            "unknown key 'optimiser' (did you mean 'optimizer'?)",
+        ),
     ],
 )
 def test_bad_config_is_one_line_nonzero(tmp_path, tiny_fmnist, extra, message):
@@ -133,9 +139,12 @@ def test_sigkill_midway_then_resume(tmp_path, tiny_fmnist):
         "      - {role: homologous, architectures: [fmnist_c], optimizers: [sgd, adam], seeds: [0], epochs: 15, batch_sizes: [64]}\n"
     )
     manifest = tmp_path / "runs/tiny/manifest.json"
-    proc = subprocess.Popen([sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow),
-                             "--no-progress"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow), "--no-progress"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         if manifest.exists() and len(json.loads(manifest.read_text())["models"]) >= 2:
@@ -160,11 +169,17 @@ def test_sigkill_midway_then_resume(tmp_path, tiny_fmnist):
 def test_second_concurrent_zoo_on_one_run_dir_refuses(tmp_path, tiny_fmnist):
     config = tiny_zoo_config(tmp_path, tiny_fmnist)
     slow = tmp_path / "slow.yaml"
-    slow.write_text("pipeline:\n  zoo:\n    grids:\n"
-                    "      - {role: homologous, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 50, "
-                    "batch_sizes: [64]}\n")
-    first = subprocess.Popen([sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow),
-                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slow.write_text(
+        "pipeline:\n  zoo:\n    grids:\n"
+        "      - {role: homologous, architectures: [fmnist_c], optimizers: [adam], seeds: [0], epochs: 50, "
+        "batch_sizes: [64]}\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow), "--no-progress"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lock = tmp_path / "runs/tiny/.lock"
     try:
         deadline = time.time() + 120

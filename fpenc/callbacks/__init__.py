@@ -13,9 +13,14 @@ Imported lazily: ``from fpenc.callbacks import ReportCallback`` loads only that 
 
 from __future__ import annotations
 
-_WHERE = {"encoder_checkpoints": "checkpoints", "BundleExportCallback": "bundle_export",
-          "ReportCallback": "report", "WandbDashboardCallback": "wandb_dashboard",
-          "default_callbacks": "defaults", "find_callback": "defaults"}
+_WHERE = {
+    "encoder_checkpoints": "checkpoints",
+    "BundleExportCallback": "bundle_export",
+    "ReportCallback": "report",
+    "WandbDashboardCallback": "wandb_dashboard",
+    "default_callbacks": "defaults",
+    "find_callback": "defaults",
+}
 
 __all__ = sorted(_WHERE)
 

@@ -28,7 +28,8 @@ class BundleExportCallback(pl.Callback):
             raise ConfigError(
                 f"the verdict needs >= 2 reference models (independent models of the zoo grids marked "
                 f"'split: reference'), but there are {len(dm.reference_models())}: add such a grid to pipeline.zoo.grids "
-                "(e.g. the victim's architecture on the victim's own data, data: victim, and other architectures)")
+                "(e.g. the victim's architecture on the victim's own data, data: victim, and other architectures)"
+            )
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path = None
@@ -37,7 +38,15 @@ class BundleExportCallback(pl.Callback):
         from fpenc.encoder.export import export_from_run
 
         dm, opts = trainer.datamodule, pl_module.verdict_options
-        self.path = export_from_run(pl_module.encoder, dm, pl_module.test_representations(),
-                                    opts.export_dir or dm.run_dir, alpha=opts.alpha, statistic=opts.verdict_statistic,
-                                    accuracy_share=opts.accuracy_share, entropy_share=opts.entropy_share,
-                                    ood_margin=opts.ood_margin, sanity_images=opts.sanity_images)
+        self.path = export_from_run(
+            pl_module.encoder,
+            dm,
+            pl_module.test_representations(),
+            opts.export_dir or dm.run_dir,
+            alpha=opts.alpha,
+            statistic=opts.verdict_statistic,
+            accuracy_share=opts.accuracy_share,
+            entropy_share=opts.entropy_share,
+            ood_margin=opts.ood_margin,
+            sanity_images=opts.sanity_images,
+        )

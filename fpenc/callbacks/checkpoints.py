@@ -11,7 +11,11 @@ def encoder_checkpoints(folder: str | Path) -> list:
     only when best.ckpt improves, so "last" would silently be the best epoch."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    return [ModelCheckpoint(dirpath=folder, filename="best", monitor="val/separation", mode="max",
-                            enable_version_counter=False),
-            ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                            enable_version_counter=False)]
+    return [
+        ModelCheckpoint(
+            dirpath=folder, filename="best", monitor="val/separation", mode="max", enable_version_counter=False
+        ),
+        ModelCheckpoint(
+            dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False
+        ),
+    ]

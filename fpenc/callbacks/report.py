@@ -38,16 +38,31 @@ class ReportCallback(pl.Callback):
 
         export = find_callback(trainer, BundleExportCallback)
         if export is None or export.path is None:
-            raise FpencError("the report verifies against the exported bundle: add a BundleExportCallback before "
-                             "the ReportCallback in trainer.callbacks")
+            raise FpencError(
+                "the report verifies against the exported bundle: add a BundleExportCallback before "
+                "the ReportCallback in trainer.callbacks"
+            )
         dm, opts = trainer.datamodule, pl_module.verdict_options
         bundle = load_bundle(export.path)
-        rows = evaluate_models(bundle, dm.run_dir, dm.verified_entries(), alpha=opts.alpha,
-                               num_fingerprints=opts.num_fingerprints, progress=dm.progress)
-        report = build_report(rows, meta={"name": dm.name, "api": dm.api, "bundle": str(export.path),
-                                          "bundle_sha256": bundle.sha256,
-                                          "reference_models": list(bundle.meta["reference_models"]),
-                                          "gates": bundle.meta["gates"]})
+        rows = evaluate_models(
+            bundle,
+            dm.run_dir,
+            dm.verified_entries(),
+            alpha=opts.alpha,
+            num_fingerprints=opts.num_fingerprints,
+            progress=dm.progress,
+        )
+        report = build_report(
+            rows,
+            meta={
+                "name": dm.name,
+                "api": dm.api,
+                "bundle": str(export.path),
+                "bundle_sha256": bundle.sha256,
+                "reference_models": list(bundle.meta["reference_models"]),
+                "gates": bundle.meta["gates"],
+            },
+        )
         reference = bundle.reference_similarities.numpy()
         self.paths = write_report(dm.run_dir, report, rows, reference)
         self.report, self.rows, self.reference = report, rows, reference

@@ -21,12 +21,33 @@ import re
 import numpy as np
 import pytorch_lightning as pl
 
-ZOO_COLUMNS = ("id", "role", "architecture", "optimizer", "seed", "split", "encoder_split", "test_accuracy",
-               "agreement", "recovery_rate", "queries", "parent")
-UAP_COLUMNS = ("id", "role", "architecture", "optimizer", "fooling_mean", "fooling_std", "follows_mean",
-               "follows_std")
-RESULT_COLUMNS = ("id", "split", "role", "architecture", "optimizer", "accuracy", "agreement", "similarity",
-                  "p_value", "verdict")
+ZOO_COLUMNS = (
+    "id",
+    "role",
+    "architecture",
+    "optimizer",
+    "seed",
+    "split",
+    "encoder_split",
+    "test_accuracy",
+    "agreement",
+    "recovery_rate",
+    "queries",
+    "parent",
+)
+UAP_COLUMNS = ("id", "role", "architecture", "optimizer", "fooling_mean", "fooling_std", "follows_mean", "follows_std")
+RESULT_COLUMNS = (
+    "id",
+    "split",
+    "role",
+    "architecture",
+    "optimizer",
+    "accuracy",
+    "agreement",
+    "similarity",
+    "p_value",
+    "verdict",
+)
 
 
 def wandb_loggers(trainer: pl.Trainer) -> list:
@@ -37,14 +58,19 @@ def wandb_loggers(trainer: pl.Trainer) -> list:
 
 
 def zoo_rows(manifest: dict, encoder_splits: dict[str, str]) -> list[list]:
-    return [[m.get(c) for c in ZOO_COLUMNS[:6]] + [encoder_splits.get(m["id"])] + [m.get(c) for c in ZOO_COLUMNS[7:]]
-            for m in manifest.get("models", [])]
+    return [
+        [m.get(c) for c in ZOO_COLUMNS[:6]] + [encoder_splits.get(m["id"])] + [m.get(c) for c in ZOO_COLUMNS[7:]]
+        for m in manifest.get("models", [])
+    ]
 
 
 def summary_of(report: dict) -> dict:
     """The report's scalar numbers and counts, as ``test/<key>``."""
-    return {f"test/{k}": v for k, v in report.items()
-            if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k not in ("format", "bundle")}
+    return {
+        f"test/{k}": v
+        for k, v in report.items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k not in ("format", "bundle")
+    }
 
 
 def artifact_name(name: str) -> str:
@@ -69,15 +95,21 @@ class WandbDashboardCallback(pl.Callback):
         dm = trainer.datamodule
         run = RunDir(dm.run_dir)
         reporter = find_callback(trainer, ReportCallback)
-        report = reporter.report if reporter is not None and reporter.report is not None else (
-            json.loads(run.report_json.read_text()) if run.report_json.is_file() else None)
+        report = (
+            reporter.report
+            if reporter is not None and reporter.report is not None
+            else (json.loads(run.report_json.read_text()) if run.report_json.is_file() else None)
+        )
         data = {"zoo": wandb.Table(columns=list(ZOO_COLUMNS), data=zoo_rows(run.load_manifest(), dm.encoder_splits()))}
         if run.uap_transfer.is_file():
             rows = json.loads(run.uap_transfer.read_text()).get("models", [])
-            data["uap_transfer"] = wandb.Table(columns=list(UAP_COLUMNS), data=[[r.get(c) for c in UAP_COLUMNS] for r in rows])
+            data["uap_transfer"] = wandb.Table(
+                columns=list(UAP_COLUMNS), data=[[r.get(c) for c in UAP_COLUMNS] for r in rows]
+            )
         if report is not None:
-            data["test/results"] = wandb.Table(columns=list(RESULT_COLUMNS),
-                                               data=[[r.get(c) for c in RESULT_COLUMNS] for r in report["models"]])
+            data["test/results"] = wandb.Table(
+                columns=list(RESULT_COLUMNS), data=[[r.get(c) for c in RESULT_COLUMNS] for r in report["models"]]
+            )
         if run.similarity_cdf.is_file():
             data["test/similarity_cdf"] = wandb.Image(str(run.similarity_cdf))
         if reporter is not None and reporter.rows:
@@ -93,8 +125,15 @@ class WandbDashboardCallback(pl.Callback):
             if report is not None:
                 logger.experiment.summary.update(summary_of(report))
             if bundle:
-                artifact = wandb.Artifact(artifact_name(dm.name), type="model",
-                                          metadata={"bundle_sha256": report.get("bundle_sha256"), "name": dm.name,
-                                                    "alpha": report.get("alpha"), "api": report.get("api")})
+                artifact = wandb.Artifact(
+                    artifact_name(dm.name),
+                    type="model",
+                    metadata={
+                        "bundle_sha256": report.get("bundle_sha256"),
+                        "name": dm.name,
+                        "alpha": report.get("alpha"),
+                        "api": report.get("api"),
+                    },
+                )
                 artifact.add_file(str(bundle))
                 logger.experiment.log_artifact(artifact)

@@ -31,7 +31,25 @@ from fpenc.config.schema import (
 from fpenc.config.validation import NAME_PATTERN, validate
 
 __all__ = [
-    "GRID_DATA", "GRID_SPLITS", "LIGHTNING_SECTIONS", "NAME_PATTERN", "OPTIMIZERS", "ROLES",
-    "DataConfig", "ExtractionConfig", "GridConfig", "KeyConfig", "PipelineConfig", "TrainConfig", "UAPConfig",
-    "ZooConfig", "from_dict", "load_pipeline_config", "load_yaml", "merge", "to_dict", "unknown_key", "validate",
+    "GRID_DATA",
+    "GRID_SPLITS",
+    "LIGHTNING_SECTIONS",
+    "NAME_PATTERN",
+    "OPTIMIZERS",
+    "ROLES",
+    "DataConfig",
+    "ExtractionConfig",
+    "GridConfig",
+    "KeyConfig",
+    "PipelineConfig",
+    "TrainConfig",
+    "UAPConfig",
+    "ZooConfig",
+    "from_dict",
+    "load_pipeline_config",
+    "load_yaml",
+    "merge",
+    "to_dict",
+    "unknown_key",
+    "validate",
 ]

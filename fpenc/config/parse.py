@@ -104,4 +104,3 @@ def from_dict(cls: type, data: Any, where: str = "pipeline") -> Any:
 def to_dict(obj: Any) -> dict:
     """A config dataclass as nested plain dicts and lists."""
     return dataclasses.asdict(obj)
-

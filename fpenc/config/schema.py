@@ -120,4 +120,3 @@ class PipelineConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / str(self.name)
-

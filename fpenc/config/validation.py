@@ -22,9 +22,28 @@ def _check_numbers(obj: Any, where: str) -> None:
             _check_numbers(v, f"{where}[{i}]")
     elif isinstance(obj, float) and not math.isfinite(obj):
         raise ConfigError(f"{where} must be a finite number, got {obj}")
-    elif isinstance(obj, int) and not isinstance(obj, bool) and obj < 0 and where.rsplit(".", 1)[-1].split("[")[0] in (
-            "seed", "seeds", "split_seed", "epochs", "batch_size", "batch_sizes", "num_uaps", "steps", "holdout",
-            "num_datapoints", "num_views", "neighbours", "kmeans_iters", "adversarial_queries"):
+    elif (
+        isinstance(obj, int)
+        and not isinstance(obj, bool)
+        and obj < 0
+        and where.rsplit(".", 1)[-1].split("[")[0]
+        in (
+            "seed",
+            "seeds",
+            "split_seed",
+            "epochs",
+            "batch_size",
+            "batch_sizes",
+            "num_uaps",
+            "steps",
+            "holdout",
+            "num_datapoints",
+            "num_views",
+            "neighbours",
+            "kmeans_iters",
+            "adversarial_queries",
+        )
+    ):
         raise ConfigError(f"{where} must be >= 0, got {obj}")
 
 
@@ -38,14 +57,17 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     from fpenc.models import resolve_architecture
 
     if cfg.name is not None and not re.fullmatch(NAME_PATTERN, str(cfg.name)):
-        raise ConfigError(f"pipeline.name {cfg.name!r} must be one folder name (letters, digits, '.', '_', '-'; no "
-                          "'/' or '..'): outputs go to <runs_dir>/<name>/")
+        raise ConfigError(
+            f"pipeline.name {cfg.name!r} must be one folder name (letters, digits, '.', '_', '-'; no "
+            "'/' or '..'): outputs go to <runs_dir>/<name>/"
+        )
     _check_numbers(cfg, "pipeline")
     if Path(cfg.runs_dir).exists() and not Path(cfg.runs_dir).is_dir():
         raise ConfigError(f"pipeline.runs_dir {cfg.runs_dir} is a file, not a folder; point it at a folder")
     for where, lr in [("pipeline.zoo.victim.lr", cfg.zoo.victim.lr), ("pipeline.uap.lr", cfg.uap.lr)]:
         if lr is not None and lr <= 0:
             raise ConfigError(f"{where} must be > 0, got {lr}")
+
     def check_arch(name: str, where: str) -> str:
         try:
             return resolve_architecture(name)
@@ -63,8 +85,9 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         known = ARCHITECTURES[arch].option_defaults()
         for key in options:
             if key not in known:
-                raise unknown_key(key, list(known) or ["(none: this architecture takes no options)"],
-                               f"{where} (options of {arch})")
+                raise unknown_key(
+                    key, list(known) or ["(none: this architecture takes no options)"], f"{where} (options of {arch})"
+                )
 
     z = cfg.zoo
     z.victim.architecture = check_arch(z.victim.architecture, "pipeline.zoo.victim.architecture")
@@ -113,14 +136,19 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     if k.pool not in ("victim", "test"):
         raise ConfigError(f"pipeline.key.pool: unknown pool '{k.pool}'; known: victim, test")
     if k.selection not in ("kmeans", "errors", "idiosyncratic"):
-        raise ConfigError(f"pipeline.key.selection: unknown selection '{k.selection}'; "
-                          "known: kmeans, errors, idiosyncratic")
+        raise ConfigError(
+            f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors, idiosyncratic"
+        )
     if (k.selection == "idiosyncratic") != bool(k.reference):
-        raise ConfigError("pipeline.key: selection 'idiosyncratic' needs reference (zoo ids of the encoder's training "
-                          "homologous models), and reference is used by no other selection")
+        raise ConfigError(
+            "pipeline.key: selection 'idiosyncratic' needs reference (zoo ids of the encoder's training "
+            "homologous models), and reference is used by no other selection"
+        )
     if not 0.0 < k.reference_quorum <= 1.0:
-        raise ConfigError(f"pipeline.key.reference_quorum must be in (0, 1] (the share of reference models that must "
-                          f"disagree with the victim), got {k.reference_quorum}")
+        raise ConfigError(
+            f"pipeline.key.reference_quorum must be in (0, 1] (the share of reference models that must "
+            f"disagree with the victim), got {k.reference_quorum}"
+        )
     if k.num_datapoints < 1 or k.num_views < 1 or k.neighbours < k.num_views:
         raise ConfigError("pipeline.key: need num_datapoints >= 1, num_views >= 1 and neighbours >= num_views")
     return cfg

@@ -44,10 +44,28 @@ from fpenc.data.tiny_imagenet import (
 from fpenc.errors import ConfigError, DatasetNotFoundError
 
 __all__ = [
-    "CIFAR10_CLASSES", "CIFAR_DIR", "CIFAR_TEST_BATCH", "CIFAR_TRAIN_BATCHES", "DEFAULT_DOWNLOAD_ROOT",
-    "FMNIST_CLASSES", "FMNIST_DEBIAN_ROOT", "FMNIST_FILES", "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC",
-    "KNOWN_DATASETS", "NUM_CLASSES", "PROGRESS_MIN_FILES", "TINY_DIR", "TINY_SIZE", "TINY_URL",
-    "ImageArrays", "check_dataset_name", "decode_images", "load_dataset", "locate_dataset", "read_idx",
+    "CIFAR10_CLASSES",
+    "CIFAR_DIR",
+    "CIFAR_TEST_BATCH",
+    "CIFAR_TRAIN_BATCHES",
+    "DEFAULT_DOWNLOAD_ROOT",
+    "FMNIST_CLASSES",
+    "FMNIST_DEBIAN_ROOT",
+    "FMNIST_FILES",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+    "KNOWN_DATASETS",
+    "NUM_CLASSES",
+    "PROGRESS_MIN_FILES",
+    "TINY_DIR",
+    "TINY_SIZE",
+    "TINY_URL",
+    "ImageArrays",
+    "check_dataset_name",
+    "decode_images",
+    "load_dataset",
+    "locate_dataset",
+    "read_idx",
 ]
 
 KNOWN_DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "tiny_imagenet")
@@ -60,9 +78,7 @@ DEFAULT_DOWNLOAD_ROOT = "data"  # relative to the working directory, as torchvis
 def check_dataset_name(name: str) -> str:
     """Return ``name`` if it is a known dataset, else raise :class:`ConfigError`."""
     if name not in KNOWN_DATASETS:
-        raise ConfigError(
-            f"unknown dataset {name!r}: set data.dataset to one of {', '.join(KNOWN_DATASETS)}"
-        )
+        raise ConfigError(f"unknown dataset {name!r}: set data.dataset to one of {', '.join(KNOWN_DATASETS)}")
     return name
 
 

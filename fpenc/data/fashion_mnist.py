@@ -16,8 +16,16 @@ from fpenc.data.arrays import ImageArrays, check_pairs
 from fpenc.errors import FpencError
 
 FMNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 FMNIST_FILES = {
     "train_x": "train-images-idx3-ubyte",

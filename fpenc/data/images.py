@@ -61,8 +61,15 @@ def collate_batch(batch):
     return torch.utils.data.default_collate(batch)
 
 
-def image_loader(images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, batch_size: int,
-                 shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:
+def image_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
     """Batches ``(x, y, idx)`` of ``images [N, C, H, W]`` at ``indices``; shuffled by a generator
     seeded with ``seed`` when ``shuffle`` (the same order for the same seed, whatever else ran)."""
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
@@ -77,8 +84,9 @@ def image_loader(images: torch.Tensor, labels: torch.Tensor, indices: torch.Tens
     )
 
 
-def split_indices(arrays: ImageArrays, split: str | None = None,
-                  splits: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+def split_indices(
+    arrays: ImageArrays, split: str | None = None, splits: dict[str, np.ndarray] | None = None
+) -> torch.Tensor:
     """int64 ``[k]`` train-set indices of ``splits[split]`` (all of the train set if ``split`` is None).
 
     Raises:
@@ -100,13 +108,20 @@ def split_indices(arrays: ImageArrays, split: str | None = None,
     return idx
 
 
-def train_loader(arrays: ImageArrays, splits: dict[str, np.ndarray] | None, split: str | None, batch_size: int,
-                 seed: int, num_workers: int = 0) -> DataLoader:
+def train_loader(
+    arrays: ImageArrays,
+    splits: dict[str, np.ndarray] | None,
+    split: str | None,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+) -> DataLoader:
     """Shuffled (seeded) batches ``(x, y, idx)`` of the train set's ``split`` (the whole set if None):
     what the zoo's models, the UAPs and the fine-tuned copies train on."""
     indices = split_indices(arrays, split, splits)
-    return image_loader(arrays.train_x, arrays.train_y, indices, batch_size, shuffle=True, seed=seed,
-                        num_workers=num_workers)
+    return image_loader(
+        arrays.train_x, arrays.train_y, indices, batch_size, shuffle=True, seed=seed, num_workers=num_workers
+    )
 
 
 def hold_out(indices: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

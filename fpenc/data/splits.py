@@ -42,12 +42,13 @@ def make_splits(n_train: int, seed: int, homologous_overlap: float = 0.5) -> dic
     perm = rng.permutation(int(n_train))
     victim, attacker = perm[: n_train // 2], perm[n_train // 2 :]
     n_shared = int(round(homologous_overlap * len(victim)))
-    homologous = np.concatenate([
-        rng.choice(victim, size=n_shared, replace=False),
-        rng.choice(attacker, size=len(victim) - n_shared, replace=False),
-    ])
-    return {name: np.sort(arr).astype(np.int64) for name, arr in
-            zip(SPLIT_NAMES, (victim, attacker, homologous))}
+    homologous = np.concatenate(
+        [
+            rng.choice(victim, size=n_shared, replace=False),
+            rng.choice(attacker, size=len(victim) - n_shared, replace=False),
+        ]
+    )
+    return {name: np.sort(arr).astype(np.int64) for name, arr in zip(SPLIT_NAMES, (victim, attacker, homologous))}
 
 
 def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], meta: dict) -> None:

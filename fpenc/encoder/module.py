@@ -47,20 +47,48 @@ class EncoderModule(pl.LightningModule):
     :attr:`verdict_options`, to the test callbacks; the module itself does not use them.
     """
 
-    def __init__(self, input_dim: int = 2000, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
-                 dropout: float = 0.1, input_transform: str = "log", temperature: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 alpha: float = 0.05, verdict_statistic: str = "agreement", num_fingerprints: int | None = None,
-                 accuracy_share: float = 0.5,
-                 entropy_share: float = 0.5, ood_margin: float = 1.5, sanity_images: int = 200,
-                 export_dir: str | None = "checkpoints", net: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        input_dim: int = 2000,
+        hidden_dim: int = 512,
+        embed_dim: int = 128,
+        proj_dim: int = 64,
+        dropout: float = 0.1,
+        input_transform: str = "log",
+        temperature: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        alpha: float = 0.05,
+        verdict_statistic: str = "agreement",
+        num_fingerprints: int | None = None,
+        accuracy_share: float = 0.5,
+        entropy_share: float = 0.5,
+        ood_margin: float = 1.5,
+        sanity_images: int = 200,
+        export_dir: str | None = "checkpoints",
+        net: torch.nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        check_args(lr=lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature, dropout=dropout,
-                   accuracy_share=accuracy_share, entropy_share=entropy_share, ood_margin=ood_margin,
-                   sanity_images=sanity_images, num_fingerprints=num_fingerprints,
-                   verdict_statistic=verdict_statistic, dims=(input_dim, hidden_dim, embed_dim, proj_dim))
+        check_args(
+            lr=lr,
+            weight_decay=weight_decay,
+            alpha=alpha,
+            temperature=temperature,
+            dropout=dropout,
+            accuracy_share=accuracy_share,
+            entropy_share=entropy_share,
+            ood_margin=ood_margin,
+            sanity_images=sanity_images,
+            num_fingerprints=num_fingerprints,
+            verdict_statistic=verdict_statistic,
+            dims=(input_dim, hidden_dim, embed_dim, proj_dim),
+        )
         self.save_hyperparameters(ignore=["net"])
-        self.encoder = net if net is not None else FingerprintEncoder(input_dim, hidden_dim, embed_dim, proj_dim,
-                                                                      dropout, input_transform)
+        self.encoder = (
+            net
+            if net is not None
+            else FingerprintEncoder(input_dim, hidden_dim, embed_dim, proj_dim, dropout, input_transform)
+        )
         self.criterion = SupConLoss(temperature)
         self.verdict_options = VerdictOptions.from_hparams(self.hparams)
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -114,8 +142,15 @@ class EncoderModule(pl.LightningModule):
         neg = np.concatenate([s for i, s in sims.items() if roles[i] == "homologous"])
         pooled = np.sqrt((pos.var() + neg.var()) / 2) + 1e-8
         metrics = roc_metrics(np.concatenate([pos, neg]), np.r_[np.ones(len(pos)), np.zeros(len(neg))])
-        self.log_dict({"val/separation": float((pos.mean() - neg.mean()) / pooled), "val/auc": metrics["auc"],
-                       "val/sim_piracy": float(pos.mean()), "val/sim_homologous": float(neg.mean())}, prog_bar=True)
+        self.log_dict(
+            {
+                "val/separation": float((pos.mean() - neg.mean()) / pooled),
+                "val/auc": metrics["auc"],
+                "val/sim_piracy": float(pos.mean()),
+                "val/sim_homologous": float(neg.mean()),
+            },
+            prog_bar=True,
+        )
 
     # -- test ---------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:

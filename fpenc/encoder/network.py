@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 INPUT_TRANSFORMS = ("log", "none")
 
 
@@ -20,11 +19,22 @@ class FingerprintEncoder(nn.Module):
     input_transform: "log" (log of the probabilities, clamped at 1e-6; the default: on the demo
     zoo it separated unseen architectures better than raw probabilities) or "none"."""
 
-    def __init__(self, input_dim: int, hidden_dim: int = 512, embed_dim: int = 128, proj_dim: int = 64,
-                 dropout: float = 0.1, input_transform: str = "log") -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int = 512,
+        embed_dim: int = 128,
+        proj_dim: int = 64,
+        dropout: float = 0.1,
+        input_transform: str = "log",
+    ) -> None:
         super().__init__()
-        for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim), ("embed_dim", embed_dim),
-                            ("proj_dim", proj_dim)):
+        for name, value in (
+            ("input_dim", input_dim),
+            ("hidden_dim", hidden_dim),
+            ("embed_dim", embed_dim),
+            ("proj_dim", proj_dim),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if input_transform not in INPUT_TRANSFORMS:
@@ -33,11 +43,20 @@ class FingerprintEncoder(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.input_dim, self.hidden_dim, self.embed_dim, self.proj_dim, self.dropout = (
-            int(input_dim), int(hidden_dim), int(embed_dim), int(proj_dim), float(dropout))
+            int(input_dim),
+            int(hidden_dim),
+            int(embed_dim),
+            int(proj_dim),
+            float(dropout),
+        )
         self.encoder = nn.Sequential(
-            nn.Linear(self.input_dim, self.hidden_dim), nn.BatchNorm1d(self.hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(self.input_dim, self.hidden_dim),
+            nn.BatchNorm1d(self.hidden_dim),
+            nn.ReLU(inplace=True),
             nn.Dropout(self.dropout),
-            nn.Linear(self.hidden_dim, self.hidden_dim), nn.BatchNorm1d(self.hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(self.hidden_dim, self.hidden_dim),
+            nn.BatchNorm1d(self.hidden_dim),
+            nn.ReLU(inplace=True),
             nn.Linear(self.hidden_dim, self.embed_dim),
         )
         self.head = nn.Sequential(
@@ -46,8 +65,14 @@ class FingerprintEncoder(nn.Module):
 
     def config(self) -> dict:
         """The constructor arguments: ``FingerprintEncoder(**enc.config())`` rebuilds it."""
-        return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim, "embed_dim": self.embed_dim,
-                "proj_dim": self.proj_dim, "dropout": self.dropout, "input_transform": self.input_transform}
+        return {
+            "input_dim": self.input_dim,
+            "hidden_dim": self.hidden_dim,
+            "embed_dim": self.embed_dim,
+            "proj_dim": self.proj_dim,
+            "dropout": self.dropout,
+            "input_transform": self.input_transform,
+        }
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.input_dim:

@@ -28,16 +28,25 @@ def query_images(suspect, images: torch.Tensor, batch_size: int, input_shape, da
             why = why if why.split(":")[0].endswith("Error") else f"{type(err).__name__}: {why}"
             shape = "x".join(map(str, input_shape))
             if isinstance(err, MemoryError) or "alloc" in why.lower() or "out of memory" in why.lower():
-                raise FpencError(f"the suspect ran out of memory answering {len(images[i : i + batch_size])} images "
-                                 f"({why})") from err
-            raise FpencError(f"the suspect failed on {shape} (CxHxW) images of the victim's dataset ({dataset}): "
-                             f"{why}; is it a model of the same task, taking [B, {', '.join(map(str, input_shape))}] "
-                             "images in [0, 1]?") from err
+                raise FpencError(
+                    f"the suspect ran out of memory answering {len(images[i : i + batch_size])} images ({why})"
+                ) from err
+            raise FpencError(
+                f"the suspect failed on {shape} (CxHxW) images of the victim's dataset ({dataset}): "
+                f"{why}; is it a model of the same task, taking [B, {', '.join(map(str, input_shape))}] "
+                "images in [0, 1]?"
+            ) from err
     return torch.cat(out)
 
 
-def pair_fingerprints(suspect, uaps: torch.Tensor, view_images: torch.Tensor, pairs: torch.Tensor,
-                      batch_size: int = 2000, dataset: str = "unknown") -> torch.Tensor:
+def pair_fingerprints(
+    suspect,
+    uaps: torch.Tensor,
+    view_images: torch.Tensor,
+    pairs: torch.Tensor,
+    batch_size: int = 2000,
+    dataset: str = "unknown",
+) -> torch.Tensor:
     """Fingerprints ``[F, 2*N*K]`` of ``suspect`` for ``pairs [F, 2]`` of (UAP index, view index).
 
     ``uaps [U, C, H, W]`` float, ``view_images [V, N, C, H, W]`` uint8. Row f equals
@@ -58,19 +67,22 @@ def pair_fingerprints(suspect, uaps: torch.Tensor, view_images: torch.Tensor, pa
     def query(images: torch.Tensor) -> torch.Tensor:
         return query_images(suspect, images, batch_size, tuple(chw), dataset)
 
-    clean_out = query(x.reshape(-1, *chw))                                      # [Vc*N, K]
+    clean_out = query(x.reshape(-1, *chw))  # [Vc*N, K]
     k = clean_out.shape[1]
     step = max(1, batch_size // n)  # pairs per query batch: perturbed images are made batch by batch
-    adv_out = torch.cat([
-        query((x[row[i : i + step]] + uaps[pairs[i : i + step, 0]].unsqueeze(1)).clamp(0, 1).reshape(-1, *chw))
-        for i in range(0, len(pairs), step)
-    ]).reshape(len(pairs), n, k)                                                # [F, N, K]
-    clean_out = clean_out.reshape(len(chosen_views), n, k)[row]                 # [F, N, K]
+    adv_out = torch.cat(
+        [
+            query((x[row[i : i + step]] + uaps[pairs[i : i + step, 0]].unsqueeze(1)).clamp(0, 1).reshape(-1, *chw))
+            for i in range(0, len(pairs), step)
+        ]
+    ).reshape(len(pairs), n, k)  # [F, N, K]
+    clean_out = clean_out.reshape(len(chosen_views), n, k)[row]  # [F, N, K]
     return torch.stack([clean_out, adv_out], dim=2).reshape(len(pairs), 2 * n * k)
 
 
-def fingerprints(suspect, uaps: torch.Tensor, view_images: torch.Tensor, batch_size: int = 2000,
-                 dataset: str = "unknown") -> torch.Tensor:
+def fingerprints(
+    suspect, uaps: torch.Tensor, view_images: torch.Tensor, batch_size: int = 2000, dataset: str = "unknown"
+) -> torch.Tensor:
     """Fingerprints ``[U, V, 2*N*K]`` of ``suspect`` (images -> probabilities ``[B, K]``) for every
     (UAP, view) pair: :func:`pair_fingerprints` over all of them.
 

@@ -47,8 +47,9 @@ def references_disagree(predicted: np.ndarray, references: list[np.ndarray], quo
     return disagree >= math.ceil(quorum * len(references) - 1e-9)
 
 
-def victim_errors(predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = (),
-                  quorum: float = 1.0) -> np.ndarray:
+def victim_errors(
+    predicted: np.ndarray, labels: np.ndarray, references: list[np.ndarray] = (), quorum: float = 1.0
+) -> np.ndarray:
     """Mask ``[M]``: the victim's prediction ``predicted [M]`` is wrong (``!= labels [M]``) and, with
     reference models, :func:`references_disagree` with it (none: every error): errors of the victim's own."""
     return (np.asarray(predicted) != np.asarray(labels)) & references_disagree(predicted, references, quorum)
@@ -62,11 +63,15 @@ def _reference_models(run_dir, ids: list[str]) -> list:
     entries = entries_by_id(run_dir.load_manifest())
     missing = [i for i in ids if i not in entries]
     if missing:
-        raise FpencError(f"key.reference names models that are not in the zoo: {', '.join(missing)}; "
-                         f"known: {', '.join(sorted(entries))}")
+        raise FpencError(
+            f"key.reference names models that are not in the zoo: {', '.join(missing)}; "
+            f"known: {', '.join(sorted(entries))}"
+        )
     if any(entries[i]["role"] != "homologous" for i in ids):
-        raise FpencError("key.reference must name homologous (independently trained) models, not "
-                         + ", ".join(i for i in ids if entries[i]["role"] != "homologous"))
+        raise FpencError(
+            "key.reference must name homologous (independently trained) models, not "
+            + ", ".join(i for i in ids if entries[i]["role"] != "homologous")
+        )
     return [run_dir.load_model(entries[i]) for i in ids]
 
 
@@ -101,15 +106,20 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
         images, labels = arrays.test_x, arrays.test_y
     if k.selection in ("errors", "idiosyncratic"):
         predicted = representations(victim, images, "probs").argmax(1)
-        references = [] if k.selection == "errors" else [
-            representations(m, images, "probs").argmax(1) for m in _reference_models(run_dir, k.reference)]
+        references = (
+            []
+            if k.selection == "errors"
+            else [representations(m, images, "probs").argmax(1) for m in _reference_models(run_dir, k.reference)]
+        )
         wrong = np.flatnonzero(victim_errors(predicted, labels.numpy(), references, k.reference_quorum))
         if len(wrong) < max(k.num_datapoints, k.neighbours):
             hint = "a lower key.reference_quorum, " if k.selection == "idiosyncratic" else ""
             hint += "key.pool: test (10,000 images), " if k.pool != "test" else ""
-            raise FpencError(f"only {len(wrong)} images of the {k.pool} pool pass key.selection '{k.selection}', fewer "
-                             f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
-                             f"lower them, or use {hint}or key.selection: kmeans")
+            raise FpencError(
+                f"only {len(wrong)} images of the {k.pool} pool pass key.selection '{k.selection}', fewer "
+                f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}); "
+                f"lower them, or use {hint}or key.selection: kmeans"
+            )
         pool_idx, images, labels = pool_idx[wrong], images[torch.as_tensor(wrong)], labels[torch.as_tensor(wrong)]
     sel_reps = representations(victim, images, k.selection_layer)
     chosen = kmeans_select(sel_reps, k.num_datapoints, seed=cfg.seed, niter=k.kmeans_iters)

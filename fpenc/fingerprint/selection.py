@@ -74,8 +74,15 @@ def kmeans_select(reps: np.ndarray, n_clusters: int, seed: int = 0, niter: int =
     rng = np.random.default_rng(seed)
     best, best_obj = None, float("inf")
     for redo in range(nredo):
-        km = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed + redo, verbose=False,
-                          max_points_per_centroid=10_000_000, min_points_per_centroid=1)
+        km = faiss.Kmeans(
+            d,
+            n_clusters,
+            niter=niter,
+            seed=seed + redo,
+            verbose=False,
+            max_points_per_centroid=10_000_000,
+            min_points_per_centroid=1,
+        )
         obj = km.train(reps, init_centroids=kmeanspp_init(reps, n_clusters, rng))
         if obj < best_obj:
             best, best_obj = km.centroids.copy(), obj
@@ -93,7 +100,9 @@ def kmeans_select(reps: np.ndarray, n_clusters: int, seed: int = 0, niter: int =
     return np.asarray(chosen, dtype=np.int64)
 
 
-def sample_views(out_reps: np.ndarray, selected: np.ndarray, num_views: int, neighbours: int, seed: int = 0) -> np.ndarray:
+def sample_views(
+    out_reps: np.ndarray, selected: np.ndarray, num_views: int, neighbours: int, seed: int = 0
+) -> np.ndarray:
     """View sets ``[V, N]`` of indices into ``out_reps [M, D]``.
 
     Each selected datapoint's ``neighbours`` nearest points (itself included) in ``out_reps``

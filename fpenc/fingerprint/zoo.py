@@ -47,6 +47,8 @@ def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print) -> dict[
         save_tensors(path, {**meta, "fingerprints": fps, "queries": suspect.queries}, FORMAT)
         out[entry["id"]] = fps
         computed += 1
-    log(f"[done] fingerprints of {len(out)} models ({computed} computed, {len(out) - computed} cached) "
-        f"in {time.perf_counter() - t0:.2f}s; shape per model {tuple(next(iter(out.values())).shape)}")
+    log(
+        f"[done] fingerprints of {len(out)} models ({computed} computed, {len(out) - computed} cached) "
+        f"in {time.perf_counter() - t0:.2f}s; shape per model {tuple(next(iter(out.values())).shape)}"
+    )
     return out

@@ -111,5 +111,7 @@ def normalized_config(
         if json.loads(json.dumps(cfg)) != cfg:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError(f"options for '{name}' must be plain JSON values (numbers, strings, lists), got {options}") from None
+        raise ConfigError(
+            f"options for '{name}' must be plain JSON values (numbers, strings, lists), got {options}"
+        ) from None
     return cfg

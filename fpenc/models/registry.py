@@ -48,6 +48,7 @@ __all__ = [
     "resolve_architecture",
 ]
 
+
 def _fmnist_spec(letter: str) -> ArchSpec:
     row = FMNIST_ARCS[letter]
     return ArchSpec(
@@ -70,10 +71,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         "vgg16", build_vgg16, "torchvision VGG16 (BN by default), 1x1 avg-pool + 512-512 classifier", min_input_size=32
     ),
     "densenet121": ArchSpec(
-        "densenet121", build_densenet121, "torchvision DenseNet121, CIFAR stem (3x3 s1 conv0, no pool0)", min_input_size=8
+        "densenet121",
+        build_densenet121,
+        "torchvision DenseNet121, CIFAR stem (3x3 s1 conv0, no pool0)",
+        min_input_size=8,
     ),
     "googlenet": ArchSpec(
-        "googlenet", build_googlenet, "torchvision GoogLeNet, no aux heads, 3x3 s1 conv1, no maxpool1/2", min_input_size=2
+        "googlenet",
+        build_googlenet,
+        "torchvision GoogLeNet, no aux heads, 3x3 s1 conv1, no maxpool1/2",
+        min_input_size=2,
     ),
 }
 """Canonical name -> :class:`ArchSpec`, in listing order."""
@@ -158,7 +165,9 @@ def arch_config(model_or_arch: ImageClassifier | str | None = None, /, **args: A
         args["arch"] = model_or_arch
     missing = [k for k in ("arch", "num_classes", "input_shape") if k not in args]
     if missing:
-        raise ConfigError(f"architecture config is missing {', '.join(missing)}; give arch, num_classes and input_shape")
+        raise ConfigError(
+            f"architecture config is missing {', '.join(missing)}; give arch, num_classes and input_shape"
+        )
     return _normalized_config(**args)
 
 

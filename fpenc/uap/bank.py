@@ -57,14 +57,24 @@ def _tracker(victim, holdout, every: int, bar):
             step = trainer.global_step
             if step % every == 0 or step >= trainer.max_steps:
                 fr = fooling_rate(victim, pl_module.v.detach()[0], holdout)
-                self.history.append({"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "fooling_rate": round(fr, 4)})
+                self.history.append(
+                    {"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "fooling_rate": round(fr, 4)}
+                )
                 bar.set_postfix(fooling=f"{fr:.3f}", refresh=False)
 
     return FoolingTracker()
 
 
-def compute_uap(victim: torch.nn.Module, data, holdout: torch.Tensor, input_shape, cfg: UAPConfig,
-                seed: int, progress: bool = True, desc: str = "uap") -> dict:
+def compute_uap(
+    victim: torch.nn.Module,
+    data,
+    holdout: torch.Tensor,
+    input_shape,
+    cfg: UAPConfig,
+    seed: int,
+    progress: bool = True,
+    desc: str = "uap",
+) -> dict:
     """Train one UAP of ``victim`` on ``data`` (a train DataLoader of ``(x, y, idx)`` batches, or a
     LightningDataModule); returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``."""
     import pytorch_lightning as pl
@@ -76,20 +86,40 @@ def compute_uap(victim: torch.nn.Module, data, holdout: torch.Tensor, input_shap
         module = SGDUAPModule(victim, input_shape, eps=cfg.eps, norm=cfg.norm, lr=cfg.lr, seed=seed)
     else:
         module = DeepFoolUAPModule(victim, input_shape, eps=cfg.eps, norm=cfg.norm, seed=seed)
-    bar = tqdm(total=cfg.steps, desc=desc, unit="step", leave=False, disable=not progress,
-               mininterval=0.5 if sys.stderr.isatty() else 15)
+    bar = tqdm(
+        total=cfg.steps,
+        desc=desc,
+        unit="step",
+        leave=False,
+        disable=not progress,
+        mininterval=0.5 if sys.stderr.isatty() else 15,
+    )
     tracker = _tracker(victim, holdout, max(1, cfg.steps // 12), bar)
-    trainer = pl.Trainer(max_steps=cfg.steps, max_epochs=-1, accelerator="auto", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[tracker])
+    trainer = pl.Trainer(
+        max_steps=cfg.steps,
+        max_epochs=-1,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[tracker],
+    )
     t0 = time.perf_counter()
     trainer.fit(module, data)  # a DataLoader or a LightningDataModule, as Trainer.fit takes either
     seconds = time.perf_counter() - t0
     bar.close()
     v = module.perturbation()
     victim.cpu()
-    return {"uap": v, "fooling_rate": fooling_rate(victim, v, holdout), "seconds": round(seconds, 2),
-            "history": tracker.history}
+    return {
+        "uap": v,
+        "fooling_rate": fooling_rate(victim, v, holdout),
+        "seconds": round(seconds, 2),
+        "history": tracker.history,
+    }
 
 
 def load_bank(path) -> dict:
@@ -121,8 +151,12 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
         old = load_bank(path)
         if {k: old.get(k) for k in key} == key:
             members = [
-                {"uap": old["uaps"][i], "fooling_rate": old["fooling_rates"][i], "seconds": old["seconds"][i],
-                 "history": old["histories"][i]}
+                {
+                    "uap": old["uaps"][i],
+                    "fooling_rate": old["fooling_rates"][i],
+                    "seconds": old["seconds"][i],
+                    "history": old["histories"][i],
+                }
                 for i in range(len(old["fooling_rates"]))
             ][: cfg.uap.num_uaps]
             if members:
@@ -131,23 +165,39 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
             log(f"{path} was made for another victim or UAP config: recomputing")
     for i in range(len(members), cfg.uap.num_uaps):
         loader = train_loader(arrays, splits, "victim", cfg.uap.batch_size, cfg.seed + i)
-        m = compute_uap(victim, loader, holdout, tuple(arrays.input_shape), cfg.uap, cfg.seed + i, progress, f"uap {i + 1}/{cfg.uap.num_uaps}")
-        tqdm.write(f"[done] UAP {i + 1}/{cfg.uap.num_uaps}: fooling rate {m['fooling_rate']:.3f} "
-                   f"({cfg.uap.norm} eps {cfg.uap.eps}) in {m['seconds']:.1f}s", file=sys.stderr)
+        m = compute_uap(
+            victim,
+            loader,
+            holdout,
+            tuple(arrays.input_shape),
+            cfg.uap,
+            cfg.seed + i,
+            progress,
+            f"uap {i + 1}/{cfg.uap.num_uaps}",
+        )
+        tqdm.write(
+            f"[done] UAP {i + 1}/{cfg.uap.num_uaps}: fooling rate {m['fooling_rate']:.3f} "
+            f"({cfg.uap.norm} eps {cfg.uap.eps}) in {m['seconds']:.1f}s",
+            file=sys.stderr,
+        )
         members.append(m)
         _save_bank(path, key, members, tuple(arrays.input_shape))
     return load_bank(path)
 
 
 def _save_bank(path, key: dict, members: list[dict], input_shape) -> None:
-    save_tensors(path, {
-        **key,
-        "uaps": torch.stack([m["uap"] for m in members]),
-        "fooling_rates": [float(m["fooling_rate"]) for m in members],
-        "seconds": [float(m["seconds"]) for m in members],
-        "histories": [m["history"] for m in members],
-        "input_shape": list(input_shape),
-    }, FORMAT)
+    save_tensors(
+        path,
+        {
+            **key,
+            "uaps": torch.stack([m["uap"] for m in members]),
+            "fooling_rates": [float(m["fooling_rate"]) for m in members],
+            "seconds": [float(m["seconds"]) for m in members],
+            "histories": [m["history"] for m in members],
+            "input_shape": list(input_shape),
+        },
+        FORMAT,
+    )
 
 
 def time_to_target(history: list[dict], target: float = TARGET_FOOLING) -> float | None:

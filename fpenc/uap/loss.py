@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 
-def uap_ascent_loss(net: torch.nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor, clip: float = 10.0) -> torch.Tensor:
+def uap_ascent_loss(
+    net: torch.nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor, clip: float = 10.0
+) -> torch.Tensor:
     """Per-image clipped cross-entropy ``[B]`` of ``net`` on ``x_perturbed [B, C, H, W]`` against
     its own (clean) classes of ``x [B, C, H, W]``; a UAP *ascends* its mean. The clip caps each
     image's loss so that images already fooled stop dominating the gradient."""

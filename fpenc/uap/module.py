@@ -21,7 +21,9 @@ from fpenc.uap.projection import check_norm, project
 
 
 class _UAPBase(pl.LightningModule):
-    def __init__(self, victim: torch.nn.Module, input_shape: tuple[int, int, int], eps: float, norm: str, seed: int = 0):
+    def __init__(
+        self, victim: torch.nn.Module, input_shape: tuple[int, int, int], eps: float, norm: str, seed: int = 0
+    ):
         super().__init__()
         if eps <= 0:
             raise ValueError(f"eps must be > 0, got {eps}")
@@ -57,8 +59,16 @@ class SGDUAPModule(_UAPBase):
     """SGD-UAP. ``loss_clip`` caps each image's cross-entropy (Shafahi et al.'s clipped loss) so
     already-fooled images stop dominating the gradient."""
 
-    def __init__(self, victim, input_shape, eps: float = 0.3, norm: str = "linf", lr: float = 0.01,
-                 loss_clip: float = 10.0, seed: int = 0):
+    def __init__(
+        self,
+        victim,
+        input_shape,
+        eps: float = 0.3,
+        norm: str = "linf",
+        lr: float = 0.01,
+        loss_clip: float = 10.0,
+        seed: int = 0,
+    ):
         super().__init__(victim, input_shape, eps, norm, seed)
         self.lr, self.loss_clip = lr, loss_clip
 
@@ -81,8 +91,17 @@ class SGDUAPModule(_UAPBase):
 class DeepFoolUAPModule(_UAPBase):
     """Moosavi-Dezfooli et al. (2017) UAP, batched. No optimiser: manual updates of ``v``."""
 
-    def __init__(self, victim, input_shape, eps: float = 7.0, norm: str = "l2", overshoot: float = 0.02,
-                 max_iter: int = 20, num_candidates: int = 10, seed: int = 0):
+    def __init__(
+        self,
+        victim,
+        input_shape,
+        eps: float = 7.0,
+        norm: str = "l2",
+        overshoot: float = 0.02,
+        max_iter: int = 20,
+        num_candidates: int = 10,
+        seed: int = 0,
+    ):
         super().__init__(victim, input_shape, eps, norm, seed)
         self.automatic_optimization = False
         self.overshoot, self.max_iter, self.num_candidates = overshoot, max_iter, num_candidates

@@ -29,7 +29,9 @@ def predictions(net: torch.nn.Module, images: torch.Tensor, v: torch.Tensor | No
 def transfer(victim_clean: torch.Tensor, victim_adv: torch.Tensor, clean: torch.Tensor, adv: torch.Tensor) -> dict:
     """``fooling`` and ``follows`` (module docstring) from predicted classes ``[N]`` each."""
     fooled_victim = victim_adv != victim_clean
-    follows = (adv[fooled_victim] == victim_adv[fooled_victim]).float().mean().item() if fooled_victim.any() else float("nan")
+    follows = (
+        (adv[fooled_victim] == victim_adv[fooled_victim]).float().mean().item() if fooled_victim.any() else float("nan")
+    )
     return {"fooling": (adv != clean).float().mean().item(), "follows": follows}
 
 
@@ -47,8 +49,12 @@ def zoo_fooling(cfg, bank: dict, holdout: torch.Tensor) -> list[dict]:
         net = run_dir.load_model(entry)
         clean = predictions(net, holdout)
         per_uap = [transfer(v_clean, va, clean, predictions(net, holdout, v)) for v, va in zip(bank["uaps"], v_adv)]
-        row = {"id": entry["id"], "role": entry["role"], "architecture": entry["architecture"],
-               "optimizer": entry["optimizer"]}
+        row = {
+            "id": entry["id"],
+            "role": entry["role"],
+            "architecture": entry["architecture"],
+            "optimizer": entry["optimizer"],
+        }
         for k in ("fooling", "follows"):  # follows is undefined (nan) for a UAP that fools the victim nowhere
             vals = [p[k] for p in per_uap if not np.isnan(p[k])]
             row[f"{k}_mean"], row[f"{k}_std"] = (float(np.mean(vals)), float(np.std(vals))) if vals else (None, None)
@@ -76,25 +82,38 @@ def role_summary(rows: list[dict]) -> list[dict]:
 
 def format_fooling(rows: list[dict]) -> str:
     lines = [f"{'model':<30} {'role':<11} {'fooling':<15} {'follows the victim':<15}   (mean ± std over the bank)"]
+
     def pm(mean, std):
         return "    -         " if mean is None else f"{mean:.3f} ± {std:.3f}"
 
     for r in rows:
-        lines.append(f"{r['id']:<30} {r['role']:<11} {pm(r['fooling_mean'], r['fooling_std'])}  "
-                     f"{pm(r['follows_mean'], r['follows_std'])}")
+        lines.append(
+            f"{r['id']:<30} {r['role']:<11} {pm(r['fooling_mean'], r['fooling_std'])}  "
+            f"{pm(r['follows_mean'], r['follows_std'])}"
+        )
     for role in ("piracy", "homologous"):
         ms = [r for r in rows if r["role"] == role and r["follows_mean"] is not None]
         if ms:
-            lines.append(f"{'mean of ' + role:<42} {np.mean([m['fooling_mean'] for m in ms]):.3f}          "
-                         f"{np.mean([m['follows_mean'] for m in ms]):.3f}")
+            lines.append(
+                f"{'mean of ' + role:<42} {np.mean([m['fooling_mean'] for m in ms]):.3f}          "
+                f"{np.mean([m['follows_mean'] for m in ms]):.3f}"
+            )
     summary = role_summary(rows)
-    paired = [s for s in summary if None not in (s["piracy_fooling"], s["homologous_fooling"],
-                                                 s["piracy_follows"], s["homologous_follows"])]
+    paired = [
+        s
+        for s in summary
+        if None not in (s["piracy_fooling"], s["homologous_fooling"], s["piracy_follows"], s["homologous_follows"])
+    ]
     if paired:
-        lines += ["", f"{'architecture / optimizer':<26} {'fooling: piracy vs homologous':<32} follows: piracy vs homologous"]
+        lines += [
+            "",
+            f"{'architecture / optimizer':<26} {'fooling: piracy vs homologous':<32} follows: piracy vs homologous",
+        ]
         for s in paired:
-            lines.append(f"{s['architecture'] + ' / ' + s['optimizer']:<26} {s['piracy_fooling']:.3f} vs {s['homologous_fooling']:.3f}"
-                         f"{'':<18} {s['piracy_follows']:.3f} vs {s['homologous_follows']:.3f}")
+            lines.append(
+                f"{s['architecture'] + ' / ' + s['optimizer']:<26} {s['piracy_fooling']:.3f} vs {s['homologous_fooling']:.3f}"
+                f"{'':<18} {s['piracy_follows']:.3f} vs {s['homologous_follows']:.3f}"
+            )
         for k in ("fooling", "follows"):
             above = sum(s[f"piracy_{k}"] > s[f"homologous_{k}"] for s in paired)
             lines.append(f"piracy above homologous in {k}: {above} of {len(paired)} architecture/optimizer pairs")

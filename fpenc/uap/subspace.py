@@ -33,16 +33,28 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fpenc.errors import ConfigError
-from fpenc.io import load_tensors, save_figure, save_tensors, write_json
+from fpenc.io import load_tensors, save_tensors, write_json
 from fpenc.uap.loss import uap_ascent_loss
 from fpenc.uap.projection import check_norm, project
+from fpenc.uap.subspace_report import format_subspace, plot_subspace  # noqa: F401 (re-exported)
 
 SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
 
 
-def batched_sgd_uaps(net: torch.nn.Module, images: torch.Tensor, num_uaps: int, eps: float, norm: str,
-                     steps: int, batch_size: int = 32, lr: float = 0.01, seed: int = 0,
-                     progress: bool = False, desc: str = "uaps", init_scale: float = 1e-3) -> torch.Tensor:
+def batched_sgd_uaps(
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    num_uaps: int,
+    eps: float,
+    norm: str,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 0.01,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "uaps",
+    init_scale: float = 1e-3,
+) -> torch.Tensor:
     """``num_uaps`` SGD-UAPs of ``net`` at once, ``[n, C, H, W]``; each sees its own random
     mini-batches of ``images`` (uint8 ``[N, C, H, W]``) and starts from its own random point,
     uniform in ``[-1, 1]^d`` times ``init_scale * eps`` (projected onto the ball). Start near 0
@@ -95,8 +107,17 @@ def _settings_tag(model_sha: str, settings: dict, seed: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def cached_uaps(net: torch.nn.Module, images: torch.Tensor, path: Path, tag: str, settings: dict, seed: int,
-                chunk: int, progress: bool, desc: str) -> torch.Tensor:
+def cached_uaps(
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    path: Path,
+    tag: str,
+    settings: dict,
+    seed: int,
+    chunk: int,
+    progress: bool,
+    desc: str,
+) -> torch.Tensor:
     """``settings['num_uaps']`` UAPs of ``net``, computed ``chunk`` at a time; each finished chunk is
     saved to ``path`` (atomically), so a killed run resumes where it stopped. Chunk ``c`` is
     seeded ``seed + c``, whatever the chunks before it did."""
@@ -109,17 +130,38 @@ def cached_uaps(net: torch.nn.Module, images: torch.Tensor, path: Path, tag: str
     while len(done) < n:
         c = len(done) // chunk
         k = min(chunk, n - len(done))
-        new = batched_sgd_uaps(net, images, k, settings["eps"], settings["norm"], settings["steps"],
-                               settings["batch_size"], settings["lr"], seed=seed + c, progress=progress,
-                               desc=f"{desc} {len(done) + k}/{n}", init_scale=settings["init_scale"])
+        new = batched_sgd_uaps(
+            net,
+            images,
+            k,
+            settings["eps"],
+            settings["norm"],
+            settings["steps"],
+            settings["batch_size"],
+            settings["lr"],
+            seed=seed + c,
+            progress=progress,
+            desc=f"{desc} {len(done) + k}/{n}",
+            init_scale=settings["init_scale"],
+        )
         done = torch.cat([done.reshape(-1, *new.shape[1:]), new])
         save_tensors(path, {"tag": tag, "settings": settings, "seed": seed, "uaps": done}, SUBSPACE_FORMAT)
     return done[:n]
 
 
-def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None = None, eps: float | None = None,
-                      lr: float | None = None, batch_size: int = 32, init_scale: float = 1e-3, chunk: int = 64,
-                      models: list[str] | None = None, progress: bool = True) -> dict:
+def subspace_analysis(
+    cfg,
+    num_uaps: int = 64,
+    steps: int = 60,
+    norm: str | None = None,
+    eps: float | None = None,
+    lr: float | None = None,
+    batch_size: int = 32,
+    init_scale: float = 1e-3,
+    chunk: int = 64,
+    models: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Inconsistency D of a second victim UAP set, and of each chosen suspect's UAPs, against the
     victim's UAP subspace. ``models``: zoo ids (default: the piracy and homologous models of the
     first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
@@ -128,8 +170,10 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     from fpenc.rundir import RunDir
 
     if num_uaps < 2 or chunk < 1 or steps < 1 or batch_size < 1:
-        raise ConfigError(f"need --num-uaps >= 2 and --chunk, --steps, --batch-size >= 1; got {num_uaps}, "
-                          f"{chunk}, {steps}, {batch_size}")
+        raise ConfigError(
+            f"need --num-uaps >= 2 and --chunk, --steps, --batch-size >= 1; got {num_uaps}, "
+            f"{chunk}, {steps}, {batch_size}"
+        )
     run_dir = RunDir(cfg.run_dir)
     entries = run_dir.load_manifest()["models"]
     by_id = {m["id"]: m for m in entries}
@@ -137,19 +181,32 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     if models:
         unknown = [i for i in models if i not in by_id or by_id[i]["role"] == "victim"]
         if unknown:
-            raise ConfigError(f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
-                              f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}")
+            raise ConfigError(
+                f"not suspects of the zoo in {run_dir}: {unknown}; choose among "
+                f"{sorted(i for i, m in by_id.items() if m['role'] != 'victim')}"
+            )
         chosen = [by_id[i] for i in models]
     else:
         first = next((m for m in entries if m["role"] == "piracy"), None)
         if first is None:
             raise ConfigError(f"the zoo in {run_dir} has no piracy model; pass the models to compare with --models")
-        chosen = [m for m in entries if m["role"] in ("piracy", "homologous")
-                  and m["architecture"] == first["architecture"] and m["optimizer"] == first["optimizer"]]
+        chosen = [
+            m
+            for m in entries
+            if m["role"] in ("piracy", "homologous")
+            and m["architecture"] == first["architecture"]
+            and m["optimizer"] == first["optimizer"]
+        ]
     u = cfg.uap
-    settings = {"num_uaps": num_uaps, "steps": steps, "norm": check_norm(norm or u.norm),
-                "eps": float(u.eps if eps is None else eps), "lr": float(u.lr if lr is None else lr),
-                "batch_size": batch_size, "init_scale": float(init_scale)}
+    settings = {
+        "num_uaps": num_uaps,
+        "steps": steps,
+        "norm": check_norm(norm or u.norm),
+        "eps": float(u.eps if eps is None else eps),
+        "lr": float(u.lr if lr is None else lr),
+        "batch_size": batch_size,
+        "init_scale": float(init_scale),
+    }
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     splits, _ = load_splits(run_dir.splits)
     images = arrays.train_x[torch.as_tensor(splits["victim"])]
@@ -172,63 +229,29 @@ def subspace_analysis(cfg, num_uaps: int = 64, steps: int = 60, norm: str | None
     for entry, seed, label, shown, role in jobs:
         got, sec = uaps_of(entry, seed, label)
         profiles[shown] = profile(got, basis)
-        rows.append({"id": shown, "role": role, "architecture": entry["architecture"], "D": inconsistency(got, ref, basis),
-                     "seconds": round(sec, 1)})
+        rows.append(
+            {
+                "id": shown,
+                "role": role,
+                "architecture": entry["architecture"],
+                "D": inconsistency(got, ref, basis),
+                "seconds": round(sec, 1),
+            }
+        )
     pir = [r["D"] for r in rows if r["role"] == "piracy"]
     hom = [r["D"] for r in rows if r["role"] == "homologous"]
-    result = {"settings": settings, "rank": int(basis.shape[1]), "rows": rows,
-              "ratio_homologous_to_piracy": float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None,
-              "singular_values": singular.tolist(), "seconds": round(time.perf_counter() - t_start, 1),
-              "device": device, "paper": "homologous / piracy about 3 on FMNIST (n = d = 784 UAPs per model)"}
+    result = {
+        "settings": settings,
+        "rank": int(basis.shape[1]),
+        "rows": rows,
+        "ratio_homologous_to_piracy": float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None,
+        "singular_values": singular.tolist(),
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "device": device,
+        "paper": "homologous / piracy about 3 on FMNIST (n = d = 784 UAPs per model)",
+    }
     paths = run_dir.subspace_results(settings["norm"], settings["eps"], num_uaps)
     write_json(paths["json"], result)
     plot_subspace(profiles, rows, paths["png"])
     result["paths"] = {k: str(v) for k, v in paths.items()}
     return result
-
-
-def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str | Path, top: int = 50) -> Path:
-    """Figure 2: (a) the energy profile over the victim's first ``top`` principal directions,
-    per model; (b) the inconsistency D per model, coloured by role."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"victim": "tab:gray", "piracy": "tab:red", "homologous": "tab:blue"}
-    role_of = {r["id"]: r["role"] for r in rows}
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, p in profiles.items():
-        role = role_of.get(name, "victim")
-        k = min(top, len(p))
-        ax.plot(np.arange(1, k + 1), p[:k], color=colors[role], alpha=0.9 if role == "victim" else 0.6,
-                lw=2 if name == "victim (reference set)" else 1, label=name if role == "victim" else None)
-    for role in ("piracy", "homologous"):
-        ax.plot([], [], color=colors[role], label=role)
-    ax.set_yscale("log")
-    ax.set_xlabel("victim principal direction (by singular value)")
-    ax.set_ylabel("share of UAP energy")
-    ax.set_title("(a) projections on the victim's UAP basis")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    bx.bar(range(len(rows)), [r["D"] for r in rows], color=[colors[r["role"]] for r in rows])
-    bx.set_xticks(range(len(rows)), [r["id"].replace("homologous", "hom").replace("piracy", "pir") for r in rows],
-                  rotation=60, ha="right", fontsize=7)
-    bx.set_ylabel("inconsistency D (eq. 5, our reading)")
-    bx.set_title("(b) inconsistency with the victim")
-    bx.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path, dpi=110)
-
-
-def format_subspace(result: dict) -> str:
-    s = result["settings"]
-    lines = [f"{'model':<32} {'role':<11} {'D (eq. 5, our reading)':<24} seconds"]
-    lines += [f"{r['id']:<32} {r['role']:<11} {r['D']:<24.4f} {r['seconds']:.1f}" for r in result["rows"]]
-    if result["ratio_homologous_to_piracy"] is not None:
-        lines.append(f"homologous / piracy = {result['ratio_homologous_to_piracy']:.2f} (paper, FMNIST: about 3)")
-    lines.append(f"({s['num_uaps']} {s['norm']} UAPs of eps {s['eps']} per model, {s['steps']} steps of "
-                 f"{s['batch_size']} images; victim subspace rank {result['rank']}; {result['seconds']:.0f} s on "
-                 f"{result['device']})")
-    if "paths" in result:
-        lines.append(f"wrote {result['paths']['json']} and {result['paths']['png']}")
-    return "\n".join(lines)

@@ -8,9 +8,8 @@ leaves a truncated file behind. A piracy model is rebuilt when its victim change
 
 from __future__ import annotations
 
-import random
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -21,77 +20,8 @@ from fpenc.errors import WeightsFileError
 from fpenc.io import load_weights, save_weights
 from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
+from fpenc.zoo.plan import ModelSpec, model_id, plan_zoo, reference_ids  # noqa: F401 (re-exported)
 from fpenc.zoo.training import fit_module, quiet_lightning
-
-
-@dataclass
-class ModelSpec:
-    """Everything that determines one model's weights."""
-
-    id: str
-    role: str  # victim | piracy | homologous
-    architecture: str
-    optimizer: str
-    seed: int
-    batch_size: int
-    epochs: int
-    lr: float | None
-    split: str  # victim | attacker | homologous
-    parent: str | None = None
-    extraction: dict | None = None
-    options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
-
-
-def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
-    """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
-    return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{data}data")
-
-
-def reference_ids(cfg: PipelineConfig) -> list[str]:
-    """Ids of the verdict's reference models: the models of the grids with ``split: reference``."""
-    ids = []
-    for grid in cfg.zoo.grids:
-        if grid.split == "reference":
-            ids += [model_id(grid.role, a, o, s, grid.data)
-                    for a in grid.architectures for o in grid.optimizers for s in grid.seeds]
-    return list(dict.fromkeys(ids))
-
-
-def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
-    """The victim first, then every grid's architectures x optimizers x seeds.
-
-    Each model's batch size is drawn, seeded by its id, from its grid's ``batch_sizes``
-    (Table 1: "attributes without numbers are randomly selected during each training process").
-    """
-    from fpenc.zoo.optim import DEFAULT_LR
-
-    def lr_of(opt: str, lr: float | None) -> float:  # resolved, so a changed default rebuilds
-        return DEFAULT_LR[opt] if lr is None else lr
-
-    v = cfg.zoo.victim
-    specs = [ModelSpec("victim", "victim", v.architecture, v.optimizer, cfg.seed, v.batch_size, v.epochs,
-                       lr_of(v.optimizer, v.lr), "victim", options=dict(v.options))]
-    seen = {"victim"}
-    for grid in cfg.zoo.grids:
-        for arch in grid.architectures:
-            for opt in grid.optimizers:
-                for seed in grid.seeds:
-                    mid = model_id(grid.role, arch, opt, seed, grid.data)
-                    if mid in seen:
-                        continue
-                    seen.add(mid)
-                    bs = random.Random(mid).choice(grid.batch_sizes)
-                    piracy = grid.role == "piracy"
-                    specs.append(
-                        ModelSpec(
-                            mid, grid.role, arch, opt, seed, bs, grid.epochs, lr_of(opt, grid.lr),
-                            split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
-                            parent="victim" if piracy else None,
-                            extraction=asdict(cfg.zoo.extraction) if piracy else None,
-                            options=dict(grid.options),
-                        )
-                    )
-    return specs
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -117,8 +47,12 @@ class ZooBuilder:
 
         d = self.cfg.data
         arrays = load_dataset(d.dataset, root=d.root, download=d.download)
-        meta = {"dataset": d.dataset, "n_train": int(len(arrays.train_y)), "seed": d.split_seed,
-                "homologous_overlap": d.homologous_overlap}
+        meta = {
+            "dataset": d.dataset,
+            "n_train": int(len(arrays.train_y)),
+            "seed": d.split_seed,
+            "homologous_overlap": d.homologous_overlap,
+        }
         path = self.run_dir.splits
         splits = None
         if path.exists():
@@ -146,14 +80,26 @@ class ZooBuilder:
         torch.manual_seed(spec.seed)
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
         mean, std = _channel_stats(split_images)
-        net = build_model(spec.architecture, num_classes=arrays.num_classes,
-                          input_shape=tuple(arrays.input_shape), mean=mean, std=std, **spec.options)
+        net = build_model(
+            spec.architecture,
+            num_classes=arrays.num_classes,
+            input_shape=tuple(arrays.input_shape),
+            mean=mean,
+            std=std,
+            **spec.options,
+        )
         loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed)
         if spec.role == "piracy":
             ex = spec.extraction or {}
-            module = ExtractionModule(net, victim_net, api=ex.get("api", "probs"), optimizer=spec.optimizer,
-                                      lr=spec.lr, adversarial_queries=ex.get("adversarial_queries", 0),
-                                      adversarial_eps=ex.get("adversarial_eps", 0.1))
+            module = ExtractionModule(
+                net,
+                victim_net,
+                api=ex.get("api", "probs"),
+                optimizer=spec.optimizer,
+                lr=spec.lr,
+                adversarial_queries=ex.get("adversarial_queries", 0),
+                adversarial_eps=ex.get("adversarial_eps", 0.1),
+            )
         else:
             module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr)
         seconds = fit_module(module, loader, spec.epochs, spec.id, self.progress)
@@ -186,9 +132,15 @@ class ZooBuilder:
             self.log(f"warning: {err}; starting a new manifest")
             old = {}
         manifest = {
-            "format": FORMAT, "name": self.cfg.name, "dataset": arrays.name, "data_source": arrays.source,
-            "input_shape": list(arrays.input_shape), "num_classes": arrays.num_classes,
-            "splits": SPLITS, "config": to_dict(self.cfg), "models": [],
+            "format": FORMAT,
+            "name": self.cfg.name,
+            "dataset": arrays.name,
+            "data_source": arrays.source,
+            "input_shape": list(arrays.input_shape),
+            "num_classes": arrays.num_classes,
+            "splits": SPLITS,
+            "config": to_dict(self.cfg),
+            "models": [],
         }
         victim_net, victim_probs, victim_acc, victim_sha = None, None, None, None
         bar = tqdm(specs, desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
@@ -201,27 +153,40 @@ class ZooBuilder:
                 bar.set_postfix_str(spec.id)
                 net, info = self._train(spec, arrays, splits, victim_net)
                 weights_rel = self.run_dir.model_weights(spec.id)
-                sha = save_weights(self.run_dir / weights_rel, net.state_dict(), _arch_config(net),
-                                   model_id=spec.id, role=spec.role)
+                sha = save_weights(
+                    self.run_dir / weights_rel, net.state_dict(), _arch_config(net), model_id=spec.id, role=spec.role
+                )
                 probs = predict_probs(net, arrays.test_x)
                 acc = accuracy(probs, arrays.test_y)
                 entry = {
-                    "id": spec.id, "role": spec.role, "architecture": spec.architecture,
-                    "optimizer": spec.optimizer, "seed": spec.seed, "batch_size": spec.batch_size,
-                    "epochs": spec.epochs, "split": spec.split, "parent": spec.parent,
+                    "id": spec.id,
+                    "role": spec.role,
+                    "architecture": spec.architecture,
+                    "optimizer": spec.optimizer,
+                    "seed": spec.seed,
+                    "batch_size": spec.batch_size,
+                    "epochs": spec.epochs,
+                    "split": spec.split,
+                    "parent": spec.parent,
                     "test_accuracy": round(acc, 4),
                     "agreement": None if victim_probs is None else round(agreement(probs, victim_probs), 4),
                     "recovery_rate": round(acc / victim_acc, 4) if spec.role == "piracy" else None,
-                    "queries": info.get("queries"), "train_seconds": info["train_seconds"],
-                    "weights": weights_rel, "sha256": sha,
-                    "parent_sha256": victim_sha if spec.parent else None, "spec": asdict(spec),
+                    "queries": info.get("queries"),
+                    "train_seconds": info["train_seconds"],
+                    "weights": weights_rel,
+                    "sha256": sha,
+                    "parent_sha256": victim_sha if spec.parent else None,
+                    "spec": asdict(spec),
                 }
                 if spec.role == "victim":
                     entry["agreement"] = 1.0
                 tqdm.write(f"[done] {spec.id}: test acc {acc:.4f} in {info['train_seconds']:.1f}s", file=sys.stderr)
                 if acc < 1.5 / arrays.num_classes:
-                    tqdm.write(f"warning: {spec.id} did not learn (test acc {acc:.4f}, chance "
-                               f"{1 / arrays.num_classes:.2f}); try another lr or optimizer for it", file=sys.stderr)
+                    tqdm.write(
+                        f"warning: {spec.id} did not learn (test acc {acc:.4f}, chance "
+                        f"{1 / arrays.num_classes:.2f}); try another lr or optimizer for it",
+                        file=sys.stderr,
+                    )
             if spec.role == "victim":
                 victim_net, victim_sha = net, entry["sha256"]
                 victim_probs = predict_probs(net, arrays.test_x)

@@ -15,7 +15,9 @@ class ClassifierModule(pl.LightningModule):
     Batches are ``(x, y, idx)`` as served by :func:`fpenc.data.images.train_loader`.
     """
 
-    def __init__(self, net: torch.nn.Module, optimizer: str = "adam", lr: float | None = None, weight_decay: float = 0.0):
+    def __init__(
+        self, net: torch.nn.Module, optimizer: str = "adam", lr: float | None = None, weight_decay: float = 0.0
+    ):
         super().__init__()
         self.net = net
         self.optimizer_name = optimizer

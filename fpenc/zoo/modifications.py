@@ -40,9 +40,19 @@ def int8_copy(net: nn.Module) -> nn.Module:
     return out
 
 
-def fine_tuned_copy(net: nn.Module, arrays, splits: dict, split: str = "attacker", *, optimizer: str = "adam",
-                    lr: float = 1e-4, epochs: int = 2, batch_size: int = 128, seed: int = 0,
-                    progress: bool = False) -> nn.Module:
+def fine_tuned_copy(
+    net: nn.Module,
+    arrays,
+    splits: dict,
+    split: str = "attacker",
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-4,
+    epochs: int = 2,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """Fine-tune all layers (FTAL) of a copy of ``net`` on the true labels of ``splits[split]``."""
     from fpenc.data.images import train_loader
     from fpenc.zoo.classifier import ClassifierModule

@@ -56,8 +56,9 @@ def without_normalisation(net: nn.Module) -> nn.Module:
     return out.eval()
 
 
-def broken_models(victim: nn.Module, independent: nn.Module, input_shape, num_classes: int, *,
-                  classes=None, seeds=(0, 1, 2)) -> dict[str, nn.Module]:
+def broken_models(
+    victim: nn.Module, independent: nn.Module, input_shape, num_classes: int, *, classes=None, seeds=(0, 1, 2)
+) -> dict[str, nn.Module]:
     """By name: constant models (``classes``, default every class), random-label models and
     untrained networks of the victim's architecture (and normalisation) for each seed,
     ``independent`` without its normalisation, and the victim with its classes shifted by one.
@@ -66,7 +67,9 @@ def broken_models(victim: nn.Module, independent: nn.Module, input_shape, num_cl
 
     k = num_classes
     d = int(torch.tensor(list(input_shape)).prod())
-    out: dict[str, nn.Module] = {f"constant_class{c}": Constant(c, k) for c in (range(k) if classes is None else classes)}
+    out: dict[str, nn.Module] = {
+        f"constant_class{c}": Constant(c, k) for c in (range(k) if classes is None else classes)
+    }
     out |= {f"random_label_s{s}": RandomLabel(s, d, k) for s in seeds}
     config = arch_config(victim)
     for s in seeds:

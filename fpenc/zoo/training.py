@@ -32,9 +32,15 @@ def _make_bar_callback(desc: str, enabled: bool):
         """A tqdm bar over the optimisation steps of one model, with its running loss."""
 
         def on_train_start(self, trainer, pl_module):
-            self.bar = tqdm(total=int(trainer.estimated_stepping_batches), desc=desc, unit="step",
-                            leave=False, disable=not enabled, dynamic_ncols=True,
-                            mininterval=0.5 if sys.stderr.isatty() else 15)
+            self.bar = tqdm(
+                total=int(trainer.estimated_stepping_batches),
+                desc=desc,
+                unit="step",
+                leave=False,
+                disable=not enabled,
+                dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 15,
+            )
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.bar.update(1)
@@ -54,8 +60,14 @@ def fit_module(module, data, epochs: int, desc: str, progress: bool) -> float:
     import pytorch_lightning as pl
 
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         callbacks=[_make_bar_callback(desc, progress)],
     )
     start = time.perf_counter()
