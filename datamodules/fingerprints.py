@@ -9,8 +9,8 @@ marked ``split: reference`` are the verdict's reference population (independent 
 neither train the encoder, nor pick its checkpoint, nor choose the key); models of all other
 architectures are the test set.
 
-``prepare_data`` runs the earlier stages (zoo, UAP bank, key, fingerprints) when their cached
-artifacts are missing, so ``fpenc fit`` works from nothing.
+The earlier stages (zoo, UAP bank, key, fingerprints) are run by ``fpenc fit`` / ``test`` before
+Lightning starts (:func:`fpenc.pipeline.run_stages`); ``prepare_data`` only checks they have.
 """
 
 from __future__ import annotations
@@ -154,15 +154,18 @@ class FingerprintDataModule(pl.LightningDataModule):
 
     # -- Lightning hooks ----------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        from fpenc.fingerprint.key import build_key
-        from fpenc.fingerprint.zoo import fingerprint_zoo
-        from fpenc.uap.bank import build_uap_bank
-        from fpenc.zoo.builder import build_zoo
+        """Check that the pipeline's earlier stages have run (this module reads artifacts, it does not
+        make them: ``fpenc fit`` runs them first, as :func:`fpenc.pipeline.run_stages` does)."""
+        from fpenc.errors import FpencError
+        from fpenc.rundir import RunDir
 
-        build_zoo(self.cfg, progress=self.progress)
-        build_uap_bank(self.cfg, progress=self.progress)
-        build_key(self.cfg)
-        fingerprint_zoo(self.cfg, api=self.api)
+        rd = RunDir(self.run_dir)
+        missing = [p.name for p in (rd.manifest, rd.uaps, rd.key) if not p.is_file()]
+        if missing:
+            raise FpencError(
+                f"{', '.join(missing)} missing in {rd}: run `fpenc fit --config ...` (it runs the earlier stages "
+                "first), or fpenc.pipeline.run_stages(cfg, api=...) before using this datamodule"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if self.models:
@@ -171,8 +174,8 @@ class FingerprintDataModule(pl.LightningDataModule):
         from fpenc.rundir import RunDir
 
         manifest = RunDir(self.run_dir).load_manifest()
-        fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by prepare_data
-        from fpenc.zoo.builder import reference_ids
+        fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by the pipeline's last stage
+        from fpenc.zoo.plan import reference_ids
 
         splits = assign_splits(
             manifest["models"], self.train_architectures, self.train_models_per_role, reference_ids(self.cfg)

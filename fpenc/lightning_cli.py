@@ -52,11 +52,19 @@ def _cli_class():
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
 
+        def _run_stages(self) -> None:
+            """The pipeline's stages up to the fingerprints (cached: a finished stage only checks its outputs)."""
+            from fpenc.pipeline import run_stages
+
+            dm = self.datamodule
+            run_stages(dm.cfg, api=dm.api, progress=dm.progress)
+
         def before_fit(self) -> None:
             """``--ckpt_path best|last|FILE`` resumes from that checkpoint, or refuses: never a silent restart."""
             cfg = self.config_init[self.subcommand]
             ckpt = cfg.get("ckpt_path")
             if not ckpt:
+                self._run_stages()
                 return
             if ckpt in ("best", "last"):
                 ckpt = str(RunDir(self.datamodule.run_dir).checkpoint(ckpt))
@@ -65,6 +73,7 @@ def _cli_class():
                     f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from the start"
                 )
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
+            self._run_stages()
 
         def before_test(self) -> None:
             cfg = self.config_init[self.subcommand]
@@ -79,6 +88,10 @@ def _cli_class():
             if not Path(ckpt).is_file():
                 raise ConfigError(f"checkpoint {ckpt} does not exist; run `fpenc fit` with the same --config first")
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
+            self._run_stages()
+
+        def before_validate(self) -> None:
+            self._run_stages()
 
         def instantiate_trainer(self, **kwargs):
             """The config's trainer with, after the config's own callbacks, the encoder's checkpoints

@@ -16,23 +16,21 @@ def _pipeline_config(args):
 
 def cmd_zoo(args) -> int:
     cfg = _pipeline_config(args)
+    from fpenc.pipeline import run_stages
     from fpenc.rundir import RunDir
-    from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.manifest import format_table
 
     print(f"fpenc zoo: {cfg.name} -> {cfg.run_dir}/", file=sys.stderr)
-    manifest = build_zoo(cfg, progress=not args.no_progress)
+    manifest = run_stages(cfg, until="zoo", progress=not args.no_progress)["zoo"]
     print(format_table(manifest["models"]))
     print(f"\nmanifest: {RunDir(cfg.run_dir).manifest}")
     return 0
 
 
 def _stages_up_to_uap(cfg, args):
-    from fpenc.uap.bank import build_uap_bank
-    from fpenc.zoo.builder import build_zoo
+    from fpenc.pipeline import run_stages
 
-    build_zoo(cfg, progress=not args.no_progress)
-    return build_uap_bank(cfg, progress=not args.no_progress)
+    return run_stages(cfg, until="uap", progress=not args.no_progress)["uap"]
 
 
 def cmd_uap(args) -> int:
@@ -66,13 +64,9 @@ def cmd_uap(args) -> int:
 def cmd_fingerprint(args) -> int:
     cfg = _pipeline_config(args)
     from fpenc.api import parse_api
-    from fpenc.fingerprint.key import build_key
-    from fpenc.fingerprint.zoo import fingerprint_zoo
+    from fpenc.pipeline import run_stages
 
-    api = str(parse_api(args.api))
-    _stages_up_to_uap(cfg, args)
-    build_key(cfg)
-    fingerprint_zoo(cfg, api=api)
+    run_stages(cfg, until="fingerprints", api=str(parse_api(args.api)), progress=not args.no_progress)
     return 0
 
 
