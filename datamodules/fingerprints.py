@@ -2,12 +2,9 @@
 
 Each sample is one fingerprint ``[2 N K]`` of one model for one (UAP, view) pair, with label 0
 for the victim and piracy models and 1 for homologous models. Splits are by *model*, never by
-view, as in the paper: the encoder trains on ``train_models_per_role`` piracy and as many
-homologous models of ``train_architectures`` (plus the victim); the other models of those
-architectures are validation (they pick the encoder's checkpoint); the models of the zoo grids
-marked ``split: reference`` are the verdict's reference population (independent models that
-neither train the encoder, nor pick its checkpoint, nor choose the key); models of all other
-architectures are the test set.
+view, as in the paper. Which models train the encoder (plus the victim), pick its checkpoint
+(val), are the verdict's reference population and are tested is the config's split policy,
+decided once at zoo-plan time (:mod:`fpenc.zoo.sets`); this module only serves them.
 
 The earlier stages (zoo, UAP bank, key, fingerprints) are run by ``fpenc fit`` / ``test`` before
 Lightning starts (:func:`fpenc.pipeline.run_stages`); ``prepare_data`` only checks they have.
@@ -24,9 +21,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from fpenc.config import PipelineConfig, from_dict, validate
 from fpenc.data.datasets import NUM_CLASSES
 from fpenc.errors import ConfigError
+from fpenc.zoo.sets import SETS as SPLITS
 
 LABEL_DERIVED, LABEL_INDEPENDENT = 0, 1
-SPLITS = ("train", "val", "reference", "test")
 
 
 @dataclass
@@ -46,66 +43,13 @@ class ModelRecord:
         return LABEL_INDEPENDENT if self.role == "homologous" else LABEL_DERIVED
 
 
-def assign_splits(
-    models: list[dict], train_architectures: list[str], per_role: int, reference: list[str] | tuple = ()
-) -> dict[str, str]:
-    """``{model id: split}`` for manifest entries (the victim gets "victim", the ids in ``reference``
-    "reference"). Deterministic: within the training architectures the first ``per_role`` models of
-    each role by (seed, optimizer, architecture) train, so that with 2 optimizers x 3 seeds both
-    optimizers train and validate."""
-    reference = set(reference)
-    missing = sorted(reference - {m["id"] for m in models})
-    if missing:
-        raise ConfigError(f"the reference grids' models {', '.join(missing)} are not in the zoo: run `fpenc zoo` first")
-    out = {m["id"]: "reference" for m in models if m["id"] in reference}
-    models = [m for m in models if m["id"] not in reference]
-    known = sorted({m["architecture"] for m in models if m["role"] != "victim"})
-    unknown = [a for a in train_architectures if a not in known]
-    if not train_architectures or unknown:
-        raise ConfigError(
-            f"data.train_architectures must name architectures of the zoo ({', '.join(known)}); got {train_architectures}"
-        )
-    for role in ("piracy", "homologous"):
-        pick = [m for m in models if m["role"] == role and m["architecture"] in train_architectures]
-        # seed-major order, so the optimizers alternate: training and validation both get each optimizer
-        ids = [
-            m["id"]
-            for m in sorted(pick, key=lambda m: (m.get("seed", 0), m.get("optimizer", ""), m["architecture"], m["id"]))
-        ]
-        if len(ids) < per_role + 1:
-            raise ConfigError(
-                f"the training architectures {train_architectures} have {len(ids)} {role} models; the encoder "
-                f"needs {per_role} to train on and at least 1 more for validation: add seeds or optimizers "
-                f"to the zoo grid, or lower data.train_models_per_role"
-            )
-        out.update({mid: ("train" if i < per_role else "val") for i, mid in enumerate(ids)})
-    for m in models:
-        out.setdefault(m["id"], "victim" if m["role"] == "victim" else "test")
-    if not any(s == "test" for s in out.values()):
-        raise ConfigError("no test models: the zoo has no architecture outside data.train_architectures")
-    return out
-
-
-def check_key_reference(reference: list[str], splits: dict[str, str]) -> None:
-    """The key's reference models (``key.selection: idiosyncratic``) must be encoder-training models:
-    a key chosen where validation or test models disagree with the victim biases their scores."""
-    leaked = [i for i in reference if splits.get(i) != "train"]
-    if leaked:
-        raise ConfigError(
-            f"pipeline.key.reference: {', '.join(leaked)} are not models the encoder trains on; "
-            "choosing the key with validation or test models biases the evaluation. "
-            f"Use training models: {', '.join(i for i, s in sorted(splits.items()) if s == 'train')}"
-        )
-
-
 class FingerprintDataModule(pl.LightningDataModule):
     """Serves fingerprint views by split.
 
     Args:
-        pipeline: the ``pipeline:`` section of the run's config (``fpenc fit`` passes the merged,
-            validated one).
-        train_architectures: architectures whose models the encoder trains on.
-        train_models_per_role: piracy (and homologous) models trained on; the paper uses 5.
+        pipeline: the ``pipeline:`` section of the run's config (``fpenc fit`` passes the merged one);
+            which models train, validate, calibrate and test is its ``sets`` policy
+            (:func:`fpenc.zoo.sets.assign_sets`), decided at zoo-plan time.
         batch_size: fingerprints per batch; contrastive training wants large batches.
         api: what the zoo's suspects reveal when fingerprinted (probs, topk:K, label).
         progress: progress bars while running earlier stages.
@@ -113,9 +57,7 @@ class FingerprintDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        pipeline: dict | None = None,
-        train_architectures: list[str] | None = None,
-        train_models_per_role: int = 5,
+        pipeline: PipelineConfig | None = None,
         batch_size: int = 1024,
         api: str = "probs",
         num_workers: int = 0,
@@ -124,16 +66,15 @@ class FingerprintDataModule(pl.LightningDataModule):
         super().__init__()
         if pipeline is None:
             raise ConfigError("FingerprintDataModule needs the pipeline config: pass --config configs/<name>.yaml")
-        self.cfg = validate(from_dict(PipelineConfig, pipeline)) if isinstance(pipeline, dict) else pipeline
+        # validated here, once: fpenc fit builds the config from the stacked files (and command-line overrides)
+        self.cfg = validate(from_dict(PipelineConfig, pipeline) if isinstance(pipeline, dict) else pipeline)
         if self.cfg.name is None:
             raise ConfigError("pipeline.name is not set")
-        if train_models_per_role < 1 or batch_size < 2 or num_workers < 0:
-            raise ConfigError("data: train_models_per_role >= 1, batch_size >= 2 and num_workers >= 0 are required")
+        if batch_size < 2 or num_workers < 0:
+            raise ConfigError("data: batch_size >= 2 and num_workers >= 0 are required")
         from fpenc.api import parse_api
 
         self.api = str(parse_api(api))
-        self.train_architectures = list(train_architectures or [])
-        self.train_models_per_role = train_models_per_role
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self.models: list[ModelRecord] = []
         self.save_hyperparameters(ignore=["progress", "num_workers"])
@@ -175,13 +116,18 @@ class FingerprintDataModule(pl.LightningDataModule):
 
         manifest = RunDir(self.run_dir).load_manifest()
         fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by the pipeline's last stage
-        from fpenc.zoo.plan import reference_ids
+        from fpenc.zoo.sets import assign_sets, key_reference_ids
 
-        splits = assign_splits(
-            manifest["models"], self.train_architectures, self.train_models_per_role, reference_ids(self.cfg)
-        )
-        check_key_reference(self.cfg.key.reference, splits)
+        splits = assign_sets(self.cfg)
+        key_reference_ids(self.cfg, splits)  # a key chosen with non-training models is refused
+        missing = [mid for mid in splits if mid not in {m["id"] for m in manifest["models"]}]
+        if missing:
+            raise ConfigError(
+                f"models {', '.join(missing[:5])} of the config are not in the zoo: run `fpenc zoo` first"
+            )
         for i, m in enumerate(manifest["models"]):
+            if m["id"] not in splits:
+                continue  # a model of an earlier config of this run, no longer planned
             f = fps[m["id"]]
             if f.shape[-1] != self.input_dim:
                 raise ConfigError(f"fingerprints of {m['id']} have width {f.shape[-1]}, expected {self.input_dim}")

@@ -130,11 +130,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--include-test", action="store_true", help="also the run's test models")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    from datamodules.fingerprints import assign_splits
-    from fpenc.config import load_yaml
     from fpenc.data.datasets import load_dataset
     from fpenc.rundir import load_zoo_model
-    from fpenc.zoo.builder import build_zoo, reference_ids
+    from fpenc.zoo.builder import build_zoo
+    from fpenc.zoo.sets import assign_sets
 
     torch.manual_seed(0)
     cfg, run_dir = load_run(args.config)
@@ -144,15 +143,7 @@ def main(argv=None) -> dict:
     victim = load_zoo_model(victim_entry, run_dir)
     start = time.perf_counter()
     probe = Probe(victim, run_dir, arrays, seed=cfg.seed)
-    data = {}  # the encoder's data section (LightningCLI part of the same YAML files)
-    for path in args.config:
-        data.update(load_yaml(path).get("data") or {})
-    splits = assign_splits(
-        manifest["models"],
-        data.get("train_architectures", [victim_entry["architecture"]]),
-        data.get("train_models_per_role", 5),
-        reference_ids(cfg),
-    )
+    splits = assign_sets(cfg)
     rows = []
     zoos = [(run_dir, manifest, "run")]
     same_victim = {}

@@ -1,10 +1,11 @@
 """``fpenc fit`` / ``fpenc test``: LightningCLI over :class:`EncoderModule` and
 :class:`FingerprintDataModule` (imported only for these subcommands: Lightning takes seconds).
 
-The ``pipeline:`` section of the stacked ``--config`` files is read, merged and validated by
-:func:`fpenc.config.load_pipeline_config` (one-line errors, did-you-mean) and handed to the
-datamodule as ``--pipeline`` (linked to ``data.pipeline``); the datamodule's fingerprint width
-is linked to ``model.input_dim``. ``test`` refuses to run without ``--ckpt_path`` (Lightning
+The ``pipeline:`` sections of the stacked ``--config`` files are stacked by
+:func:`fpenc.config.load_pipeline_data` (named zoo grids merged by name; unknown keys and wrong
+types are one-line errors, with did-you-mean) and handed to jsonargparse as ``--pipeline``, typed
+:class:`~fpenc.config.PipelineConfig` (so ``--pipeline.seed 3`` overrides it), linked to
+``data.pipeline``; the datamodule validates it. Its fingerprint width is linked to ``model.input_dim``. ``test`` refuses to run without ``--ckpt_path`` (Lightning
 would silently test untrained weights); ``--ckpt_path best`` or ``last`` names the run's own
 ``runs/<name>/encoder/{best,last}.ckpt``.
 
@@ -41,13 +42,15 @@ def config_paths(args: list[str]) -> list[str]:
 def _cli_class():
     from pytorch_lightning.cli import LightningCLI
 
+    from fpenc.config import PipelineConfig
+
     class FpencLightningCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_argument(
                 "--pipeline",
-                type=Optional[dict],  # noqa: UP045 (jsonargparse reads this type at run time)
+                type=Optional[PipelineConfig],  # noqa: UP045 (jsonargparse reads this type at run time)
                 default=None,
-                help="the pipeline section of the configs (merged and validated by fpenc)",
+                help="the pipeline section of the configs (fpenc stacks the files' sections, named grids by name)",
             )
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
@@ -153,7 +156,7 @@ def _check_ckpt_arg(args: list[str]) -> None:
 def run(args: list[str], callbacks: list | None = None) -> int:
     """Run ``fit``/``validate``/``test`` with LightningCLI; ``args`` start with the subcommand.
     ``callbacks``: extra Lightning callbacks for the trainer (added to the config's)."""
-    from fpenc.config import load_pipeline_config
+    from fpenc.config import load_pipeline_data
 
     if not args or args[0] not in SUBCOMMANDS:
         raise ValueError(f"args must start with one of {SUBCOMMANDS}")
@@ -161,15 +164,18 @@ def run(args: list[str], callbacks: list | None = None) -> int:
         paths = []
     else:
         paths = config_paths(args[1:])
-        cfg = load_pipeline_config(paths)
-        from dataclasses import asdict
-
-        # Lightning's own outputs (saved config, default logs) go to the run's folder unless set.
+        pipeline = load_pipeline_data(paths)  # stacked, keys and types checked: one-line errors
+        run_dir = Path(pipeline.get("runs_dir") or "runs") / pipeline["name"]
+        # The stacked section goes in right after the last --config, so --pipeline.* options after it
+        # still override; Lightning's own outputs (saved config, default logs) go to the run's folder.
+        last = max(i for i, a in enumerate(args) if a in ("--config", "-c") or a.startswith("--config="))
+        last += 1 if args[last].startswith("--config=") else 2
         args = [
             args[0],
-            f"--trainer.default_root_dir={cfg.run_dir}",
-            *args[1:],
-            f"--pipeline={json.dumps(asdict(cfg))}",
+            f"--trainer.default_root_dir={run_dir}",
+            *args[1:last],
+            f"--pipeline={json.dumps(pipeline)}",
+            *args[last:],
         ]
     _check_ckpt_arg(args)
     import warnings

@@ -66,7 +66,12 @@ def test_overlay_stacks_and_name_defaults_to_stem(tmp_path):
             r"grids\[0\].options \(options of fmnist_b\): unknown key 'chanels' \(did you mean 'channels'\?\)",
         ),
         ("pipeline:\n  zoo:\n    victim: {options: [8, 16]}\n", r"victim.options: expected a mapping"),
-        ("pipeline:\n  key: {selection: idiosyncratic}\n", r"'idiosyncratic' needs reference"),
+        ("pipeline:\n  seed: 1.5\n", r"pipeline.seed: expected an integer, got '1.5'"),
+        ("pipeline:\n  zoo:\n    grids: [{seeds: 3}]\n", r"pipeline.zoo.grids.seeds: expected a list"),
+        ("pipeline:\n  zoo:\n    grids: [{sed: [3]}]\n", r"grids\[0\]: unknown key 'sed' \(did you mean 'seeds'\?\)"),
+        ("pipeline:\n  sets: {train_architecture: [fmnist_a]}\n", r"did you mean 'train_architectures'"),
+        ("pipeline:\n  sets: {train_architectures: [resnet99]}\n", r"sets.train_architectures: unknown architecture"),
+        ("pipeline:\n  zoo:\n    grids: [{name: a}, {name: a}]\n", r"grid names must be unique"),
         ("pipeline:\n  key: {reference: [homologous-x]}\n", r"reference is used by no other selection"),
         (
             "pipeline:\n  key: {selection: idiosyncratic, reference: [h], reference_quorum: 1.5}\n",
@@ -104,31 +109,53 @@ def test_architecture_options_reach_the_plan(tmp_path):
 
 @pytest.mark.parametrize("overlays", [[], ["configs/fmnist_converged.yaml"]])
 def test_shipped_encoder_layouts_are_consistent(overlays):
-    """The shipped configs' key references are encoder-training models, and the verdict has >= 4
-    reference models, apart from every other split, among them the victim's architecture on the
-    victim's own data: caught here, not 10 minutes into `make demo`."""
-    import yaml
+    """The shipped configs' sets: the key's reference models are encoder-training models, and the
+    verdict has >= 4 reference models, apart from every other set, among them the victim's
+    architecture on the victim's own data: caught here, not 10 minutes into `make demo`."""
+    from fpenc.zoo.plan import plan_zoo
+    from fpenc.zoo.sets import assign_sets, ids_in, key_reference_ids
 
-    from datamodules.fingerprints import assign_splits, check_key_reference
-    from fpenc.zoo.builder import plan_zoo, reference_ids
+    cfg = load_pipeline_config(["configs/fmnist_demo.yaml", *overlays])
+    sets = assign_sets(cfg)
+    roles = {s.id: s.role for s in plan_zoo(cfg)}
+    key_ref = key_reference_ids(cfg, sets)
+    assert key_ref and all(sets[i] == "train" and roles[i] == "homologous" for i in key_ref)
+    reference = ids_in(sets, "reference")
+    assert len(reference) >= 4 and all(roles[i] == "homologous" for i in reference)
+    assert any(
+        i.startswith(f"homologous-{cfg.zoo.victim.architecture}-") and i.endswith("-victimdata") for i in reference
+    )
+    assert ids_in(sets, "test") and ids_in(sets, "val"), "no unseen test models, or nothing to pick the checkpoint"
 
-    paths = ["configs/fmnist_demo.yaml", *overlays]
-    cfg = load_pipeline_config(paths)
-    data = {}
-    for p in paths:
-        data.update(yaml.safe_load(open(p)).get("data", {}))
-    models = [
-        {"id": s.id, "role": s.role, "architecture": s.architecture, "optimizer": s.optimizer, "seed": s.seed}
-        for s in plan_zoo(cfg)
-    ]
-    splits = assign_splits(models, data["train_architectures"], data["train_models_per_role"], reference_ids(cfg))
-    check_key_reference(cfg.key.reference, splits)
-    reference = [m for m in models if splits[m["id"]] == "reference"]
-    assert len(reference) >= 4 and all(m["role"] == "homologous" for m in reference)
-    victim = cfg.zoo.victim.architecture
-    assert any(m["architecture"] == victim and m["id"].endswith("-victimdata") for m in reference)
-    assert not set(cfg.key.reference) & {m["id"] for m in reference}
-    assert [m for m in models if splits[m["id"]] == "test"], "no unseen test models"
+
+def test_named_grids_merge_by_name(tmp_path):
+    base = write(
+        tmp_path,
+        "base.yaml",
+        """
+        pipeline:
+          zoo:
+            grids:
+              - {name: copies, role: piracy, architectures: [fmnist_a], seeds: [0, 1]}
+              - {name: test, role: homologous, architectures: [fmnist_c]}
+    """,
+    )
+    over = write(
+        tmp_path,
+        "over.yaml",
+        """
+        pipeline:
+          zoo:
+            grids:
+              - {name: copies, epochs: 7}
+              - {name: extra, role: homologous, architectures: [fmnist_d]}
+    """,
+    )
+    grids = load_pipeline_config([base, over]).zoo.grids
+    assert [g.name for g in grids] == ["copies", "test", "extra"]
+    assert grids[0].epochs == 7 and grids[0].seeds == [0, 1] and grids[0].role == "piracy"
+    unnamed = write(tmp_path, "unnamed.yaml", "pipeline:\n  zoo:\n    grids: [{role: homologous}]\n")
+    assert [g.name for g in load_pipeline_config([base, unnamed]).zoo.grids] == [None]  # a plain list replaces
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,11 @@ def encoder_config(tmp_path, data_root, name="tinyenc", reference=True):
         pipeline_extra="""
         uap: {num_uaps: 2, steps: 5, batch_size: 64, eps: 0.3, holdout: 50}
         key: {num_datapoints: 8, num_views: 3, neighbours: 4}
+        sets: {train_architectures: [fmnist_b], train_models_per_role: 1}
     """,
         extra=f"""
         seed_everything: 0
-        data: {{train_architectures: [fmnist_b], train_models_per_role: 1, batch_size: 256, progress: false}}
+        data: {{batch_size: 256, progress: false}}
         model: {{hidden_dim: 32, embed_dim: 16, proj_dim: 8, sanity_images: 40, alpha: 0.2, export_dir: {tmp_path / "checkpoints"}}}
         trainer: {{max_epochs: 3, accelerator: cpu, logger: false, enable_progress_bar: false, enable_model_summary: false}}
     """,
@@ -161,11 +162,21 @@ def test_test_writes_report_and_bundle_then_verify(tested):
 def test_fit_with_bad_data_option_is_one_line(fitted, capsys):
     _, config = fitted
     assert (
-        main(["fit", "--config", str(config), "--data.train_architectures", "[fmnist_z]", "--trainer.max_epochs", "1"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--pipeline.sets.train_architectures",
+                "[fmnist_z]",
+                "--trainer.max_epochs",
+                "1",
+            ]
+        )
         == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert "train_architectures" in err[-1]
+    assert "pipeline.sets.train_architectures: unknown architecture 'fmnist_z'" in err[-1]
 
 
 def test_verdict_needs_two_reference_models(fitted, capsys):

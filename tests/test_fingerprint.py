@@ -289,17 +289,6 @@ def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
         assert main(args) == 2  # the command: one line, exit 2
 
 
-def test_key_reference_must_be_encoder_training_models():
-    from datamodules.fingerprints import check_key_reference
-    from fpenc.errors import ConfigError
-
-    splits = {"victim": "victim", "h-a": "train", "h-b": "val", "h-c": "test"}
-    check_key_reference(["h-a"], splits)
-    for bad in (["h-b"], ["h-a", "h-c"], ["h-zzz"]):
-        with pytest.raises(ConfigError, match="not models the encoder trains on.*Use training models: h-a"):
-            check_key_reference(bad, splits)
-
-
 @pytest.mark.parametrize(
     "api,wanted,ok",
     [
@@ -320,29 +309,6 @@ def test_reveals(api, wanted, ok):
     from fpenc.api import reveals
 
     assert reveals(api, wanted) is ok
-
-
-def test_assign_splits_alternates_optimizers_and_checks():
-    from datamodules.fingerprints import assign_splits
-    from fpenc.errors import ConfigError
-
-    models = [{"id": "victim", "role": "victim", "architecture": "fmnist_a"}] + [
-        {"id": f"{role}-{arch}-{opt}-s{seed}", "role": role, "architecture": arch, "optimizer": opt, "seed": seed}
-        for role in ("piracy", "homologous")
-        for arch in ("fmnist_a", "fmnist_c")
-        for opt in ("adam", "sgd")
-        for seed in range(4)
-    ]
-    splits = assign_splits(models, ["fmnist_a"], 5)
-    val = sorted(i for i, s in splits.items() if s == "val")
-    assert val == [f"{r}-fmnist_a-{o}" for r in ("homologous", "piracy") for o in ("adam-s3", "sgd-s2", "sgd-s3")]
-    train = [i for i, s in splits.items() if s == "train"]
-    assert len(train) == 10 and {i.split("-")[2] for i in train} == {"adam", "sgd"}
-    assert splits["victim"] == "victim" and {splits[i] for i in splits if "fmnist_c" in i} == {"test"}
-    with pytest.raises(ConfigError, match="needs 8 to train on"):
-        assign_splits(models, ["fmnist_a"], 8)
-    with pytest.raises(ConfigError, match="must name architectures of the zoo"):
-        assign_splits(models, ["fmnist_x"], 5)
 
 
 def test_fixed_batch_onnx_and_memory_failures_get_clear_answers(tmp_path):

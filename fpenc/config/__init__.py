@@ -7,12 +7,12 @@ later files win. Unknown keys are errors with a "did you mean" hint, so a typo n
 falls back to a default.
 
 Modules, each importing only those before it: :mod:`~fpenc.config.schema` (the dataclasses),
-:mod:`~fpenc.config.parse` (strict conversion from plain data, merging, did-you-mean),
+:mod:`~fpenc.config.parse` (keys checked with did-you-mean, types by jsonargparse, merging),
 :mod:`~fpenc.config.validation` (checks beyond types) and :mod:`~fpenc.config.loader` (YAML
 files to a validated :class:`PipelineConfig`). Their public names are re-exported here.
 """
 
-from fpenc.config.loader import LIGHTNING_SECTIONS, load_pipeline_config, load_yaml
+from fpenc.config.loader import LIGHTNING_SECTIONS, load_pipeline_config, load_pipeline_data, load_yaml
 from fpenc.config.parse import from_dict, merge, to_dict, unknown_key
 from fpenc.config.schema import (
     GRID_DATA,
@@ -24,6 +24,7 @@ from fpenc.config.schema import (
     GridConfig,
     KeyConfig,
     PipelineConfig,
+    SetsConfig,
     TrainConfig,
     UAPConfig,
     ZooConfig,
@@ -42,11 +43,13 @@ __all__ = [
     "GridConfig",
     "KeyConfig",
     "PipelineConfig",
+    "SetsConfig",
     "TrainConfig",
     "UAPConfig",
     "ZooConfig",
     "from_dict",
     "load_pipeline_config",
+    "load_pipeline_data",
     "load_yaml",
     "merge",
     "to_dict",

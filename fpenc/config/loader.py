@@ -37,8 +37,10 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_pipeline_config(paths: list[str | Path], overrides: dict | None = None) -> PipelineConfig:
-    """Read, stack and validate the ``pipeline`` sections of ``paths`` (later files win)."""
+def load_pipeline_data(paths: list[str | Path], overrides: dict | None = None) -> dict:
+    """The ``pipeline`` sections of ``paths`` stacked (later files win) as plain data, keys and types
+    checked (:func:`fpenc.config.parse.from_dict`), ``name`` defaulting to the last file's stem; not
+    validated yet (``fpenc fit`` hands this to LightningCLI, which builds the config from it)."""
     if not paths:
         raise ConfigError("no config given: pass --config configs/fmnist_demo.yaml (see configs/)")
     merged: dict = {}
@@ -50,7 +52,12 @@ def load_pipeline_config(paths: list[str | Path], overrides: dict | None = None)
         merged = merge(merged, data.get("pipeline") or {})
     if overrides:
         merged = merge(merged, overrides)
-    cfg = from_dict(PipelineConfig, merged, "pipeline")
-    if cfg.name is None:
-        cfg.name = Path(paths[-1]).stem
-    return validate(cfg)
+    if merged.get("name") is None:
+        merged["name"] = Path(paths[-1]).stem
+    from_dict(PipelineConfig, merged, "pipeline")  # unknown keys and wrong types: one-line errors here
+    return merged
+
+
+def load_pipeline_config(paths: list[str | Path], overrides: dict | None = None) -> PipelineConfig:
+    """Read, stack and validate the ``pipeline`` sections of ``paths`` (later files win)."""
+    return validate(from_dict(PipelineConfig, load_pipeline_data(paths, overrides), "pipeline"))

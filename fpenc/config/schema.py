@@ -12,7 +12,7 @@ from pathlib import Path
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 ROLES = ("piracy", "homologous")
 GRID_DATA = ("default", "victim", "attacker", "homologous")
-GRID_SPLITS = ("auto", "reference")
+GRID_SPLITS = ("auto", "train", "val", "reference", "test")
 
 
 @dataclass
@@ -63,8 +63,21 @@ class GridConfig:
     options: dict = field(default_factory=dict)  # architecture options, e.g. {channels: [8, 16, 16, 16]}
     data: str = "default"  # training data: default (piracy: the attacker's half; homologous: the homologous split),
     # victim (the victim's own half: the hardest independent models), attacker (disjoint from the victim's)
-    split: str = "auto"  # auto: the encoder's DataModule assigns train/val/test; reference: the verdict's reference
-    # population (independent models that neither train the encoder nor pick its checkpoint nor choose the key)
+    split: str = "auto"  # the set its models belong to (pipeline.sets): auto (the policy decides: train / val / test),
+    # train (the encoder's training models), val (checkpoint selection only), reference (the verdict's reference
+    # population: independent models that neither train the encoder nor pick its checkpoint nor choose the key), test
+    name: str | None = None  # overlays that list only named grids update these grids by name instead of replacing all
+
+
+@dataclass
+class SetsConfig:
+    """The split policy: which zoo models train the encoder, pick its checkpoint (val), calibrate the
+    verdict (reference) and test it, decided once at zoo-plan time (:mod:`fpenc.zoo.sets`). Grids with
+    ``split: auto``: within ``train_architectures`` the first ``train_models_per_role`` piracy and
+    homologous models (by seed, then optimizer) train and the others validate; the rest are test models."""
+
+    train_architectures: list[str] | None = None  # None: the victim's architecture
+    train_models_per_role: int = 5  # the paper's 5 piracy + 5 homologous models
 
 
 @dataclass
@@ -101,8 +114,9 @@ class KeyConfig:
     pool: str = "victim"  # where datapoints come from: victim (its training split, as the paper) | test (held out)
     selection: str = "kmeans"  # kmeans (paper §4.2) | errors (k-means among the pool images the victim gets wrong)
     # | idiosyncratic (errors on which every `reference` model predicts another class than the victim)
-    reference: list[str] = field(default_factory=list)  # zoo ids of independent models (the encoder's training
-    # homologous models only: a validation or test model here would bias the evaluation)
+    reference: list[str] = field(default_factory=list)  # idiosyncratic: zoo ids of independent models, by default
+    # (empty) the homologous models of the encoder's training set; only training models are allowed (a validation,
+    # reference or test model here would bias the evaluation)
     reference_quorum: float = 1.0  # idiosyncratic: share of `reference` models that must predict another class
     # than the victim (1.0: every one; 0.8 of 5: any 4), lower it when too few images pass
 
@@ -114,6 +128,7 @@ class PipelineConfig:
     runs_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
+    sets: SetsConfig = field(default_factory=SetsConfig)
     uap: UAPConfig = field(default_factory=UAPConfig)
     key: KeyConfig = field(default_factory=KeyConfig)
 

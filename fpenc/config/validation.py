@@ -100,8 +100,13 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
     from fpenc.api import parse_api
 
     parse_api(z.extraction.api)
+    names = [g.name for g in z.grids if g.name]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"pipeline.zoo.grids: grid names must be unique, got {names}")
+    z.victim.options = z.victim.options or {}
     for i, g in enumerate(z.grids):
-        where = f"pipeline.zoo.grids[{i}]"
+        where = f"pipeline.zoo.grids[{i}]" + (f" ({g.name})" if g.name else "")
+        g.options = g.options or {}
         if g.role not in ROLES:
             raise ConfigError(f"{where}.role: unknown role '{g.role}'; known: {', '.join(ROLES)}")
         g.architectures = [check_arch(a, f"{where}.architectures") for a in g.architectures]
@@ -120,6 +125,13 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}.lr must be a finite number > 0, got {g.lr}")
         if not g.seeds or not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):
             raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
+    sets = cfg.sets
+    if sets.train_architectures is not None:
+        sets.train_architectures = [
+            check_arch(a, "pipeline.sets.train_architectures") for a in sets.train_architectures
+        ]
+    if sets.train_models_per_role < 1:
+        raise ConfigError("pipeline.sets.train_models_per_role must be >= 1")
     if z.victim.epochs < 1 or z.victim.batch_size < 1:
         raise ConfigError("pipeline.zoo.victim: epochs and batch_size must be >= 1")
     u = cfg.uap
@@ -139,11 +151,8 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         raise ConfigError(
             f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors, idiosyncratic"
         )
-    if (k.selection == "idiosyncratic") != bool(k.reference):
-        raise ConfigError(
-            "pipeline.key: selection 'idiosyncratic' needs reference (zoo ids of the encoder's training "
-            "homologous models), and reference is used by no other selection"
-        )
+    if k.reference and k.selection != "idiosyncratic":
+        raise ConfigError("pipeline.key: reference is used by no other selection than 'idiosyncratic'; remove it")
     if not 0.0 < k.reference_quorum <= 1.0:
         raise ConfigError(
             f"pipeline.key.reference_quorum must be in (0, 1] (the share of reference models that must "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -87,7 +87,12 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     run_dir = RunDir(cfg.run_dir)
     path = run_dir.key
     ve = run_dir.victim_entry()
-    meta = {"victim_sha256": ve["sha256"], "config": asdict(cfg.key), "seed": cfg.seed}
+    k = cfg.key
+    if k.selection == "idiosyncratic":  # the reference models resolved (default: the training homologous models)
+        from fpenc.zoo.sets import key_reference_ids
+
+        k = replace(k, reference=key_reference_ids(cfg))
+    meta = {"victim_sha256": ve["sha256"], "config": asdict(k), "seed": cfg.seed}
     if path.exists():
         key = load_key(path)
         if {k: key.get(k) for k in meta} == meta:
@@ -96,7 +101,6 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     t0 = time.perf_counter()
     victim = run_dir.load_model(ve)
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
-    k = cfg.key
     if k.pool == "victim":
         splits, _ = load_splits(run_dir.splits)
         pool_idx = np.asarray(splits["victim"])

@@ -20,7 +20,8 @@ from fpenc.errors import WeightsFileError
 from fpenc.io import load_weights, save_weights
 from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
-from fpenc.zoo.plan import ModelSpec, model_id, plan_zoo, reference_ids  # noqa: F401 (re-exported)
+from fpenc.zoo.plan import ModelSpec, model_id, plan_zoo  # noqa: F401 (re-exported)
+from fpenc.zoo.sets import assign_sets, reference_ids  # noqa: F401 (re-exported)
 from fpenc.zoo.training import fit_module, quiet_lightning
 
 
@@ -123,6 +124,7 @@ class ZooBuilder:
 
         quiet_lightning()
         specs = plan_zoo(self.cfg)
+        sets = assign_sets(self.cfg, complete=False)  # the split policy, decided before anything trains
         for stale in self.run_dir.path.rglob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
         arrays, splits = self._load_data()
@@ -191,6 +193,7 @@ class ZooBuilder:
                 victim_net, victim_sha = net, entry["sha256"]
                 victim_probs = predict_probs(net, arrays.test_x)
                 victim_acc = accuracy(victim_probs, arrays.test_y)
+            entry = {**entry, "set": sets[spec.id]}  # not part of the spec: a changed policy retrains nothing
             manifest["models"] = [m for m in manifest["models"] if m["id"] != spec.id] + [entry]
             save_manifest(self.manifest_path, manifest)  # after every model: resumable at any point
         bar.close()

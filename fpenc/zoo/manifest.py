@@ -40,6 +40,7 @@ def format_table(models: list[dict]) -> str:
     cols = [
         ("id", "id", "{}"),
         ("role", "role", "{}"),
+        ("set", "set", "{}"),
         ("arch", "architecture", "{}"),
         ("opt", "optimizer", "{}"),
         ("seed", "seed", "{}"),

@@ -1,6 +1,6 @@
 """The zoo's plan: which models a pipeline config asks for (:func:`plan_zoo`), each as a
-:class:`ModelSpec` (everything that determines its weights), and the ids of the verdict's
-reference models (:func:`reference_ids`)."""
+:class:`ModelSpec` (everything that determines its weights). Which set each model belongs to
+(train / val / reference / test) is :mod:`fpenc.zoo.sets`."""
 
 from __future__ import annotations
 
@@ -31,20 +31,6 @@ class ModelSpec:
 def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
     """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
     return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{data}data")
-
-
-def reference_ids(cfg: PipelineConfig) -> list[str]:
-    """Ids of the verdict's reference models: the models of the grids with ``split: reference``."""
-    ids = []
-    for grid in cfg.zoo.grids:
-        if grid.split == "reference":
-            ids += [
-                model_id(grid.role, a, o, s, grid.data)
-                for a in grid.architectures
-                for o in grid.optimizers
-                for s in grid.seeds
-            ]
-    return list(dict.fromkeys(ids))
 
 
 def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
