@@ -142,3 +142,34 @@ def test_uap_ascent_loss_matches_a_per_image_reference():
     assert (got == clip).sum() >= 3 and (got < clip).sum() >= 3
     got.sum().backward()  # differentiable in the perturbed images' path (and only there)
     assert next(net.parameters()).grad is not None
+
+
+def test_deepfool_uap_ends_at_max_steps_and_fools():
+    """DeepFool-UAP (manual optimisation) advances Lightning's global_step, so a max_steps run ends;
+    its UAP stays in the ball and fools most images, far more than a random vector of its norm."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fpenc.uap.bank import fooling_rate
+    from fpenc.uap.module import DeepFoolUAPModule
+
+    net = tiny_net()
+    x = torch.rand(256, 1, 8, 8)
+    dl = DataLoader(TensorDataset(x, torch.zeros(256, dtype=torch.long)), batch_size=32, shuffle=True)
+    module = DeepFoolUAPModule(net, (1, 8, 8), eps=2.0, norm="l2", num_candidates=5)
+    trainer = pl.Trainer(
+        max_steps=12,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, train_dataloaders=dl)  # never returned before: global_step stayed 0
+    assert trainer.global_step == 12
+    v = module.perturbation()
+    assert perturbation_norm(v, "l2") <= 2.0 + 1e-5
+    fooled = fooling_rate(net, v, x)
+    random_v = project(torch.randn(1, 1, 8, 8), 2.0, "l2")[0]
+    assert fooled > 0.5 and fooled > 2 * fooling_rate(net, random_v, x)

@@ -77,9 +77,8 @@ def compute_uap(
 ) -> dict:
     """Train one UAP of ``victim`` on ``data`` (a train DataLoader of ``(x, y, idx)`` batches, or a
     LightningDataModule); returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``."""
-    import pytorch_lightning as pl
-
     from fpenc.uap.module import DeepFoolUAPModule, SGDUAPModule
+    from fpenc.zoo.training import quiet_trainer
 
     torch.manual_seed(seed)
     if cfg.method == "sgd":
@@ -95,19 +94,7 @@ def compute_uap(
         mininterval=0.5 if sys.stderr.isatty() else 15,
     )
     tracker = _tracker(victim, holdout, max(1, cfg.steps // 12), bar)
-    trainer = pl.Trainer(
-        max_steps=cfg.steps,
-        max_epochs=-1,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[tracker],
-    )
+    trainer = quiet_trainer(max_steps=cfg.steps, max_epochs=-1, limit_val_batches=0, callbacks=[tracker])
     t0 = time.perf_counter()
     trainer.fit(module, data)  # a DataLoader or a LightningDataModule, as Trainer.fit takes either
     seconds = time.perf_counter() - t0

@@ -89,7 +89,12 @@ class SGDUAPModule(_UAPBase):
 
 
 class DeepFoolUAPModule(_UAPBase):
-    """Moosavi-Dezfooli et al. (2017) UAP, batched. No optimiser: manual updates of ``v``."""
+    """Moosavi-Dezfooli et al. (2017) UAP, batched, with manual optimisation.
+
+    The DeepFool update of ``v`` is applied through a plain SGD step of learning rate 1 on the
+    gradient ``v - v_new``: Lightning counts a step only when an optimiser steps, so without one
+    ``global_step`` would never advance and a ``max_steps`` bound would never end training.
+    """
 
     def __init__(
         self,
@@ -106,17 +111,27 @@ class DeepFoolUAPModule(_UAPBase):
         self.automatic_optimization = False
         self.overshoot, self.max_iter, self.num_candidates = overshoot, max_iter, num_candidates
 
-    def training_step(self, batch, batch_idx):
-        x = batch[0]
+    def updated(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v_new [1, C, H, W], todo [B])``: DeepFool perturbations of ``x + v`` for the images of
+        ``x`` that ``v`` does not fool yet, added to ``v`` one by one, projecting after each."""
         todo = ~self.fooled(x)
+        v = self.v.detach().clone()
         if todo.any():
             r = deepfool(self.victim, self.perturb(x[todo]), self.num_candidates, self.overshoot, self.max_iter)
             with torch.no_grad():
-                v = self.v.data
                 for dv in r:  # sequential projection, as in the original algorithm
                     v = project(v + dv.unsqueeze(0), self.eps, self.norm)
-                self.v.data.copy_(v)
+        return v, todo
+
+    def training_step(self, batch, batch_idx):
+        v_new, todo = self.updated(batch[0])
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.v.grad = (self.v.detach() - v_new).contiguous()  # SGD at lr 1: v - grad = v_new
+        opt.step()  # counts the step (global_step), like any optimiser step
+        with torch.no_grad():
+            self.v.copy_(v_new)  # exactly v_new, without the subtraction's rounding
         self.log("train/not_fooled", todo.float().mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        return None
+        return torch.optim.SGD([self.v], lr=1.0)

@@ -54,13 +54,12 @@ def _make_bar_callback(desc: str, enabled: bool):
     return StepBar()
 
 
-def fit_module(module, data, epochs: int, desc: str, progress: bool) -> float:
-    """Train ``module`` for ``epochs`` on ``data`` (a train DataLoader, or a LightningDataModule);
-    returns the seconds it took."""
+def quiet_trainer(**kwargs):
+    """A ``pl.Trainer`` on one device without logger, checkpoints, progress bar, summary or sanity
+    check (fpenc's inner training loops: zoo models, UAPs), with ``kwargs`` on top."""
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(
-        max_epochs=epochs,
+    defaults = dict(
         accelerator="auto",
         devices=1,
         logger=False,
@@ -68,8 +67,14 @@ def fit_module(module, data, epochs: int, desc: str, progress: bool) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[_make_bar_callback(desc, progress)],
     )
+    return pl.Trainer(**{**defaults, **kwargs})
+
+
+def fit_module(module, data, epochs: int, desc: str, progress: bool) -> float:
+    """Train ``module`` for ``epochs`` on ``data`` (a train DataLoader, or a LightningDataModule);
+    returns the seconds it took."""
+    trainer = quiet_trainer(max_epochs=epochs, callbacks=[_make_bar_callback(desc, progress)])
     start = time.perf_counter()
     module.to(memory_format=torch.channels_last)  # NHWC convolutions: ~20% faster on CPU (benchmarks/zoo_speed.py)
     try:
