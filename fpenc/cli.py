@@ -12,6 +12,8 @@ import os
 import sys
 
 from fpenc import __version__
+from fpenc.bench.command import add_parser as add_bench_parser
+from fpenc.bench.command import cmd_bench
 from fpenc.bundle_commands import cmd_calibrate, cmd_keygen, cmd_sign, cmd_verify
 from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
@@ -189,6 +191,7 @@ verdicts (exit codes):
     p.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
     p.add_argument("--plot", metavar="PNG", help="also plot nominal alpha vs observed rate")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_bench_parser(sub)
     return parser
 
 
@@ -202,6 +205,7 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "keygen": cmd_keygen,
     "sign": cmd_sign,
+    "bench": cmd_bench,
 }
 
 

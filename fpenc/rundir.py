@@ -13,6 +13,7 @@ Every file name of a run is spelled here and nowhere else::
     report.json, report.md, similarity_cdf.png   the test report (`fpenc test`)
     subspace/                  `fpenc subspace`: cached UAPs and results
     verdict_suite/             experiments/verdict_suite.py's suspects
+    bench.json                 `fpenc bench`: every method on the test models at query budgets
 
 Readers (:func:`load_zoo_model`, :func:`victim_entry`) live here rather than next to the zoo's
 training code, so that verifying and reporting never import the zoo builder.
@@ -42,6 +43,7 @@ ENCODER = "encoder"
 REPORT_JSON, REPORT_MD, SIMILARITY_CDF = "report.json", "report.md", "similarity_cdf.png"
 SUBSPACE = "subspace"
 VERDICT_SUITE = "verdict_suite"
+BENCH = "bench.json"
 
 
 class RunDir:
@@ -98,6 +100,10 @@ class RunDir:
     @property
     def key(self) -> Path:
         return self.path / KEY
+
+    @property
+    def bench(self) -> Path:
+        return self.path / BENCH
 
     @property
     def fingerprints_dir(self) -> Path:

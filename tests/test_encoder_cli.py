@@ -13,6 +13,8 @@ import torch
 from conftest import REPO, tiny_config, tiny_grid
 from fpenc.cli import main
 
+pytestmark = pytest.mark.slow  # trains a zoo and an encoder end to end
+
 
 def encoder_config(tmp_path, data_root, name="tinyenc", reference=True):
     grids = [tiny_grid(role, "fmnist_b", seeds="0, 1, 2") for role in ("piracy", "homologous")]

@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
+
 from conftest import REPO, make_fmnist_files, tiny_grid
 from fpenc.cli import main
+
+pytestmark = pytest.mark.slow  # runs zoo, fit and test end to end
 
 
 def test_paper_config_runs_zoo_fit_and_test_on_its_own(tmp_path):

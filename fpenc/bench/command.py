@@ -1,0 +1,118 @@
+"""``fpenc bench``: every method of :mod:`fpenc.baselines` on a run's sealed test models, calibrated
+on its reference models, at query budgets; results as JSON and Markdown tables.
+
+The run's zoo, UAP bank and key are built first when missing (cached). Only the run's test and
+reference sets are read: the models that trained the encoder or picked its checkpoint never enter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from fpenc.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="every ownership test (fpenc, AKH, IPGuard, ...) on the run's test models at query budgets",
+        description="Scores the sealed test models of a config's zoo with every method at each query "
+        "budget, each method's verdict calibrated on the reference models (prediction t-test), and "
+        "writes AUC, TPR at 1%%/5%% FPR, detection and false accusations at --alpha, per attack kind.",
+    )
+    p.add_argument("--config", "-c", action="append", required=True, help="config file(s), stacked in order")
+    p.add_argument("--methods", nargs="+", default=None, help="default: every method")
+    p.add_argument("--budgets", nargs="+", type=int, default=None, help="queries per verdict (default 20 .. 4000)")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance of every method's verdict (default 0.01)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default: runs/<name>/bench.json)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
+    """A zoo model's kind: its attack (derived models) or its kind of independence."""
+    spec = entry.get("spec") or {}
+    arch = "same-arch" if entry["architecture"] == victim_arch else "other-arch"
+    if entry["role"] == "piracy":
+        if spec.get("attack"):
+            return str(spec["attack"])
+        api = (spec.get("extraction") or {}).get("api", "probs").replace(":", "")
+        return f"extract-{api}-{arch}"
+    data = {"victim": "same-data", "attacker": "disjoint-data", "homologous": f"overlap{overlap:g}"}
+    return f"independent-{data.get(entry.get('split'), entry.get('split'))}-{arch}"
+
+
+def load_bench(cfg) -> tuple:
+    """``(defender, test models, reference models)`` of a built run."""
+    from fpenc.baselines import Defender
+    from fpenc.bench.runner import BenchModel
+    from fpenc.data.datasets import load_dataset
+    from fpenc.fingerprint.key import load_key
+    from fpenc.rundir import RunDir
+    from fpenc.uap.bank import load_bank
+    from fpenc.zoo.sets import assign_sets
+
+    rd = RunDir(cfg.run_dir)
+    manifest = rd.load_manifest()
+    sets = assign_sets(cfg)
+    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    victim_entry = rd.victim_entry()
+    defender = Defender(
+        victim=rd.load_model(victim_entry),
+        images=arrays.test_x,
+        labels=arrays.test_y,
+        num_classes=arrays.num_classes,
+        key_images=load_key(rd.key)["view_images"],
+        uaps=load_bank(rd.uaps)["uaps"],
+        seed=cfg.seed,
+    )
+    models, reference = [], []
+    for entry in manifest["models"]:
+        s = sets.get(entry["id"])
+        if s not in ("test", "reference"):
+            continue  # the encoder's training and validation models never enter the benchmark
+        m = BenchModel(
+            entry["id"],
+            rd.load_model(entry),
+            entry["role"] == "piracy",
+            model_kind(entry, victim_entry["architecture"], cfg.data.homologous_overlap),
+        )
+        (models if s == "test" else reference).append(m)
+    return defender, models, reference
+
+
+def cmd_bench(args) -> int:
+    from fpenc.baselines import METHODS
+    from fpenc.bench.runner import DEFAULT_BUDGETS, check_methods, format_attack_table, format_table, run_bench
+    from fpenc.config import load_pipeline_config
+    from fpenc.io import atomic_path
+    from fpenc.pipeline import run_stages
+    from fpenc.rundir import RunDir
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
+    methods = check_methods(args.methods or list(METHODS))
+    cfg = load_pipeline_config(args.config)
+    run_stages(cfg, until="key", progress=not args.no_progress)
+    defender, models, reference = load_bench(cfg)
+    results = run_bench(
+        defender,
+        models,
+        reference,
+        methods,
+        args.budgets or DEFAULT_BUDGETS,
+        alpha=args.alpha,
+        progress=not args.no_progress,
+    )
+    results["command"] = "fpenc bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpenc bench"
+    results["seed"] = cfg.seed
+    out = args.out or RunDir(cfg.run_dir).bench
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
+    print(format_table(results))
+    print()
+    print(format_attack_table(results, max(results["budgets"])))
+    print(f"\nresults: {out}")
+    return 0

@@ -1,0 +1,138 @@
+"""The ownership tests of fpenc.baselines against naive references and on models whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fpenc.baselines import METHODS, AKHLabels, AKHProbs, Defender, FpencKey, IPGuard, NoUAP, RandomInputs, linear_cka
+from fpenc.baselines.ipguard import boundary_points
+
+
+class Net(torch.nn.Module):
+    """A tiny classifier of 1x8x8 images with fpenc's ``features`` (penultimate layer)."""
+
+    def __init__(self, seed: int = 0, classes: int = 5):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, cls: int, classes: int = 5):
+        super().__init__()
+        self.cls, self.classes, self.w = cls, classes, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.cls), self.classes).float() * 10
+
+
+def defender(seed: int = 0) -> Defender:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (300, 1, 8, 8), generator=g, dtype=torch.uint8)
+    victim = Net(0)
+    with torch.no_grad():
+        predicted = victim(images.float() / 255).argmax(1)
+    labels = predicted.clone()
+    labels[::3] = (labels[::3] + 1) % 5  # the victim is wrong on every third image
+    return Defender(
+        victim=victim,
+        images=images,
+        labels=labels,
+        num_classes=5,
+        key_images=torch.randint(0, 256, (3, 4, 1, 8, 8), generator=g, dtype=torch.uint8),
+        uaps=(torch.rand(2, 1, 8, 8, generator=g) - 0.5) * 0.6,
+        seed=seed,
+    )
+
+
+def naive_cka(a: np.ndarray, b: np.ndarray) -> float:
+    """CKA with linear kernels and the centring matrix, as Kornblith et al. write it (HSIC)."""
+    n = len(a)
+    h = np.eye(n) - np.ones((n, n)) / n
+    ka, kb = a @ a.T, b @ b.T
+
+    def hsic(x, y):
+        return np.trace(x @ h @ y @ h)
+
+    return hsic(ka, kb) / np.sqrt(hsic(ka, ka) * hsic(kb, kb))
+
+
+def test_linear_cka_matches_the_hsic_formula_and_its_invariances():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 6)), rng.normal(size=(40, 9))
+    assert linear_cka(torch.tensor(a), torch.tensor(b)) == pytest.approx(naive_cka(a, b), rel=1e-9)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))  # orthogonal transform and scaling: CKA 1
+    assert linear_cka(torch.tensor(a), torch.tensor(3 * a @ q)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_akh_queries_only_the_victims_errors_and_scores_copies_above_others():
+    d = defender()
+    m = AKHLabels(max_queries=50).prepare(d)
+    assert m.available == 50
+    wrong = (d.images.float() / 255)[d.victim_probs(d.images.float() / 255).argmax(1) != d.labels]
+    assert all(any(torch.equal(q, w) for w in wrong) for q in m.queries[:10])
+    victim_answers, spent = m.observe(d.victim)
+    assert spent == 50 and m.score(victim_answers, 20) == 1.0
+    other = m.score(m.observe(Net(7))[0], 50)
+    assert other < 1.0
+    # the score at a budget is the agreement on exactly the first `budget` queries
+    ans = m.observe(Net(7))[0]
+    naive = float((ans[:20].argmax(1) == m.victim_answers[:20].argmax(1)).float().mean())
+    assert m.score(ans, 20) == naive
+    assert AKHProbs(max_queries=50).prepare(d).score(AKHProbs(50).prepare(d).observe(d.victim)[0], 50) == pytest.approx(
+        1.0
+    )
+
+
+def test_label_methods_see_labels_only():
+    d = defender()
+    answers, _ = AKHLabels(max_queries=10).prepare(d).observe(Net(3))
+    assert set(answers.unique().tolist()) <= {0.0, 1.0} and torch.all(answers.sum(1) == 1)
+
+
+def test_fpenc_key_order_pairs_each_image_with_a_uap_then_adds_rounds():
+    d = defender()
+    m = FpencKey(max_queries=10_000).prepare(d)
+    v, n, u = 3, 4, 2
+    assert m.available == v * n * (u + 1)
+    q = m.queries
+    x0 = q[0]
+    assert torch.allclose(q[1], (x0 + d.uaps[0]).clamp(0, 1))
+    assert torch.allclose(q[3], (q[2] + d.uaps[1]).clamp(0, 1))
+    assert NoUAP(max_queries=10_000).prepare(d).available == v * n
+    assert m.spent(4000) == 36 and m.spent(5) == 5
+
+
+def test_boundary_points_narrow_the_victims_top_two_gap():
+    victim = Net(0)
+    with torch.no_grad():
+        victim.head.weight.mul_(30)  # confident: top-two gaps far above the margin
+    x = torch.rand(64, 1, 8, 8)
+
+    def gap(z):
+        with torch.no_grad():
+            top = victim(z).topk(2, dim=1).values
+        return (top[:, 0] - top[:, 1]).median()
+
+    z = boundary_points(victim, x, steps=30, step_size=0.01)
+    assert gap(z) < 0.5 * gap(x) and z.min() >= 0 and z.max() <= 1
+    assert IPGuard(max_queries=30, steps=5).prepare(defender()).available == 30
+
+
+def test_every_method_scores_the_victim_at_least_as_close_as_a_constant_model():
+    d = defender()
+    for name, cls in METHODS.items():
+        m = cls(max_queries=40).prepare(d)
+        own = m.score(m.observe(d.victim)[0], 40)
+        const = m.score(m.observe(Constant(2))[0], 40) if m.black_box else 0.0
+        assert own >= const and own == pytest.approx(1.0, abs=1e-6), name
+    assert RandomInputs(max_queries=40).prepare(d).queries.shape == (40, 1, 8, 8)

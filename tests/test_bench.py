@@ -1,0 +1,80 @@
+"""fpenc bench: the metrics on hand-built inputs, and the command on a tiny zoo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import tiny_config, tiny_grid
+from fpenc.bench.metrics import method_metrics
+
+
+def test_metrics_known_answers():
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    positive = [True, True, False, True, False, False]
+    p_values = [0.001, 0.2, 0.005, 0.002, 0.5, 0.9]
+    kinds = ["prune", "extract", "indep", "prune", "indep", "indep"]
+    m = method_metrics(scores, p_values, positive, kinds, alpha=0.01)
+    # pairs (positive > negative): 0.9 > 3, 0.8 > 3, 0.6 > 2 of the negatives 0.7, 0.5, 0.4: 8 / 9
+    assert m["auc"] == pytest.approx(8 / 9, abs=1e-4)
+    assert m["detected"] == pytest.approx(2 / 3, abs=1e-4)  # p < 0.01: two of three positives
+    assert m["false_accusations"] == 1 and m["negatives"] == 3  # the independent at p 0.005
+    assert m["false_accusation_upper95"] == pytest.approx(0.9065, abs=1e-3)  # Clopper-Pearson, 1 of 3
+    assert m["per_attack"]["prune"] == {
+        "positive": True,
+        "models": 2,
+        "auc": pytest.approx(5 / 6, abs=1e-4),
+        "detected": 1.0,
+    }
+    assert m["per_attack"]["extract"]["auc"] == 1.0
+    assert m["per_attack"]["indep"] == {"positive": False, "models": 3, "accused": pytest.approx(1 / 3, abs=1e-4)}
+    assert m["tpr_at_1pct_fpr"] == pytest.approx(2 / 3, abs=1e-4)  # above every negative (0.7): 0.9 and 0.8
+
+
+def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
+    """Every method runs on the test set, calibrated on the reference set; the JSON has the layout
+    the benchmark promises; the training and validation models never enter."""
+    from fpenc.cli import main
+
+    grids = [
+        tiny_grid("piracy", "fmnist_a", "adam, sgd", "0, 1", more="options: {channels: [8, 8]}"),
+        tiny_grid("homologous", "fmnist_a", "adam, sgd", "0, 1", more="options: {channels: [8, 8]}"),
+        tiny_grid("homologous", "fmnist_a", "adam", "10, 11", more="split: reference, data: victim"),
+        tiny_grid("piracy", "fmnist_c", "adam", "0"),
+        tiny_grid("homologous", "fmnist_c", "adam, sgd", "0"),
+    ]
+    config = tiny_config(
+        tmp_path,
+        tiny_fmnist,
+        "tinybench",
+        grids,
+        pipeline_extra="""
+        uap: {num_uaps: 2, steps: 3, batch_size: 32, holdout: 50}
+        key: {num_datapoints: 6, num_views: 2, neighbours: 3}
+        sets: {train_models_per_role: 2}
+    """,
+    )
+    out = tmp_path / "bench.json"
+    args = ["bench", "-c", str(config), "--budgets", "5", "20", "--alpha", "0.05", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    r = json.loads(out.read_text())
+    assert r["positives"] == 1 and r["negatives"] == 2 and r["attack_kinds"] == ["extract-probs-other-arch"]
+    assert r["reference_models"] == [
+        "homologous-fmnist_a-adam-s10-victimdata",
+        "homologous-fmnist_a-adam-s11-victimdata",
+    ]
+    assert {m["id"] for m in r["models"]} == {
+        "piracy-fmnist_c-adam-s0",
+        "homologous-fmnist_c-adam-s0",
+        "homologous-fmnist_c-sgd-s0",
+    }
+    assert set(r["methods"]) == {"fpenc", "no_uap", "akh_labels", "akh_probs", "ipguard", "random", "cka"}
+    for name, entry in r["methods"].items():
+        for b in ("5", "20"):
+            row = entry["budgets"][b]
+            assert row["queries"] <= int(b) and 0.0 <= row["auc"] <= 1.0, name
+            for key in ("tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "false_accusations", "false_accusation_upper95"):
+                assert key in row
+            assert set(row["per_attack"]) == {"extract-probs-other-arch", "independent-overlap0.5-other-arch"}
+    assert main(["bench", "-c", str(config), "--methods", "akh", "--no-progress"]) == 2  # unknown method: one line
