@@ -67,6 +67,10 @@ class GridConfig:
     # train (the encoder's training models), val (checkpoint selection only), reference (the verdict's reference
     # population: independent models that neither train the encoder nor pick its checkpoint nor choose the key), test
     name: str | None = None  # overlays that list only named grids update these grids by name instead of replacing all
+    attacks: list[str] = field(default_factory=lambda: ["extract"])  # piracy: how each copy is made from the victim
+    # (fpenc/zoo/attacks.py): extract (through its API, zoo.extraction), or from its weights: finetune:FTAL,
+    # prune:0.5, fineprune:0.5, int8, fp16, advtrain:0.03, uat:0.1 (those need architectures: [the victim's])
+    extraction: dict = field(default_factory=dict)  # this grid's changes to zoo.extraction, e.g. {api: label}
 
 
 @dataclass

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fpenc.config.attack_spec import parse_attack
 from fpenc.config.parse import unknown_key
 from fpenc.config.schema import GRID_DATA, GRID_SPLITS, OPTIMIZERS, ROLES, PipelineConfig
 from fpenc.errors import ConfigError
@@ -119,6 +121,23 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}.split: unknown split '{g.split}'; known: {', '.join(GRID_SPLITS)}")
         if g.split == "reference" and g.role != "homologous":
             raise ConfigError(f"{where}: reference models (split: reference) must be independent: role homologous")
+        attacks = [parse_attack(a) for a in g.attacks]
+        if not attacks:
+            raise ConfigError(f"{where}.attacks must name at least one attack (extract is the default)")
+        if g.role != "piracy" and (g.attacks != ["extract"] or g.extraction):
+            raise ConfigError(f"{where}: attacks and extraction are for piracy grids; independent models have none")
+        if any(a.kind != "extract" for a in attacks) and g.architectures != [z.victim.architecture]:
+            raise ConfigError(
+                f"{where}: attacks on the victim's weights ({', '.join(g.attacks)}) keep its architecture: "
+                f"set architectures: [{z.victim.architecture}]"
+            )
+        if g.extraction:
+            from fpenc.config.parse import from_dict
+
+            ex = from_dict(type(z.extraction), {**asdict(z.extraction), **g.extraction}, f"{where}.extraction")
+            parse_api(ex.api)
+            if not 0.0 < ex.pool_fraction <= 1.0:
+                raise ConfigError(f"{where}.extraction.pool_fraction must be in (0, 1]")
         if g.role == "piracy" and g.data not in ("default", "attacker"):
             raise ConfigError(f"{where}.data: piracy models are extracted on the attacker's data (default)")
         if g.lr is not None and not (math.isfinite(g.lr) and g.lr > 0):

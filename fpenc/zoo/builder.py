@@ -9,6 +9,7 @@ leaves a truncated file behind. A piracy model is rebuilt when its victim change
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -20,7 +21,7 @@ from fpenc.errors import WeightsFileError
 from fpenc.io import load_weights, save_weights
 from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
-from fpenc.zoo.plan import ModelSpec, model_id, plan_zoo  # noqa: F401 (re-exported)
+from fpenc.zoo.plan import SPEC_DEFAULTS, ModelSpec, model_id, plan_zoo  # noqa: F401 (re-exported)
 from fpenc.zoo.sets import assign_sets, reference_ids  # noqa: F401 (re-exported)
 from fpenc.zoo.training import fit_module, quiet_lightning
 
@@ -64,12 +65,15 @@ class ZooBuilder:
         if splits is None:
             splits = make_splits(meta["n_train"], d.split_seed, d.homologous_overlap)
             save_splits(path, splits, meta)
-        frac = self.cfg.zoo.extraction.pool_fraction
-        if frac < 1.0:
-            rng = np.random.default_rng(d.split_seed + 1)
-            pool = splits["attacker"]
-            splits = dict(splits, attacker=np.sort(rng.permutation(pool)[: max(1, int(frac * len(pool)))]))
         return arrays, splits
+
+    def _attacker_pool(self, splits: dict, fraction: float) -> dict:
+        """``splits`` with the attacker's half cut to the share of it an extraction queries (seeded)."""
+        if fraction >= 1.0:
+            return splits
+        rng = np.random.default_rng(self.cfg.data.split_seed + 1)
+        pool = splits["attacker"]
+        return dict(splits, attacker=np.sort(rng.permutation(pool)[: max(1, int(fraction * len(pool)))]))
 
     # -- one model -----------------------------------------------------------------------------
     def _train(self, spec: ModelSpec, arrays, splits, victim_net) -> tuple[torch.nn.Module, dict]:
@@ -79,6 +83,16 @@ class ZooBuilder:
         from fpenc.zoo.extraction import ExtractionModule
 
         torch.manual_seed(spec.seed)
+        if spec.attack:  # a copy made from the victim's weights (fine-tuned, pruned, quantized, ...)
+            from fpenc.zoo.attacks import apply_attack, parse_attack
+
+            attack = parse_attack(spec.attack)
+            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if attack.trains else None
+            start = time.perf_counter()
+            net = apply_attack(victim_net, attack, loader, spec.optimizer, spec.lr, spec.epochs)
+            return net.cpu().eval(), {"train_seconds": round(time.perf_counter() - start, 2)}
+        if spec.role == "piracy":
+            splits = self._attacker_pool(splits, (spec.extraction or {}).get("pool_fraction", 1.0))
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
         mean, std = _channel_stats(split_images)
         net = build_model(
@@ -110,7 +124,7 @@ class ZooBuilder:
         return net.cpu().eval(), info
 
     def _is_complete(self, entry: dict | None, spec: ModelSpec, victim_sha: str | None) -> bool:
-        if not entry or {"options": {}, **entry.get("spec", {})} != asdict(spec):  # (older specs: no options)
+        if not entry or {**SPEC_DEFAULTS, **entry.get("spec", {})} != asdict(spec):  # (older specs: fewer fields)
             return False
         try:
             load_weights(self.run_dir.weights(entry), expected_sha256=entry.get("sha256"))

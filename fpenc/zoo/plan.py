@@ -26,11 +26,42 @@ class ModelSpec:
     parent: str | None = None
     extraction: dict | None = None
     options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
+    attack: str | None = None  # piracy from the victim's weights (fpenc.zoo.attacks); None: extraction
+
+
+SPEC_DEFAULTS = {"options": {}, "attack": None}
+"""Fields added to :class:`ModelSpec` after the first manifests: their values in older entries."""
 
 
 def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
     """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
     return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{data}data")
+
+
+def _slug(value) -> str:
+    """A config value in a model id: ``0.5`` -> ``0p5``, ``topk:3`` -> ``topk3``."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return "".join(c for c in text if c.isalnum() or c in "_.").replace(".", "p")
+
+
+def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
+    """``(id, architecture, optimizer, seed, attack)`` of every model of a zoo grid, in order.
+
+    Ids: :func:`model_id`, then ``-<attack>`` for attacks on the victim's weights (``-prune0p5``) and
+    ``-<key><value>`` for each of the grid's extraction changes (``-apilabel``)."""
+    from fpenc.config.attack_spec import parse_attack
+
+    extra = "".join(f"-{k}{_slug(v)}" for k, v in sorted(grid.extraction.items()))
+    out = []
+    for attack in grid.attacks:
+        a = parse_attack(attack)
+        suffix = ("" if a.kind == "extract" else f"-{a.slug}") + extra
+        for arch in grid.architectures:
+            for opt in grid.optimizers:
+                for seed in grid.seeds:
+                    mid = model_id(grid.role, arch, opt, seed, grid.data) + suffix
+                    out.append((mid, arch, opt, seed, None if a.kind == "extract" else attack))
+    return out
 
 
 def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
@@ -61,29 +92,28 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
     ]
     seen = {"victim"}
     for grid in cfg.zoo.grids:
-        for arch in grid.architectures:
-            for opt in grid.optimizers:
-                for seed in grid.seeds:
-                    mid = model_id(grid.role, arch, opt, seed, grid.data)
-                    if mid in seen:
-                        continue
-                    seen.add(mid)
-                    bs = random.Random(mid).choice(grid.batch_sizes)
-                    piracy = grid.role == "piracy"
-                    specs.append(
-                        ModelSpec(
-                            mid,
-                            grid.role,
-                            arch,
-                            opt,
-                            seed,
-                            bs,
-                            grid.epochs,
-                            lr_of(opt, grid.lr),
-                            split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
-                            parent="victim" if piracy else None,
-                            extraction=asdict(cfg.zoo.extraction) if piracy else None,
-                            options=dict(grid.options),
-                        )
-                    )
+        for mid, arch, opt, seed, attack in grid_models(grid):
+            if mid in seen:
+                continue
+            seen.add(mid)
+            bs = random.Random(mid).choice(grid.batch_sizes)
+            piracy = grid.role == "piracy"
+            lr = grid.lr if grid.lr is not None or attack is None else lr_of(opt, None) / 10  # fine-tuning: gentler
+            specs.append(
+                ModelSpec(
+                    mid,
+                    grid.role,
+                    arch,
+                    opt,
+                    seed,
+                    bs,
+                    grid.epochs,
+                    lr_of(opt, lr),
+                    split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
+                    parent="victim" if piracy else None,
+                    extraction={**asdict(cfg.zoo.extraction), **grid.extraction} if piracy and not attack else None,
+                    options=dict(grid.options),
+                    attack=attack,
+                )
+            )
     return specs

@@ -27,21 +27,18 @@ VICTIM = "victim"
 def _grid_sets(cfg: PipelineConfig) -> dict[str, str]:
     """``{model id: the split its grid declares}`` (``auto`` included); a model declared twice
     with different splits is refused."""
-    from fpenc.zoo.plan import model_id
+    from fpenc.zoo.plan import grid_models
 
     declared: dict[str, tuple[str, int]] = {}
     for i, grid in enumerate(cfg.zoo.grids):
-        for arch in grid.architectures:
-            for opt in grid.optimizers:
-                for seed in grid.seeds:
-                    mid = model_id(grid.role, arch, opt, seed, grid.data)
-                    if mid in declared and declared[mid][0] != grid.split:
-                        raise ConfigError(
-                            f"model {mid} is in two sets: split '{declared[mid][0]}' (pipeline.zoo.grids"
-                            f"[{declared[mid][1]}]) and '{grid.split}' (grids[{i}]); a model may train, "
-                            "validate, calibrate or test, never two of these: change a seed or a split"
-                        )
-                    declared.setdefault(mid, (grid.split, i))
+        for mid, *_ in grid_models(grid):
+            if mid in declared and declared[mid][0] != grid.split:
+                raise ConfigError(
+                    f"model {mid} is in two sets: split '{declared[mid][0]}' (pipeline.zoo.grids"
+                    f"[{declared[mid][1]}]) and '{grid.split}' (grids[{i}]); a model may train, "
+                    "validate, calibrate or test, never two of these: change a seed or a split"
+                )
+            declared.setdefault(mid, (grid.split, i))
     return {mid: split for mid, (split, _) in declared.items()}
 
 
@@ -62,7 +59,7 @@ def assign_sets(cfg: PipelineConfig, complete: bool = True) -> dict[str, str]:
     out = {s.id: (VICTIM if s.role == "victim" else declared[s.id]) for s in specs}
     train_archs = cfg.sets.train_architectures or [cfg.zoo.victim.architecture]
     per_role = cfg.sets.train_models_per_role
-    auto = [s for s in specs if out[s.id] == "auto"]
+    auto = [s for s in specs if out[s.id] == "auto" and s.attack is None]  # copies made from weights: test
     known = sorted({s.architecture for s in auto})
     unknown = [a for a in train_archs if a not in known]
     if complete and unknown and not any(out[s.id] == "train" for s in specs):
