@@ -47,8 +47,9 @@ def _slug(value) -> str:
 def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
     """``(id, architecture, optimizer, seed, attack)`` of every model of a zoo grid, in order.
 
-    Ids: :func:`model_id`, then ``-<attack>`` for attacks on the victim's weights (``-prune0p5``) and
-    ``-<key><value>`` for each of the grid's extraction changes (``-apilabel``)."""
+    Ids: :func:`model_id`, then ``-<attack>`` for attacks on the victim's weights (``-prune0p5``, with
+    ``-lr<lr>`` when the grid sets the learning rate of a training attack) and ``-<key><value>`` for
+    each of the grid's extraction changes (``-apilabel``)."""
     from fpenc.config.attack_spec import parse_attack
 
     extra = "".join(f"-{k}{_slug(v)}" for k, v in sorted(grid.extraction.items()))
@@ -56,6 +57,8 @@ def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
     for attack in grid.attacks:
         a = parse_attack(attack)
         suffix = ("" if a.kind == "extract" else f"-{a.slug}") + extra
+        if a.trains and grid.lr is not None:
+            suffix += f"-lr{_slug(float(grid.lr))}"
         for arch in grid.architectures:
             for opt in grid.optimizers:
                 for seed in grid.seeds:
