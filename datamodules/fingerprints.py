@@ -77,6 +77,7 @@ class FingerprintDataModule(pl.LightningDataModule):
         self.api = str(parse_api(api))
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self.models: list[ModelRecord] = []
+        self.loaded_sets: tuple[str, ...] | None = None  # the sets setup() loaded (None: every one)
         self.save_hyperparameters(ignore=["progress", "num_workers"])
 
     # -- facts known before any data is read -----------------------------------------------------
@@ -109,16 +110,23 @@ class FingerprintDataModule(pl.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.models:
+        """Load the fingerprints: for ``fit`` and ``validate`` only the victim's and the training and
+        validation models' (:data:`fpenc.pipeline.FIT_SETS`: the reference and test models stay
+        sealed); for ``test`` every model's."""
+        from fpenc.pipeline import FIT_SETS
+
+        sets = FIT_SETS if stage in ("fit", "validate") else None
+        if self.models and (self.loaded_sets is None or sets == self.loaded_sets):
             return
+        self.models, self.loaded_sets = [], sets
         from fpenc.fingerprint.zoo import fingerprint_zoo
         from fpenc.rundir import RunDir
-
-        manifest = RunDir(self.run_dir).load_manifest()
-        fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None)  # cached by the pipeline's last stage
         from fpenc.zoo.sets import assign_sets, key_reference_ids
 
+        manifest = RunDir(self.run_dir).load_manifest()
         splits = assign_sets(self.cfg)
+        ids = None if sets is None else [i for i, s in splits.items() if s in sets]
+        fps = fingerprint_zoo(self.cfg, api=self.api, log=lambda *_: None, ids=ids)  # cached by the pipeline
         key_reference_ids(self.cfg, splits)  # a key chosen with non-training models is refused
         missing = [mid for mid in splits if mid not in {m["id"] for m in manifest["models"]}]
         if missing:
@@ -126,8 +134,8 @@ class FingerprintDataModule(pl.LightningDataModule):
                 f"models {', '.join(missing[:5])} of the config are not in the zoo: run `fpenc zoo` first"
             )
         for i, m in enumerate(manifest["models"]):
-            if m["id"] not in splits:
-                continue  # a model of an earlier config of this run, no longer planned
+            if m["id"] not in fps:
+                continue  # sealed while fitting (reference, test), or no longer planned
             f = fps[m["id"]]
             if f.shape[-1] != self.input_dim:
                 raise ConfigError(f"fingerprints of {m['id']} have width {f.shape[-1]}, expected {self.input_dim}")
@@ -151,7 +159,15 @@ class FingerprintDataModule(pl.LightningDataModule):
     def split(self, name: str) -> list[ModelRecord]:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; use one of {SPLITS}")
+        if self.loaded_sets is not None and name not in self.loaded_sets:
+            raise ConfigError(f"the {name} models are sealed while the encoder fits: only `fpenc test` reads them")
         return [m for m in self.models if m.split == name]
+
+    def planned_ids(self, name: str) -> list[str]:
+        """The ids of set ``name`` as the config plans them (reads no model: allowed while fitting)."""
+        from fpenc.zoo.sets import assign_sets, ids_in
+
+        return ids_in(assign_sets(self.cfg), name)
 
     def reference_models(self) -> list[ModelRecord]:
         """The verdict's reference population: the models of the ``split: reference`` grids."""

@@ -55,19 +55,22 @@ def _cli_class():
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
 
-        def _run_stages(self) -> None:
-            """The pipeline's stages up to the fingerprints (cached: a finished stage only checks its outputs)."""
+        def _run_stages(self, sets=None) -> None:
+            """The pipeline's stages up to the fingerprints (cached: a finished stage only checks its
+            outputs); ``sets``: fingerprint only those models (fit: never a reference or test model)."""
             from fpenc.pipeline import run_stages
 
             dm = self.datamodule
-            run_stages(dm.cfg, api=dm.api, progress=dm.progress)
+            run_stages(dm.cfg, api=dm.api, progress=dm.progress, sets=sets)
 
         def before_fit(self) -> None:
             """``--ckpt_path best|last|FILE`` resumes from that checkpoint, or refuses: never a silent restart."""
             cfg = self.config_init[self.subcommand]
             ckpt = cfg.get("ckpt_path")
+            from fpenc.pipeline import FIT_SETS
+
             if not ckpt:
-                self._run_stages()
+                self._run_stages(FIT_SETS)
                 return
             if ckpt in ("best", "last"):
                 ckpt = str(RunDir(self.datamodule.run_dir).checkpoint(ckpt))
@@ -76,7 +79,7 @@ def _cli_class():
                     f"cannot resume: checkpoint {ckpt} does not exist; drop --ckpt_path to train from the start"
                 )
             cfg["ckpt_path"] = _checked_checkpoint(ckpt)
-            self._run_stages()
+            self._run_stages(FIT_SETS)
 
         def before_test(self) -> None:
             cfg = self.config_init[self.subcommand]
@@ -94,7 +97,9 @@ def _cli_class():
             self._run_stages()
 
         def before_validate(self) -> None:
-            self._run_stages()
+            from fpenc.pipeline import FIT_SETS
+
+            self._run_stages(FIT_SETS)
 
         def instantiate_trainer(self, **kwargs):
             """The config's trainer with, after the config's own callbacks, the encoder's checkpoints

@@ -45,10 +45,14 @@ def _key(cfg, api: str, progress: bool):
     return build_key(cfg)
 
 
-def _fingerprints(cfg, api: str, progress: bool):
+def _fingerprints(cfg, api: str, progress: bool, sets=None):
     from fpenc.fingerprint.zoo import fingerprint_zoo
 
-    return fingerprint_zoo(cfg, api=api)
+    if sets is None:
+        return fingerprint_zoo(cfg, api=api)
+    from fpenc.zoo.sets import assign_sets
+
+    return fingerprint_zoo(cfg, api=api, ids=[i for i, s in assign_sets(cfg).items() if s in sets])
 
 
 STAGES = (
@@ -60,14 +64,20 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
-def run_stages(cfg, until: str = "fingerprints", api: str = "probs", progress: bool = True) -> dict:
+FIT_SETS = ("victim", "train", "val")
+"""The sets ``fpenc fit`` reads: the encoder never sees (nor queries) a reference or test model."""
+
+
+def run_stages(cfg, until: str = "fingerprints", api: str = "probs", progress: bool = True, sets=None) -> dict:
     """Run the stages of :data:`STAGES` up to and including ``until`` (each cached: a finished
-    stage only checks its outputs); returns ``{stage name: its result}``."""
+    stage only checks its outputs); returns ``{stage name: its result}``. ``sets``: fingerprint only
+    the models of these sets (:data:`FIT_SETS` for ``fpenc fit``; default every model)."""
     if until not in STAGE_NAMES:
         raise ValueError(f"until must be one of {STAGE_NAMES}, got {until!r}")
     results = {}
     for stage in STAGES:
-        results[stage.name] = stage.run(cfg, api, progress)
+        extra = {"sets": sets} if stage.name == "fingerprints" and sets is not None else {}
+        results[stage.name] = stage.run(cfg, api, progress, **extra)
         if stage.name == until:
             break
     return results

@@ -51,6 +51,7 @@ def defender(seed: int = 0) -> Defender:
         key_images=torch.randint(0, 256, (3, 4, 1, 8, 8), generator=g, dtype=torch.uint8),
         uaps=(torch.rand(2, 1, 8, 8, generator=g) - 0.5) * 0.6,
         seed=seed,
+        kmeans_images=torch.randint(0, 256, (2, 5, 1, 8, 8), generator=g, dtype=torch.uint8),
     )
 
 

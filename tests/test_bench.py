@@ -56,9 +56,28 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
     """,
     )
     out = tmp_path / "bench.json"
-    args = ["bench", "-c", str(config), "--budgets", "5", "20", "--alpha", "0.05", "--out", str(out), "--no-progress"]
+    args = [
+        "bench",
+        "-c",
+        str(config),
+        "--budgets",
+        "5",
+        "20",
+        "--alpha",
+        "0.05",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--plots",
+        str(tmp_path / "fig"),
+    ]
     assert main(args) == 0
     r = json.loads(out.read_text())
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
+        "bench_akh_labels_vs_accuracy.png",
+        "bench_auc_vs_queries.png",
+        "bench_fpenc_vs_accuracy.png",
+    ]
     assert r["positives"] == 1 and r["negatives"] == 2 and r["attack_kinds"] == ["extract-probs-other-arch"]
     assert r["reference_models"] == [
         "homologous-fmnist_a-adam-s10-victimdata",
@@ -69,7 +88,7 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
         "homologous-fmnist_c-adam-s0",
         "homologous-fmnist_c-sgd-s0",
     }
-    assert set(r["methods"]) == {"fpenc", "no_uap", "akh_labels", "akh_probs", "ipguard", "random", "cka"}
+    assert set(r["methods"]) == {"fpenc", "paper", "no_uap", "akh_labels", "akh_probs", "ipguard", "random", "cka"}
     for name, entry in r["methods"].items():
         for b in ("5", "20"):
             row = entry["budgets"][b]

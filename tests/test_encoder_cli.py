@@ -59,7 +59,24 @@ def test_fit_runs_earlier_stages_and_checkpoints(fitted):
     run = tmp_path / "runs/tinyenc"
     for name in ("manifest.json", "uaps.pt", "key.pt", "encoder/best.ckpt", "encoder/last.ckpt", "config.yaml"):
         assert (run / name).is_file(), name
-    assert len(list((run / "fingerprints").glob("*.pt"))) == 12
+    # fit never queries the sealed sets: the victim's and the 6 training / validation models' fingerprints only
+    names = sorted(p.stem for p in (run / "fingerprints").glob("*.pt"))
+    assert len(names) == 7 and "victim" in names
+    assert not [n for n in names if "fmnist_c" in n or n.endswith(("-s10-victimdata", "-s11-victimdata", "-s10"))]
+
+
+def test_fit_cannot_read_the_sealed_sets(fitted):
+    from datamodules.fingerprints import FingerprintDataModule
+    from fpenc.config import load_pipeline_config
+    from fpenc.errors import ConfigError
+
+    _, config = fitted
+    dm = FingerprintDataModule(load_pipeline_config([config]), api="label")
+    dm.setup("fit")
+    assert {m.split for m in dm.models} == {"victim", "train", "val"}
+    for sealed in ("test", "reference"):
+        with pytest.raises(ConfigError, match=f"the {sealed} models are sealed while the encoder fits"):
+            dm.split(sealed)
 
 
 def test_test_refuses_without_ckpt_path(fitted, capsys):

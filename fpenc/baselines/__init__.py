@@ -7,6 +7,8 @@ name           what it queries and how it scores a suspect (higher: closer to th
 ``fpenc``      the fingerprint key's images with and without the victim's UAPs, as
                ``(x, x + v)`` pairs; label agreement with the victim (fpenc's verdict statistic)
 ``no_uap``     the same key images without UAPs (the v = 0 row); label agreement
+``paper``      Peng et al.'s key (k-means datapoints of the victim's training data) with the
+               same UAP pairs, cosine similarity of probabilities (no encoder)
 ``akh_labels`` QuRD's Anna-Karenina heuristic (AAAI'25): images the victim misclassifies;
                label agreement (1 - normalised Hamming distance)
 ``akh_probs``  the same images; mean cosine similarity of the probability vectors
@@ -23,11 +25,11 @@ from fpenc.baselines.akh import AKHLabels, AKHProbs
 from fpenc.baselines.base import Defender, Method
 from fpenc.baselines.cka import CKA, linear_cka
 from fpenc.baselines.ipguard import IPGuard, boundary_points
-from fpenc.baselines.key_methods import FpencKey, NoUAP
+from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey
 from fpenc.baselines.random_inputs import RandomInputs
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (FpencKey, NoUAP, AKHLabels, AKHProbs, IPGuard, RandomInputs, CKA)
+    m.name: m for m in (FpencKey, PaperKey, NoUAP, AKHLabels, AKHProbs, IPGuard, RandomInputs, CKA)
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "IPGuard",
     "Method",
     "NoUAP",
+    "PaperKey",
     "RandomInputs",
     "boundary_points",
     "linear_cka",

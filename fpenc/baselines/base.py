@@ -25,6 +25,8 @@ class Defender:
         num_classes: K.
         key_images: the fingerprint key's view images, uint8 ``[V, N, C, H, W]`` (fpenc's key), or None.
         uaps: the victim's UAP bank, float ``[U, C, H, W]``, or None.
+        kmeans_images: datapoints chosen by k-means on the victim's features over its training
+            data (the paper's key, §4.2), uint8 ``[N, C, H, W]``, or None.
         seed: seeds every random choice of the methods.
     """
 
@@ -35,6 +37,7 @@ class Defender:
     key_images: torch.Tensor | None = None
     uaps: torch.Tensor | None = None
     seed: int = 0
+    kmeans_images: torch.Tensor | None = None
 
     @torch.inference_mode()
     def victim_probs(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:

@@ -5,7 +5,9 @@ scored by label agreement with the victim, the statistic of fpenc's verdict.
 Query order (so that any budget is a prefix): the V x N key images in a seeded order, each as the
 pair ``x_i, x_i + v_(i mod U)``; then further rounds ``x_i + v_((i + r) mod U)`` that reuse the
 clean answers. All of it: ``V N (U + 1)`` queries. ``no_uap`` (the v = 0 row) queries the clean
-images alone: at most ``V N``.
+images alone: at most ``V N``. ``paper`` is the paper's own setting without its encoder: datapoints
+chosen by k-means on the victim's features over its training data (§4.2), the same pairs, scored
+by the cosine similarity of the probability vectors (the raw-fingerprint row of App. C.1).
 """
 
 from __future__ import annotations
@@ -15,27 +17,45 @@ import torch
 from fpenc.baselines.base import Defender, Method
 
 
-def key_image_order(defender: Defender) -> torch.Tensor:
-    """The key's view images as float ``[V N, C, H, W]`` in a seeded order."""
-    if defender.key_images is None:
+def key_image_order(defender: Defender, images: torch.Tensor | None = None) -> torch.Tensor:
+    """The key's view images (or ``images``, uint8 ``[..., C, H, W]``) as float ``[n, C, H, W]`` in a seeded order."""
+    images = defender.key_images if images is None else images
+    if images is None:
         raise ValueError("this method needs fpenc's key (Defender.key_images)")
-    flat = defender.key_images.reshape(-1, *defender.key_images.shape[2:]).float() / 255.0
+    flat = images.reshape(-1, *images.shape[-3:]).float() / 255.0
     g = torch.Generator().manual_seed(defender.seed)
     return flat[torch.randperm(len(flat), generator=g)]
+
+
+def uap_pairs(x: torch.Tensor, uaps: torch.Tensor | None, n: int) -> torch.Tensor:
+    """The first ``n`` queries of the pair order above for images ``x [m, C, H, W]`` and UAPs ``[U, C, H, W]``."""
+    if uaps is None:
+        raise ValueError("this method needs the victim's UAPs (Defender.uaps)")
+    u = uaps.float()
+    idx = torch.arange(len(x))
+    first = torch.stack([x, (x + u[idx % len(u)]).clamp(0, 1)], 1).reshape(-1, *x.shape[1:])
+    rounds = [first] + [(x + u[(idx + r) % len(u)]).clamp(0, 1) for r in range(1, len(u))]
+    return torch.cat(rounds)[:n]
 
 
 class FpencKey(Method):
     name = "fpenc"
 
     def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
-        if defender.uaps is None:
-            raise ValueError("fpenc needs the victim's UAPs (Defender.uaps)")
-        x = key_image_order(defender)
-        u = defender.uaps.float()
-        idx = torch.arange(len(x))
-        first = torch.stack([x, (x + u[idx % len(u)]).clamp(0, 1)], 1).reshape(-1, *x.shape[1:])
-        rounds = [first] + [(x + u[(idx + r) % len(u)]).clamp(0, 1) for r in range(1, len(u))]
-        return torch.cat(rounds)[:n]
+        return uap_pairs(key_image_order(defender), defender.uaps, n)
+
+
+class PaperKey(Method):
+    name = "paper"
+    answers = "probs"
+
+    def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
+        if defender.kmeans_images is None:
+            raise ValueError("paper needs k-means datapoints (Defender.kmeans_images)")
+        return uap_pairs(key_image_order(defender, defender.kmeans_images), defender.uaps, n)
+
+    def similarity(self, suspect_probs: torch.Tensor, victim_probs: torch.Tensor) -> float:
+        return float(torch.nn.functional.cosine_similarity(suspect_probs, victim_probs, dim=1).mean())
 
 
 class NoUAP(Method):

@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fpenc.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def add_parser(sub) -> None:
@@ -27,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--budgets", nargs="+", type=int, default=None, help="queries per verdict (default 20 .. 4000)")
     p.add_argument("--alpha", type=float, default=0.01, help="significance of every method's verdict (default 0.01)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: runs/<name>/bench.json)")
+    p.add_argument("--plots", type=Path, default=None, metavar="DIR", help="also write the figures (PNG) here")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -46,11 +51,25 @@ def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
     return f"independent-{data.get(entry.get('split'), entry.get('split'))}-{arch}"
 
 
+def paper_key_images(victim, arrays, pool: torch.Tensor, n: int, views: int, seed: int) -> torch.Tensor:
+    """The paper's key (§4.2): ``n`` datapoints chosen by k-means on the victim's penultimate features
+    over ``pool`` (its training data, uint8 ``[M, C, H, W]``), each with ``views`` of its nearest
+    neighbours in the victim's probability space; uint8 ``[views, n, C, H, W]``."""
+    from fpenc.fingerprint.selection import kmeans_select, representations, sample_views
+
+    chosen = kmeans_select(representations(victim, pool, "features"), n, seed=seed)
+    idx = sample_views(representations(victim, pool, "probs"), chosen, views, views, seed=seed)
+    return pool[idx.reshape(-1)].reshape(*idx.shape, *pool.shape[1:])
+
+
 def load_bench(cfg) -> tuple:
     """``(defender, test models, reference models)`` of a built run."""
+    import torch
+
     from fpenc.baselines import Defender
     from fpenc.bench.runner import BenchModel
     from fpenc.data.datasets import load_dataset
+    from fpenc.data.splits import load_splits
     from fpenc.fingerprint.key import load_key
     from fpenc.rundir import RunDir
     from fpenc.uap.bank import load_bank
@@ -61,14 +80,18 @@ def load_bench(cfg) -> tuple:
     sets = assign_sets(cfg)
     arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
     victim_entry = rd.victim_entry()
+    victim = rd.load_model(victim_entry)
+    splits, _ = load_splits(rd.splits)
+    pool = arrays.train_x[torch.as_tensor(splits["victim"])]
     defender = Defender(
-        victim=rd.load_model(victim_entry),
+        victim=victim,
         images=arrays.test_x,
         labels=arrays.test_y,
         num_classes=arrays.num_classes,
         key_images=load_key(rd.key)["view_images"],
         uaps=load_bank(rd.uaps)["uaps"],
         seed=cfg.seed,
+        kmeans_images=paper_key_images(victim, arrays, pool, cfg.key.num_datapoints, cfg.key.num_views, cfg.seed),
     )
     models, reference = [], []
     for entry in manifest["models"]:
@@ -114,6 +137,15 @@ def cmd_bench(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
+    if args.plots:
+        from fpenc.bench.plots import plot_auc_vs_queries, plot_score_vs_accuracy
+
+        name = out.stem
+        accuracy = {m["id"]: m["test_accuracy"] for m in RunDir(cfg.run_dir).load_manifest()["models"]}
+        plot_auc_vs_queries(results, args.plots / f"{name}_auc_vs_queries.png")
+        budget = 200 if 200 in results["budgets"] else max(results["budgets"])
+        for method in [m for m in ("fpenc", "akh_labels") if m in results["methods"]]:
+            plot_score_vs_accuracy(results, accuracy, method, budget, args.plots / f"{name}_{method}_vs_accuracy.png")
     print(format_table(results))
     print()
     print(format_attack_table(results, max(results["budgets"])))

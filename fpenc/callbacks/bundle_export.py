@@ -20,14 +20,15 @@ class BundleExportCallback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "reference_models") or stage not in ("test", "fit"):
+        if dm is None or not hasattr(dm, "planned_ids") or stage not in ("test", "fit"):
             return
-        if len(dm.reference_models()) < 2:
+        count = len(dm.planned_ids("reference"))  # from the plan: fit never reads the reference models
+        if count < 2:
             from fpenc.errors import ConfigError
 
             raise ConfigError(
                 f"the verdict needs >= 2 reference models (independent models of the zoo grids marked "
-                f"'split: reference'), but there are {len(dm.reference_models())}: add such a grid to pipeline.zoo.grids "
+                f"'split: reference'), but there are {count}: add such a grid to pipeline.zoo.grids "
                 "(e.g. the victim's architecture on the victim's own data, data: victim, and other architectures)"
             )
 

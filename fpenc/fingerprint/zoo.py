@@ -17,8 +17,10 @@ from fpenc.io import load_tensors, save_tensors, sha256_file
 FORMAT = "fpenc-fingerprints/1"
 
 
-def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print) -> dict[str, torch.Tensor]:
-    """``{model id: fingerprints [U, V, 2NK]}`` for every manifest model (victim included)."""
+def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print, ids=None) -> dict[str, torch.Tensor]:
+    """``{model id: fingerprints [U, V, 2NK]}`` for every manifest model (victim included), or only
+    for the victim and the models in ``ids`` (``fpenc fit`` never queries the reference and test
+    models)."""
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
@@ -34,7 +36,10 @@ def fingerprint_zoo(cfg: PipelineConfig, api: str = "probs", log=print) -> dict[
     uaps, view_images = load_bank(run_dir.uaps)["uaps"], load_key(run_dir.key)["view_images"]
     out: dict[str, torch.Tensor] = {}
     t0, computed = time.perf_counter(), 0
+    wanted = None if ids is None else {*ids, "victim"}
     for entry in manifest["models"]:
+        if wanted is not None and entry["id"] not in wanted and entry["role"] != "victim":
+            continue
         path = run_dir.fingerprint(entry["id"])
         meta = {"model_sha256": entry["sha256"], "uaps_sha256": bank_sha, "key_sha256": key_sha, "api": api}
         if path.exists():
