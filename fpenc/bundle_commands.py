@@ -65,6 +65,11 @@ def cmd_verify(args) -> int:
         f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
         f"{alpha:g}; this bundle's floor {r['p_value_floor']:.3g})"
     )
+    answers = "" if r["margin_answers"] is None else f", {r['margin_answers']:+.0f} key answers"
+    print(
+        f"margin:      {r['margin']:+.4f} above the agreement at which p = alpha ({r['agreement_threshold']:.4f}"
+        f"{answers})" + ("; a near tie: a few answers would flip the test" if r["near_tie"] else "")
+    )
     print(f"verdict:     {r['verdict']}")
     for reason in r["reasons"]:
         print(f"  because:   {reason}")

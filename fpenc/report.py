@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fpenc.io import atomic_path, save_figure, write_json
-from fpenc.verdict import DERIVED, NOT_ASSESSABLE
+from fpenc.verdict import DERIVED, NEAR_TIE, NOT_ASSESSABLE
 
 FORMAT = "fpenc-report/1"
 
@@ -89,6 +89,8 @@ def build_report(rows: list[dict], *, meta: dict | None = None) -> dict:
         "p_similarity",
         "similarity",
         "agreement",
+        "margin",
+        "near_tie",
         "ood_distance",
         "reasons",
     )
@@ -101,6 +103,7 @@ def build_report(rows: list[dict], *, meta: dict | None = None) -> dict:
         "piracy_derived": _count(test, "piracy", DERIVED),
         "homologous_derived": _count(test, "homologous", DERIVED),
         "not_assessable": f"{sum(r['verdict'] == NOT_ASSESSABLE for r in test)}/{len(test)}",
+        "near_ties": sorted(r["id"] for r in rows if r["near_tie"]),
         "alpha": rows[0]["alpha"] if rows else None,
         "p_value_floor": rows[0]["p_value_floor"] if rows else None,
         "num_fingerprints": rows[0]["num_fingerprints"] if rows else None,
@@ -128,12 +131,16 @@ def format_markdown(report: dict) -> str:
         f"{report['auc_models_verdict']:.4f}.",
         f"Reference models (independent; the verdict's population): {', '.join(report.get('reference_models', []))}.",
         "",
-        "| model | split | role | accuracy | agreement | similarity | p-value | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Near ties (|margin| < {NEAR_TIE}: a few key answers would flip the test): "
+        f"{', '.join(report.get('near_ties', [])) or 'none'}.",
+        "",
+        "| model | split | role | accuracy | agreement | margin | similarity | p-value | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["models"]:
         lines.append(
             f"| {r['id']} | {r['split']} | {r['role']} | {r['accuracy']:.3f} | {r['agreement']:.3f} | "
+            f"{r['margin']:+.3f} | "
             f"{r['similarity']:.3f} | {_fmt_p(r['p_value'])} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"

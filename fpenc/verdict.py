@@ -105,6 +105,24 @@ def prediction_pvalue(value: float, reference) -> float:
     return float(stats.t.sf(t, r.size - 1))
 
 
+def decision_threshold(reference, alpha: float) -> float:
+    """The value at which :func:`prediction_pvalue` against ``reference [G]`` equals ``alpha``:
+    ``mean + t_{1-alpha, G-1} * sd * sqrt(1 + 1/G)``. A suspect is ``derived`` on a statistic only
+    above it; ``value - threshold`` is the verdict's **margin** in the statistic's own units."""
+    from scipy import stats
+
+    r = np.asarray(reference, dtype=np.float64).reshape(-1)
+    if r.size < 2:
+        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
+    sd = max(float(r.std(ddof=1)), SD_FLOOR)
+    return float(r.mean() + stats.t.isf(alpha, r.size - 1) * sd * math.sqrt(1.0 + 1.0 / r.size))
+
+
+NEAR_TIE = 0.005
+"""A margin (in agreement units) below which the report flags a verdict as a near tie: half a
+percent of the key's answers would flip it."""
+
+
 def check_statistic(statistic: str) -> str:
     if statistic not in STATISTICS:
         raise ValueError(f"the verdict statistic must be one of {STATISTICS}, got {statistic!r}")
@@ -204,13 +222,19 @@ def decide(
     sanity: list[str] = (),
     ood: str | None = None,
     statistic: str = "agreement",
+    answers: int | None = None,
 ) -> Decision:
     """The verdict from the suspect's statistics and the reference models' (``[G]`` each, on the
-    same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable).
+    same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable);
+    ``answers``: how many key answers the agreement is a share of (for the margin in answers).
 
-    Returns a :class:`Decision` with ``p_agreement``, ``p_similarity`` and the reference ranges in
-    its evidence; ``p_value`` is ``p_agreement`` for the ``agreement`` statistic, ``max`` of the
-    two for ``agreement+similarity`` (the intersection-union test).
+    Returns a :class:`Decision` with ``p_agreement``, ``p_similarity``, the reference ranges, the
+    thresholds and the **margin** in its evidence; ``p_value`` is ``p_agreement`` for the
+    ``agreement`` statistic, ``max`` of the two for ``agreement+similarity`` (the
+    intersection-union test). ``margin = agreement - agreement_threshold`` (positive: derived
+    side; under ``agreement+similarity`` the smaller of the two statistics' margins), and
+    ``near_tie`` is true when ``|margin| <`` :data:`NEAR_TIE`, i.e. a handful of answers would
+    flip the outcome of the test.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -219,10 +243,19 @@ def decide(
     p_a, p_s = prediction_pvalue(agreement, ref_a), prediction_pvalue(similarity, ref_s)
     both = check_statistic(statistic) == "agreement+similarity"
     p = max(p_a, p_s) if both else p_a
+    thr_a, thr_s = decision_threshold(ref_a, alpha), decision_threshold(ref_s, alpha)
+    margin = float(agreement) - thr_a
+    if both:
+        margin = min(margin, float(similarity) - thr_s)
     evidence = {
         "statistic": statistic,
         "p_agreement": p_a,
         "p_similarity": p_s,
+        "agreement_threshold": thr_a,
+        "similarity_threshold": thr_s,
+        "margin": margin,
+        "margin_answers": None if answers is None else round((float(agreement) - thr_a) * answers, 1),
+        "near_tie": abs(margin) < NEAR_TIE,
         "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
         "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())],
     }

@@ -171,6 +171,7 @@ def verify_suspect(
         ),
         ood=ood,
         statistic=bundle_statistic(bundle),
+        answers=int(fps.shape[0] * fps.shape[1] // k),
     )
     zoo_ids = meta.get("zoo_embedding_models") or []
     return {

@@ -14,11 +14,13 @@ from scipy import stats
 from fpenc.calibration import clopper_pearson, false_accusation_table
 from fpenc.verdict import (
     DERIVED,
+    NEAR_TIE,
     NOT_ASSESSABLE,
     NOT_SHOWN,
     SD_FLOOR,
     Gates,
     decide,
+    decision_threshold,
     label_entropy,
     ood_distance,
     pair_agreement,
@@ -135,6 +137,27 @@ def test_decide_needs_both_statistics():
     )
     with pytest.raises(ValueError):
         decide(agreement=0.8, similarity=0.9, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.0)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 1e-3])
+def test_decision_threshold_is_where_p_equals_alpha_and_sets_the_margin(alpha):
+    ref_a, ref_s = [0.25, 0.28, 0.3, 0.27, 0.26], [0.4, 0.45, 0.5, 0.42, 0.48]
+    thr = decision_threshold(ref_a, alpha)
+    assert prediction_pvalue(thr, ref_a) == pytest.approx(alpha, rel=1e-9)
+    r = np.asarray(ref_a)  # by hand: mean + t quantile x sd x sqrt(1 + 1/G)
+    assert thr == pytest.approx(r.mean() + stats.t.ppf(1 - alpha, 4) * r.std(ddof=1) * math.sqrt(1.2))
+    kw = dict(reference_agreement=ref_a, reference_similarity=ref_s, alpha=alpha, answers=4000)
+    above = decide(agreement=thr + 0.02, similarity=0.5, **kw)
+    below = decide(agreement=thr - 0.02, similarity=0.5, **kw)
+    assert (above.outcome, below.outcome) == (DERIVED, NOT_SHOWN)
+    assert above.evidence["margin"] == pytest.approx(0.02) and below.evidence["margin"] == pytest.approx(-0.02)
+    assert above.evidence["margin_answers"] == pytest.approx(80.0) and not above.evidence["near_tie"]
+    tie = decide(agreement=thr + NEAR_TIE / 2, similarity=0.5, **kw)
+    assert tie.outcome == DERIVED and tie.evidence["near_tie"]
+    # under agreement+similarity the margin is the smaller of the two statistics'
+    both = decide(agreement=0.9, similarity=0.5, statistic="agreement+similarity", **kw)
+    assert both.evidence["margin"] == pytest.approx(0.5 - decision_threshold(ref_s, alpha))
+    assert both.outcome == NOT_SHOWN and both.evidence["margin"] < 0
 
 
 def test_gates_from_victim_and_sanity_reasons():
