@@ -78,16 +78,27 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
         "bench_auc_vs_queries.png",
         "bench_fpenc_vs_accuracy.png",
     ]
-    assert r["positives"] == 1 and r["negatives"] == 2 and r["attack_kinds"] == ["extract-probs-other-arch"]
+    degenerate = {
+        "degenerate-constant": 3,
+        "degenerate-random-label": 3,
+        "degenerate-untrained": 3,
+        "degenerate-no-normalisation": 1,
+    }
+    assert r["positives"] == 1 and r["negatives"] == 2 + 10 and r["attack_kinds"] == ["extract-probs-other-arch"]
+    assert r["negative_kinds"] == sorted([*degenerate, "independent-overlap0.5-other-arch"])
+    assert {k: sum(m["kind"] == k for m in r["models"]) for k in degenerate} == degenerate
     assert r["reference_models"] == [
         "homologous-fmnist_a-adam-s10-victimdata",
         "homologous-fmnist_a-adam-s11-victimdata",
     ]
-    assert {m["id"] for m in r["models"]} == {
+    assert {m["id"] for m in r["models"] if not m["kind"].startswith("degenerate")} == {
         "piracy-fmnist_c-adam-s0",
         "homologous-fmnist_c-adam-s0",
         "homologous-fmnist_c-sgd-s0",
     }
+    for name in ("fpenc", "akh_labels"):  # a model that is not a model of the task is never accused
+        scores = r["methods"][name]["budgets"]["20"]["scores"]
+        assert all(scores[m["id"]][1] >= 0.05 for m in r["models"] if m["kind"].startswith("degenerate")), name
     assert set(r["methods"]) == {"fpenc", "paper", "no_uap", "akh_labels", "akh_probs", "ipguard", "random", "cka"}
     for name, entry in r["methods"].items():
         for b in ("5", "20"):
@@ -95,5 +106,9 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
             assert row["queries"] <= int(b) and 0.0 <= row["auc"] <= 1.0, name
             for key in ("tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "false_accusations", "false_accusation_upper95"):
                 assert key in row
-            assert set(row["per_attack"]) == {"extract-probs-other-arch", "independent-overlap0.5-other-arch"}
+            assert set(row["per_attack"]) == {
+                "extract-probs-other-arch",
+                "independent-overlap0.5-other-arch",
+                *degenerate,
+            }
     assert main(["bench", "-c", str(config), "--methods", "akh", "--no-progress"]) == 2  # unknown method: one line

@@ -23,11 +23,11 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def penultimate(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """``net.features(x)`` (fpenc's classifiers expose their penultimate layer), ``[B, D]``."""
-    if not hasattr(net, "features"):
-        raise ValueError("cka needs the penultimate features (net.features) of a white-box model")
+    """``net.features(x)`` (fpenc's classifiers expose their penultimate layer), ``[B, D]``; the
+    logits of a model without one (a constant or random-label model: its only representation)."""
+    layer = net.features if hasattr(net, "features") else net
     net.eval()
-    return torch.cat([net.features(x[i : i + batch_size]).flatten(1).float() for i in range(0, len(x), batch_size)])
+    return torch.cat([layer(x[i : i + batch_size]).flatten(1).float() for i in range(0, len(x), batch_size)])
 
 
 class CKA(Method):

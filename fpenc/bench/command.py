@@ -32,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.01, help="significance of every method's verdict (default 0.01)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: runs/<name>/bench.json)")
     p.add_argument("--plots", type=Path, default=None, metavar="DIR", help="also write the figures (PNG) here")
+    p.add_argument(
+        "--no-degenerate",
+        action="store_true",
+        help="leave out the degenerate negatives (constant, random-label, untrained, unnormalised models)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -62,8 +67,31 @@ def paper_key_images(victim, arrays, pool: torch.Tensor, n: int, views: int, see
     return pool[idx.reshape(-1)].reshape(*idx.shape, *pool.shape[1:])
 
 
-def load_bench(cfg) -> tuple:
-    """``(defender, test models, reference models)`` of a built run."""
+DEGENERATE = ("constant_class", "random_label", "untrained", "independent_without_normalisation")
+
+
+def degenerate_models(victim, independent, input_shape, num_classes: int) -> list:
+    """Negatives that are not working models of the task (:mod:`fpenc.zoo.negatives`): constant
+    models (3 classes), random-label models and untrained networks of the victim's architecture
+    (3 seeds each), and an independent model fed inputs without its normalisation. No method may
+    accuse them. (The victim with permuted classes is left out: it *is* derived, yet not a model
+    of the task.)"""
+    from fpenc.bench.runner import BenchModel
+    from fpenc.zoo.negatives import broken_models
+
+    nets = broken_models(victim, independent, input_shape, num_classes, classes=(0, 3, 7))
+    out = []
+    for name, net in nets.items():
+        family = next((f for f in DEGENERATE if name.startswith(f)), None)
+        if family is not None:
+            kind = "degenerate-" + family.replace("_class", "").replace("independent_without_", "no-").replace("_", "-")
+            out.append(BenchModel(f"degenerate-{name.replace('_', '-')}", net, False, kind))
+    return out
+
+
+def load_bench(cfg, degenerate: bool = True) -> tuple:
+    """``(defender, test models, reference models)`` of a built run; ``degenerate``: the test
+    models include :func:`degenerate_models` (built here, deterministic)."""
     import torch
 
     from fpenc.baselines import Defender
@@ -105,6 +133,10 @@ def load_bench(cfg) -> tuple:
             model_kind(entry, victim_entry["architecture"], cfg.data.homologous_overlap),
         )
         (models if s == "test" else reference).append(m)
+    if degenerate:
+        same_arch = [m for m in models if not m.positive and m.kind.endswith("-same-arch")]
+        independent = (same_arch or [m for m in models if not m.positive] or reference)[0].net
+        models += degenerate_models(victim, independent, tuple(arrays.test_x.shape[1:]), arrays.num_classes)
     return defender, models, reference
 
 
@@ -121,7 +153,7 @@ def cmd_bench(args) -> int:
     methods = check_methods(args.methods or list(METHODS))
     cfg = load_pipeline_config(args.config)
     run_stages(cfg, until="key", progress=not args.no_progress)
-    defender, models, reference = load_bench(cfg)
+    defender, models, reference = load_bench(cfg, degenerate=not args.no_degenerate)
     results = run_bench(
         defender,
         models,
