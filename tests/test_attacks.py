@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_grid
-from fpenc.config.attack_spec import parse_attack
+from fpenc.config.attack_spec import composite_kind, composite_slug, parse_attack, parse_attacks
 from fpenc.errors import ConfigError
 from fpenc.zoo.attacks import apply_attack
 
@@ -43,6 +43,25 @@ def test_parse_attack_specs_and_errors():
             parse_attack(bad)
 
 
+def test_composite_specs():
+    steps = parse_attacks("extract+finetune:ftal+prune:0.5+int8")
+    assert [a.kind for a in steps] == ["extract", "finetune", "prune", "int8"]
+    assert (
+        composite_slug(steps) == "extract-finetuneFTAL-prune0p5-int8" and composite_kind(steps) == "composite-extract"
+    )
+    assert composite_kind(parse_attacks("finetune:FTAL+int8")) == "composite"
+    assert (
+        composite_kind(parse_attacks("finetune:RTAL")) == "finetune-RTAL"
+        and composite_kind(parse_attacks("int8")) == "int8"
+    )
+    with pytest.raises(ConfigError, match="extract can only be the first step"):
+        parse_attacks("prune:0.5+extract")
+    with pytest.raises(ConfigError, match="repeats a step"):
+        parse_attacks("int8+int8")
+    with pytest.raises(ConfigError, match="unknown attack"):
+        parse_attacks("prune:0.5+steal")
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -59,7 +78,7 @@ def test_parse_attack_specs_and_errors():
     ],
 )
 def test_each_attack_changes_a_copy_and_leaves_the_victim(spec):
-    victim = small_victim()
+    victim = small_victim().requires_grad_(False)  # as after serving as an extraction's teacher in the zoo
     before = {k: v.clone() for k, v in victim.state_dict().items()}
     attack = parse_attack(spec)
     copy = apply_attack(victim, attack, loader() if attack.trains else None, "adam", 1e-3, 1)
@@ -84,6 +103,8 @@ def test_attack_grids_build_copies_in_the_test_set(tmp_path, tiny_fmnist):
         tiny_grid("piracy", "fmnist_a", more="attacks: [prune:0.3, int8, finetune:FTAL]"),
         tiny_grid("piracy", "fmnist_c", more="extraction: {api: label}"),
         tiny_grid("homologous", "fmnist_c"),
+        tiny_grid("piracy", "fmnist_a", more="attacks: [finetune:FTAL+prune:0.5+int8]"),
+        tiny_grid("piracy", "fmnist_c", more="attacks: [extract+prune:0.5+int8]"),
     ]
     cfg = load_pipeline_config([tiny_config(tmp_path, tiny_fmnist, "atk", grids)])
     manifest = build_zoo(cfg, progress=False)
@@ -95,9 +116,19 @@ def test_attack_grids_build_copies_in_the_test_set(tmp_path, tiny_fmnist):
         "piracy-fmnist_a-adam-s0-finetuneFTAL",
         "piracy-fmnist_c-adam-s0-apilabel",
         "homologous-fmnist_c-adam-s0",
+        "piracy-fmnist_a-adam-s0-finetuneFTAL-prune0p5-int8",
+        "piracy-fmnist_c-adam-s0-extract-prune0p5-int8",
     ]
     sets = assign_sets(cfg, complete=False)
-    assert {sets[i] for i in ids[1:4]} == {"test"}  # copies made from the weights never train the encoder
+    assert {sets[i] for i in ids[1:4] + ids[6:]} == {"test"}  # copies made from weights never train the encoder
+    from fpenc.io import load_weights
+
+    weights = load_weights(tmp_path / "runs/atk/models/piracy-fmnist_c-adam-s0-extract-prune0p5-int8.pt")
+    w = torch.cat([v.flatten() for k, v in weights["state_dict"].items() if k.endswith("weight") and v.ndim > 1])
+    assert (w == 0).float().mean() >= 0.49  # the extracted arc-C copy was then pruned
+    composite = {m["id"]: m for m in manifest["models"]}["piracy-fmnist_c-adam-s0-extract-prune0p5-int8"]
+    assert composite["architecture"] == "fmnist_c" and composite["spec"]["extraction"]["api"] == "probs"
+    assert composite["queries"] > 0 and composite["train_seconds"] > 0
     by_id = {m["id"]: m for m in manifest["models"]}
     assert by_id["piracy-fmnist_a-adam-s0-int8"]["spec"]["attack"] == "int8"
     assert by_id["piracy-fmnist_a-adam-s0-int8"]["agreement"] > 0.9  # INT8 of the victim answers like it

@@ -46,10 +46,9 @@ def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
     arch = "same-arch" if entry["architecture"] == victim_arch else "other-arch"
     if entry["role"] == "piracy":
         if spec.get("attack"):
-            from fpenc.config.attack_spec import parse_attack
+            from fpenc.config.attack_spec import composite_kind, parse_attacks
 
-            a = parse_attack(spec["attack"])
-            return a.kind + (f"-{a.mode}" if a.mode else "")
+            return composite_kind(parse_attacks(spec["attack"]))
         api = (spec.get("extraction") or {}).get("api", "probs").replace(":", "")
         return f"extract-{api}-{arch}"
     data = {"victim": "same-data", "attacker": "disjoint-data", "homologous": f"overlap{overlap:g}"}

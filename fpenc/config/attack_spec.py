@@ -1,5 +1,9 @@
 """The attack specs of zoo grids (``attacks: [finetune:FTAL, prune:0.5, ...]``), parsed without
-torch; what each one does is :mod:`fpenc.zoo.attacks`."""
+torch; what each one does is :mod:`fpenc.zoo.attacks`.
+
+A **composite** chains steps with ``+``, applied in order: ``finetune:FTAL+prune:0.5+int8`` from
+the victim's weights, or ``extract+finetune:FTAL+prune:0.5+int8`` from a copy first extracted
+through the victim's API (into the grid's architecture, with its extraction settings)."""
 
 from __future__ import annotations
 
@@ -49,3 +53,29 @@ def parse_attack(text: str) -> Attack:
     if arg:
         raise ConfigError(f"attack '{text}' takes no argument: write '{kind}'")
     return Attack(kind)
+
+
+def parse_attacks(text: str) -> tuple[Attack, ...]:
+    """The steps of an attack spec, composite or not: ``"extract+prune:0.5"`` ->
+    ``(Attack("extract"), Attack("prune", amount=0.5))``. ``extract`` may only come first, and no
+    step twice in a row."""
+    steps = tuple(parse_attack(part.strip()) for part in str(text).split("+"))
+    if any(a.kind == "extract" for a in steps[1:]):
+        raise ConfigError(f"attack '{text}': extract can only be the first step (extract+finetune:FTAL+...)")
+    if any(a == b for a, b in zip(steps, steps[1:])):
+        raise ConfigError(f"attack '{text}' repeats a step")
+    return steps
+
+
+def composite_slug(steps: tuple[Attack, ...]) -> str:
+    """The attack in a model id: the steps' slugs joined by ``-`` (``extract-finetuneFTAL-prune0p5-int8``)."""
+    return "-".join(a.slug for a in steps)
+
+
+def composite_kind(steps: tuple[Attack, ...]) -> str:
+    """The benchmark's kind of a copy: the attack's kind (``finetune-FTAL``, ``prune``), or
+    ``composite`` / ``composite-extract`` for chains."""
+    if len(steps) > 1:
+        return "composite" + ("-extract" if steps[0].kind == "extract" else "")
+    a = steps[0]
+    return a.kind + (f"-{a.mode}" if a.mode else "")

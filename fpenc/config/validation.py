@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fpenc.config.attack_spec import parse_attack
+from fpenc.config.attack_spec import parse_attacks
 from fpenc.config.parse import unknown_key
 from fpenc.config.schema import GRID_DATA, GRID_SPLITS, OPTIMIZERS, ROLES, PipelineConfig
 from fpenc.errors import ConfigError
@@ -121,12 +121,12 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}.split: unknown split '{g.split}'; known: {', '.join(GRID_SPLITS)}")
         if g.split == "reference" and g.role != "homologous":
             raise ConfigError(f"{where}: reference models (split: reference) must be independent: role homologous")
-        attacks = [parse_attack(a) for a in g.attacks]
+        attacks = [parse_attacks(a) for a in g.attacks]
         if not attacks:
             raise ConfigError(f"{where}.attacks must name at least one attack (extract is the default)")
         if g.role != "piracy" and (g.attacks != ["extract"] or g.extraction):
             raise ConfigError(f"{where}: attacks and extraction are for piracy grids; independent models have none")
-        if any(a.kind != "extract" for a in attacks) and g.architectures != [z.victim.architecture]:
+        if any(steps[0].kind != "extract" for steps in attacks) and g.architectures != [z.victim.architecture]:
             raise ConfigError(
                 f"{where}: attacks on the victim's weights ({', '.join(g.attacks)}) keep its architecture: "
                 f"set architectures: [{z.victim.architecture}]"

@@ -102,6 +102,7 @@ def apply_attack(
         raise ValueError(f"attack {attack.slug} trains: pass the attacker's data loader")
     lr = DEFAULT_LR[optimizer] / 10 if lr is None else lr
     net = pruned_copy(victim, attack.amount) if attack.kind == "fineprune" else copy.deepcopy(victim)
+    net.requires_grad_(True)  # the victim may be frozen (an extraction's teacher): its copy trains
     masks = None
     if attack.kind == "fineprune":  # the pruned weights stay pruned while fine-tuning
         masks = [(m.weight, (m.weight != 0).float()) for m in net.modules() if isinstance(m, PRUNABLE)]

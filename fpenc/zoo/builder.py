@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -84,13 +84,21 @@ class ZooBuilder:
 
         torch.manual_seed(spec.seed)
         if spec.attack:  # a copy made from the victim's weights (fine-tuned, pruned, quantized, ...)
-            from fpenc.zoo.attacks import apply_attack, parse_attack
+            from fpenc.config.attack_spec import parse_attacks
+            from fpenc.zoo.attacks import apply_attack
 
-            attack = parse_attack(spec.attack)
-            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if attack.trains else None
+            steps, net, info = parse_attacks(spec.attack), victim_net, {"train_seconds": 0.0}
+            if steps[0].kind == "extract":  # a composite on an extracted copy: extract it first
+                net, info = self._train(replace(spec, attack=None), arrays, splits, victim_net)
+                steps, splits = steps[1:], self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
+            trains = any(a.trains for a in steps)
+            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if trains else None
             start = time.perf_counter()
-            net = apply_attack(victim_net, attack, loader, spec.optimizer, spec.lr, spec.epochs)
-            return net.cpu().eval(), {"train_seconds": round(time.perf_counter() - start, 2)}
+            for attack in steps:
+                net = apply_attack(net, attack, loader, spec.optimizer, spec.lr, spec.epochs)
+            return net.cpu().eval(), info | {
+                "train_seconds": info["train_seconds"] + round(time.perf_counter() - start, 2)
+            }
         if spec.role == "piracy":
             splits = self._attacker_pool(splits, (spec.extraction or {}).get("pool_fraction", 1.0))
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]

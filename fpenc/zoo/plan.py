@@ -26,7 +26,7 @@ class ModelSpec:
     parent: str | None = None
     extraction: dict | None = None
     options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
-    attack: str | None = None  # piracy from the victim's weights (fpenc.zoo.attacks); None: extraction
+    attack: str | None = None  # piracy: the attack (fpenc.zoo.attacks), composites too; None: plain extraction
 
 
 SPEC_DEFAULTS = {"options": {}, "attack": None}
@@ -50,20 +50,21 @@ def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
     Ids: :func:`model_id`, then ``-<attack>`` for attacks on the victim's weights (``-prune0p5``, with
     ``-lr<lr>`` when the grid sets the learning rate of a training attack) and ``-<key><value>`` for
     each of the grid's extraction changes (``-apilabel``)."""
-    from fpenc.config.attack_spec import parse_attack
+    from fpenc.config.attack_spec import composite_slug, parse_attacks
 
     extra = "".join(f"-{k}{_slug(v)}" for k, v in sorted(grid.extraction.items()))
     out = []
     for attack in grid.attacks:
-        a = parse_attack(attack)
-        suffix = ("" if a.kind == "extract" else f"-{a.slug}") + extra
-        if a.trains and grid.lr is not None:
+        steps = parse_attacks(attack)
+        plain = steps == parse_attacks("extract")
+        suffix = ("" if plain else f"-{composite_slug(steps)}") + extra
+        if any(a.trains for a in steps) and grid.lr is not None:
             suffix += f"-lr{_slug(float(grid.lr))}"
         for arch in grid.architectures:
             for opt in grid.optimizers:
                 for seed in grid.seeds:
                     mid = model_id(grid.role, arch, opt, seed, grid.data) + suffix
-                    out.append((mid, arch, opt, seed, None if a.kind == "extract" else attack))
+                    out.append((mid, arch, opt, seed, None if plain else attack))
     return out
 
 
@@ -101,7 +102,9 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
             seen.add(mid)
             bs = random.Random(mid).choice(grid.batch_sizes)
             piracy = grid.role == "piracy"
-            lr = grid.lr if grid.lr is not None or attack is None else lr_of(opt, None) / 10  # fine-tuning: gentler
+            extracts = piracy and (attack is None or attack.startswith("extract"))
+            gentle = attack is not None and not extracts  # fine-tuning the victim's weights: a tenth of the rate
+            lr = grid.lr if grid.lr is not None or not gentle else lr_of(opt, None) / 10
             specs.append(
                 ModelSpec(
                     mid,
@@ -114,7 +117,7 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
                     lr_of(opt, lr),
                     split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
                     parent="victim" if piracy else None,
-                    extraction={**asdict(cfg.zoo.extraction), **grid.extraction} if piracy and not attack else None,
+                    extraction={**asdict(cfg.zoo.extraction), **grid.extraction} if extracts else None,
                     options=dict(grid.options),
                     attack=attack,
                 )
