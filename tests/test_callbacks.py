@@ -256,16 +256,13 @@ def test_callbacks_import_neither_datamodules_nor_the_zoo_builder(name):
     assert not imports_package(source, "datamodules") and not imports_package(source, "fpenc.zoo.builder")
 
 
-@pytest.mark.parametrize(("min_delta", "best_epoch"), [(0.05, 2), (0.0, 3)])
-def test_best_checkpoint_ignores_near_ties(tmp_path, min_delta, best_epoch):
-    """A later epoch replaces best.ckpt only if it beats it by more than min_delta: 1.04 ties 1.0
-    (kept: epoch 0), 1.2 wins (epoch 2), 1.22 ties it; without a tolerance the last epoch wins."""
+def fit_scripted(folder, separations, **kwargs):
+    """Fit a one-weight model whose val/separation follows ``separations`` (one per epoch) with the
+    encoder's checkpoint callbacks; returns ``(best, last)`` checkpoints (our own files)."""
     import pytorch_lightning as pl
     import torch
 
     from fpenc.callbacks.checkpoints import encoder_checkpoints
-
-    scripted = [1.0, 1.04, 1.2, 1.22]
 
     class Scripted(pl.LightningModule):
         def __init__(self):
@@ -276,22 +273,41 @@ def test_best_checkpoint_ignores_near_ties(tmp_path, min_delta, best_epoch):
             return (self.w - 1).pow(2).sum()
 
         def validation_step(self, batch, batch_idx):
-            self.log("val/separation", scripted[self.current_epoch])
+            self.log("val/separation", separations[self.current_epoch])
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
     trainer = pl.Trainer(
-        max_epochs=len(scripted),
+        max_epochs=len(separations),
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
-        callbacks=encoder_checkpoints(tmp_path, min_delta=min_delta),
+        callbacks=encoder_checkpoints(folder, **kwargs),
         num_sanity_val_steps=0,
     )
     trainer.fit(Scripted(), train_dataloaders=data, val_dataloaders=data)
-    assert torch.load(tmp_path / "best.ckpt", weights_only=False)["epoch"] == best_epoch  # our own file
+    return tuple(torch.load(folder / f"{n}.ckpt", weights_only=False) for n in ("best", "last"))
+
+
+def test_checkpoints_best_and_last_epoch(tmp_path):
+    """best.ckpt holds the best validation epoch, last.ckpt the final one (not the best again)."""
+    import torch
+
+    best, last = fit_scripted(tmp_path, [0.0, -1.0, -2.0])  # worsening: the best epoch is the first
+    assert (best["epoch"], last["epoch"]) == (0, 2)
+    assert not torch.equal(best["state_dict"]["w"], last["state_dict"]["w"])
+
+
+@pytest.mark.parametrize(("min_delta", "best_epoch"), [(0.05, 2), (0.0, 3)])
+def test_best_checkpoint_ignores_near_ties(tmp_path, min_delta, best_epoch):
+    """A later epoch replaces best.ckpt only if it beats it by more than min_delta: 1.04 ties 1.0
+    (kept: epoch 0), 1.2 wins (epoch 2), 1.22 ties it; without a tolerance the last epoch wins."""
+    from fpenc.callbacks.checkpoints import encoder_checkpoints
+
+    best, _ = fit_scripted(tmp_path, [1.0, 1.04, 1.2, 1.22], min_delta=min_delta)
+    assert best["epoch"] == best_epoch
     with pytest.raises(ValueError, match="min_delta"):
         encoder_checkpoints(tmp_path, min_delta=-1.0)

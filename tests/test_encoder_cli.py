@@ -208,44 +208,6 @@ def test_verdict_needs_two_reference_models(fitted, capsys):
     assert "needs >= 2 reference models" in err[-1] and "there are 0" in err[-1] and "split: reference" in err[-1]
 
 
-def test_checkpoints_best_and_last_epoch(tmp_path):
-    """best.ckpt holds the best validation epoch, last.ckpt the final one (not the best again)."""
-    import pytorch_lightning as pl
-    import torch
-
-    from fpenc.encoder.module import encoder_checkpoints
-
-    class Worsening(pl.LightningModule):  # val/separation falls every epoch: the best epoch is the first
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
-        def training_step(self, batch, batch_idx):
-            return (self.w - 1).pow(2).sum()
-
-        def validation_step(self, batch, batch_idx):
-            self.log("val/separation", -float(self.current_epoch))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    data = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=encoder_checkpoints(tmp_path),
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(Worsening(), train_dataloaders=data, val_dataloaders=data)
-    best = torch.load(tmp_path / "best.ckpt", weights_only=False)  # our own checkpoints
-    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
-    assert (best["epoch"], last["epoch"]) == (0, 2)
-    assert not torch.equal(best["state_dict"]["w"], last["state_dict"]["w"])
-
-
 def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_path_factory, capsys):
     """Constant, random-label, untrained and class-permuted models are `not assessable` (never
     `derived`); independently trained models get p-values no smaller than the bundle's floor;
