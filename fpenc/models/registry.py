@@ -9,7 +9,8 @@ are stored as ``{"arch": cfg, "state_dict": model.state_dict()}`` and loaded wit
 
 Names: ``fmnist_a`` .. ``fmnist_e`` (Peng et al., CVPR 2022, Table 1; aliases ``A`` ..
 ``E``, ``arc_a`` .. ``arc_e``, case-insensitive), ``resnet18``, ``resnet34``, ``vgg16``,
-``densenet121``, ``googlenet`` (CIFAR-10 / TinyImageNet nets of the paper).
+``densenet121``, ``googlenet`` (CIFAR-10 / TinyImageNet nets of the paper); ``mlp`` and
+``bn_resnet``, small families outside the paper for suspects fpenc never trains on.
 
 Construction draws initial weights from the global torch RNG; the caller seeds. The build
 arguments are checked and normalised by :mod:`fpenc.models.build_args`.
@@ -30,6 +31,7 @@ from fpenc.models.arch_spec import ArchSpec
 from fpenc.models.build_args import normalized_config
 from fpenc.models.classifier import ImageClassifier
 from fpenc.models.fmnist_cnn import FMNIST_ARCS, build_fmnist_cnn
+from fpenc.models.small_nets import build_bn_resnet, build_mlp
 from fpenc.models.torchvision_nets import (
     build_densenet121,
     build_googlenet,
@@ -65,6 +67,10 @@ def _fmnist_spec(letter: str) -> ArchSpec:
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     **{s.name: s for s in (_fmnist_spec(letter) for letter in FMNIST_ARCS)},
+    "mlp": ArchSpec("mlp", build_mlp, "multi-layer perceptron (hidden widths 256, 128), outside Table 1"),
+    "bn_resnet": ArchSpec(
+        "bn_resnet", build_bn_resnet, "small residual CNN with BatchNorm (16-32-64 channels), outside Table 1"
+    ),
     "resnet18": ArchSpec("resnet18", build_resnet18, "torchvision ResNet18, CIFAR stem (3x3 s1 conv, no max-pool)"),
     "resnet34": ArchSpec("resnet34", build_resnet34, "torchvision ResNet34, CIFAR stem (3x3 s1 conv, no max-pool)"),
     "vgg16": ArchSpec(
