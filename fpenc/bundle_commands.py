@@ -10,7 +10,7 @@ def cmd_verify(args) -> int:
     from fpenc.bundle import load_bundle
     from fpenc.errors import ConfigError
     from fpenc.suspects import from_file
-    from fpenc.verdict import EXIT_CODES
+    from fpenc.verdict import DEFAULT_ALPHA, EXIT_CODES
     from fpenc.verify import verify_suspect
 
     if args.seed < 0:
@@ -23,7 +23,7 @@ def cmd_verify(args) -> int:
         signed = verify_signature(bundle, args.public_key, args.signature)
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
-    alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", 0.05))
+    alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", DEFAULT_ALPHA))
     suspect = from_file(
         args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
     )

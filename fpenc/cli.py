@@ -139,7 +139,7 @@ verdicts (exit codes):
         "--alpha",
         type=float,
         default=None,
-        help="significance level (default: the bundle's, else 0.05); must be above the bundle's p-value floor",
+        help="significance level (default: the bundle's, else 0.01); must be above the bundle's p-value floor",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the pair draw when --fingerprints is below U*V (default 0)"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fpenc.io import atomic_path, save_figure, write_json
-from fpenc.verdict import DERIVED, NEAR_TIE, NOT_ASSESSABLE
+from fpenc.verdict import DEFAULT_ALPHA, DERIVED, NEAR_TIE, NOT_ASSESSABLE
 
 FORMAT = "fpenc-report/1"
 
@@ -42,7 +42,7 @@ def evaluate_models(
     run_dir: str | Path,
     models: list[dict],
     *,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     num_fingerprints: int | None = None,
     progress: bool = False,
 ) -> list[dict]:

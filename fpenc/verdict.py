@@ -48,6 +48,11 @@ EXIT_CODES = {NOT_SHOWN: 0, DERIVED: 10, NOT_ASSESSABLE: 11}
 
 STATISTICS = ("agreement", "agreement+similarity")
 
+DEFAULT_ALPHA = 0.01
+"""The default significance level. Alpha is the false-accusation rate the test is built to allow
+per independent suspect: at 0.05, one independent model in twenty would be called ``derived`` by
+design, which a tool that must never accuse cannot ship as its default."""
+
 SD_FLOOR = 0.01
 """The smallest spread (standard deviation) the reference models' values are taken to have: near-
 identical reference models would otherwise make any suspect a hair above them "significant"."""

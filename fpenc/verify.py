@@ -27,6 +27,7 @@ from fpenc.api import apply_api, parse_api, reveals
 from fpenc.errors import ConfigError, FpencError
 from fpenc.fingerprint.fingerprints import pair_fingerprints, query_images
 from fpenc.verdict import (
+    DEFAULT_ALPHA,
     decide,
     label_entropy,
     ood_distance,
@@ -96,7 +97,12 @@ def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:
 
 
 def verify_suspect(
-    bundle, suspect, num_fingerprints: int | None = None, alpha: float = 0.05, seed: int = 0, batch_size: int = 2000
+    bundle,
+    suspect,
+    num_fingerprints: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    batch_size: int = 2000,
 ) -> dict:
     """Judge ``suspect`` (a :class:`fpenc.suspects.Suspect`) against ``bundle`` (a :class:`fpenc.bundle.Bundle`).
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fpenc.verdict import DEFAULT_ALPHA
+
 
 def bundle_path(export_dir: str | Path, name: str) -> Path:
     return Path(export_dir) / f"{name}.fpenc.safetensors"
@@ -55,7 +57,7 @@ def export_from_run(
     representations: dict[int, torch.Tensor],
     export_dir: str | Path,
     *,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     statistic: str = "agreement",
     accuracy_share: float = 0.5,
     entropy_share: float = 0.5,

@@ -21,7 +21,7 @@ from fpenc.callbacks.checkpoints import encoder_checkpoints  # noqa: F401  (its 
 from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
 from fpenc.encoder.options import VerdictOptions, check_args
-from fpenc.verdict import pair_similarities
+from fpenc.verdict import DEFAULT_ALPHA, pair_similarities
 
 
 class EncoderModule(pl.LightningModule):
@@ -30,7 +30,7 @@ class EncoderModule(pl.LightningModule):
         hidden_dim, embed_dim, proj_dim, dropout, input_transform: the :class:`FingerprintEncoder`.
         temperature: SupCon temperature.
         lr, weight_decay: AdamW.
-        alpha: the verdict's significance level (default 0.05; :mod:`fpenc.verdict`).
+        alpha: the verdict's significance level (default 0.01; :mod:`fpenc.verdict`).
         verdict_statistic: what the verdict tests against the reference models: "agreement" (the
             share of the key's labels that are the victim's; default) or "agreement+similarity" (both it
             and the encoder's similarity, an intersection-union test). See :mod:`fpenc.verdict`.
@@ -58,7 +58,7 @@ class EncoderModule(pl.LightningModule):
         temperature: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        alpha: float = 0.05,
+        alpha: float = DEFAULT_ALPHA,
         verdict_statistic: str = "agreement",
         num_fingerprints: int | None = None,
         accuracy_share: float = 0.5,

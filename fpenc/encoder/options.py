@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fpenc.verdict import DEFAULT_ALPHA
+
 
 @dataclass(frozen=True)
 class VerdictOptions:
     """How ``fpenc test`` exports the bundle and verifies the zoo's models (see :class:`EncoderModule`)."""
 
-    alpha: float = 0.05
+    alpha: float = DEFAULT_ALPHA
     verdict_statistic: str = "agreement"
     num_fingerprints: int | None = None
     accuracy_share: float = 0.5
