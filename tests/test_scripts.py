@@ -177,6 +177,51 @@ def test_harness_writes_the_record(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # atomic: no temporary file left
 
 
+def test_demo_threads_compares_verdicts_and_margins(tmp_path):
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.demo_threads import main
+    finally:
+        sys.path.remove(str(REPO))
+
+    def report(path, verdict_c, margin_c):
+        models = [
+            {
+                "id": "a",
+                "split": "test",
+                "role": "piracy",
+                "verdict": "derived",
+                "p_value": 1e-4,
+                "agreement": 0.9,
+                "margin": 0.2,
+            },
+            {
+                "id": "c",
+                "split": "test",
+                "role": "homologous",
+                "verdict": verdict_c,
+                "p_value": 0.02,
+                "agreement": 0.7,
+                "margin": margin_c,
+            },
+        ]
+        summary = {"alpha": 0.01, "piracy_derived": "1/1", "homologous_derived": "0/1", "models": models}
+        path.write_text(json.dumps(summary))
+        return str(path)
+
+    one, two, three = (
+        report(tmp_path / "1.json", "not shown", -0.03),
+        report(tmp_path / "2.json", "not shown", -0.02),
+        report(tmp_path / "3.json", "derived", 0.001),
+    )
+    out = tmp_path / "cmp.json"
+    assert main(["--reports", one, two, "--labels", "1", "2", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["same_verdicts"] and got["smallest_abs_margin"] == pytest.approx(0.02) and got["models_compared"] == 2
+    assert main(["--reports", one, three, "--labels", "1", "3", "--out", str(out)]) == 1
+    assert json.loads(out.read_text())["verdicts_that_differ"] == ["c"]
+
+
 # -- paths named in the documentation ----------------------------------------------------------------
 # results, overlays and scripts of benchmarks/ and experiments/ (a "<name>" template is not a file)
 PATH_RE = re.compile(r"(?<![\w/.])(?:\.\./)?((?:benchmarks|experiments)/(?:(?:results|configs)/[\w.*<>-]*|[\w-]+\.py))")
