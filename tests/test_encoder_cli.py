@@ -101,7 +101,7 @@ def tested(fitted):
 
 def test_test_writes_report_and_bundle_then_verify(tested):
     tmp_path, config, out = tested
-    assert "| model | split | role | accuracy | agreement | similarity | p-value | verdict |" in out
+    assert "| model | split | role | accuracy | agreement | margin | similarity | p-value | verdict |" in out
     run = tmp_path / "runs/tinyenc"
     report = json.loads((run / "report.json").read_text())
     for key in (
