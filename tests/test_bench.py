@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from conftest import tiny_config, tiny_grid
+from conftest import REPO, tiny_config, tiny_grid
 from fpenc.bench.metrics import method_metrics
 
 
@@ -112,3 +113,12 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
                 *degenerate,
             }
     assert main(["bench", "-c", str(config), "--methods", "akh", "--no-progress"]) == 2  # unknown method: one line
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.bench_tables import main as tables
+    finally:
+        sys.path.remove(str(REPO))
+    assert tables(["--results", str(out), "--out", str(tmp_path / "t.md")]) == 0
+    text = (tmp_path / "t.md").read_text()
+    assert "## Per attack kind at 5 queries" in text and "## Per attack kind at 20 queries" in text
+    assert "| extract-probs-other-arch |" in text and "| akh_labels | " in text
