@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "zoo_time",
         "run": cfg.name,
         "models": len(models),
-        "train_seconds": round(sum(float(m.get("train_seconds", 0.0)) for m in models), 1),
+        "train_seconds": round(sum(s for _, s in by.values()), 1),
         "by_role_and_set": {k: {"models": n, "train_seconds": round(s, 1)} for k, (n, s) in sorted(by.items())},
         "note": args.note,
     }

@@ -93,6 +93,18 @@ def label_entropy(labels, num_classes: int) -> float:
 
 
 # -- the test ----------------------------------------------------------------------------------
+def _reference_fit(reference) -> tuple[float, float, int]:
+    """``(mean, sd * sqrt(1 + 1/G), G)`` of the reference values ``[G]`` (G >= 2, finite), ``sd``
+    at least :data:`SD_FLOOR`: the location, scale and size of the prediction t-test."""
+    r = np.asarray(reference, dtype=np.float64).reshape(-1)
+    if r.size < 2:
+        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
+    if not np.isfinite(r).all():
+        raise ValueError("the prediction test needs finite values")
+    sd = max(float(r.std(ddof=1)), SD_FLOOR)
+    return float(r.mean()), sd * math.sqrt(1.0 + 1.0 / r.size), int(r.size)
+
+
 def prediction_pvalue(value: float, reference) -> float:
     """One-sided prediction t-test: the probability that a new model of the reference population
     (``reference [G]``, one value per model, G >= 2) scores ``value`` or more, under a normal fit:
@@ -100,14 +112,10 @@ def prediction_pvalue(value: float, reference) -> float:
     at least :data:`SD_FLOOR`."""
     from scipy import stats
 
-    r = np.asarray(reference, dtype=np.float64).reshape(-1)
-    if r.size < 2:
-        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
-    if not np.isfinite(value) or not np.isfinite(r).all():
+    mean, scale, g = _reference_fit(reference)
+    if not np.isfinite(value):
         raise ValueError("the prediction test needs finite values")
-    sd = max(float(r.std(ddof=1)), SD_FLOOR)
-    t = (float(value) - float(r.mean())) / (sd * math.sqrt(1.0 + 1.0 / r.size))
-    return float(stats.t.sf(t, r.size - 1))
+    return float(stats.t.sf((float(value) - mean) / scale, g - 1))
 
 
 def decision_threshold(reference, alpha: float) -> float:
@@ -116,11 +124,8 @@ def decision_threshold(reference, alpha: float) -> float:
     above it; ``value - threshold`` is the verdict's **margin** in the statistic's own units."""
     from scipy import stats
 
-    r = np.asarray(reference, dtype=np.float64).reshape(-1)
-    if r.size < 2:
-        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
-    sd = max(float(r.std(ddof=1)), SD_FLOOR)
-    return float(r.mean() + stats.t.isf(alpha, r.size - 1) * sd * math.sqrt(1.0 + 1.0 / r.size))
+    mean, scale, g = _reference_fit(reference)
+    return float(mean + stats.t.isf(alpha, g - 1) * scale)
 
 
 NEAR_TIE = 0.005

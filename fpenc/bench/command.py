@@ -66,7 +66,13 @@ def paper_key_images(victim, arrays, pool: torch.Tensor, n: int, views: int, see
     return pool[idx.reshape(-1)].reshape(*idx.shape, *pool.shape[1:])
 
 
-DEGENERATE = ("constant_class", "random_label", "untrained", "independent_without_normalisation")
+DEGENERATE = {
+    "constant_class": "degenerate-constant",
+    "random_label": "degenerate-random-label",
+    "untrained": "degenerate-untrained",
+    "independent_without_normalisation": "degenerate-no-normalisation",
+}
+"""Name prefix in :func:`fpenc.zoo.negatives.broken_models` -> the benchmark's kind."""
 
 
 def degenerate_models(victim, independent, input_shape, num_classes: int) -> list:
@@ -81,9 +87,8 @@ def degenerate_models(victim, independent, input_shape, num_classes: int) -> lis
     nets = broken_models(victim, independent, input_shape, num_classes, classes=(0, 3, 7))
     out = []
     for name, net in nets.items():
-        family = next((f for f in DEGENERATE if name.startswith(f)), None)
-        if family is not None:
-            kind = "degenerate-" + family.replace("_class", "").replace("independent_without_", "no-").replace("_", "-")
+        kind = next((k for prefix, k in DEGENERATE.items() if name.startswith(prefix)), None)
+        if kind is not None:
             out.append(BenchModel(f"degenerate-{name.replace('_', '-')}", net, False, kind))
     return out
 
