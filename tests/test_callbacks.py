@@ -168,6 +168,7 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
     class Probe(pl.Callback):
         def setup(self, trainer, pl_module, stage):
             self.kinds = [type(c) for c in trainer.callbacks]
+            self.loggers = list(trainer.loggers)
 
     probe = Probe()
     save = tmp_path / "wb"
@@ -189,9 +190,8 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
         )
         == 0
     )
-    import wandb
-
-    wandb.finish()
+    for logger in probe.loggers:  # finish the logger's own run: its log is complete once this returns
+        logger.experiment.finish()
     capsys.readouterr()
     kinds = [k for k in probe.kinds if k in (BundleExportCallback, ReportCallback, WandbDashboardCallback)]
     assert kinds == [BundleExportCallback, ReportCallback, WandbDashboardCallback]  # the CLI's defaults, in order
@@ -226,7 +226,9 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
     for record in wandb_records(log):
         kind = record.WhichOneof("record_type")
         if kind == "summary":
-            summary.update({u.key: json.loads(u.value_json) for u in record.summary.update if u.key})
+            # wandb-core writes an update keyed by `key`, or by `nested_key` once it has merged
+            # (debounced) updates: read both
+            summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in record.summary.update})
         elif kind == "artifact":
             artifacts[record.artifact.name] = record.artifact
     assert summary["test/auc"] == pytest.approx(report["auc"])
