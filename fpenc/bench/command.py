@@ -41,16 +41,21 @@ def add_parser(sub) -> None:
 
 
 def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
-    """A zoo model's kind: its attack (derived models) or its kind of independence."""
+    """A zoo model's kind: its attack (derived models; ``other-victim-`` first for copies of another
+    model than the victim), or its kind of independence (with its training recipe, if any)."""
     spec = entry.get("spec") or {}
     arch = "same-arch" if entry["architecture"] == victim_arch else "other-arch"
-    if entry["role"] == "piracy":
+    if entry.get("parent") is not None:
         if spec.get("attack"):
             from fpenc.config.attack_spec import composite_kind, parse_attacks
 
-            return composite_kind(parse_attacks(spec["attack"]))
-        api = (spec.get("extraction") or {}).get("api", "probs").replace(":", "")
-        return f"extract-{api}-{arch}"
+            kind = composite_kind(parse_attacks(spec["attack"]))
+        else:
+            kind = f"extract-{(spec.get('extraction') or {}).get('api', 'probs').replace(':', '')}-{arch}"
+        return kind if entry["role"] == "piracy" else f"other-victim-{kind}"
+    recipe = "+".join(k for k, v in sorted((spec.get("training") or {}).items()) if v)
+    if recipe:
+        return f"independent-{recipe}-{arch}"
     data = {"victim": "same-data", "attacker": "disjoint-data", "homologous": f"overlap{overlap:g}"}
     return f"independent-{data.get(entry.get('split'), entry.get('split'))}-{arch}"
 

@@ -71,6 +71,10 @@ class GridConfig:
     # (fpenc/zoo/attacks.py): extract (through its API, zoo.extraction), or from its weights: finetune:FTAL,
     # prune:0.5, fineprune:0.5, int8, fp16, advtrain:0.03, uat:0.1 (those need architectures: [the victim's])
     extraction: dict = field(default_factory=dict)  # this grid's changes to zoo.extraction, e.g. {api: label}
+    training: dict = field(default_factory=dict)  # independent models' recipe (fpenc/zoo/recipe.py), e.g.
+    # {augment: true, label_smoothing: 0.1, adversarial_eps: 0.1}
+    parent: str | None = None  # homologous grids with attacks: the id of the zoo model they copy (a victim
+    # other than ours: copies stolen, but not from us); it must come from an earlier grid
 
 
 @dataclass

@@ -124,9 +124,25 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         attacks = [parse_attacks(a) for a in g.attacks]
         if not attacks:
             raise ConfigError(f"{where}.attacks must name at least one attack (extract is the default)")
-        if g.role != "piracy" and (g.attacks != ["extract"] or g.extraction):
-            raise ConfigError(f"{where}: attacks and extraction are for piracy grids; independent models have none")
-        if any(steps[0].kind != "extract" for steps in attacks) and g.architectures != [z.victim.architecture]:
+        if g.role != "piracy" and (g.attacks != ["extract"] or g.extraction) and g.parent is None:
+            raise ConfigError(
+                f"{where}: attacks and extraction are for piracy grids, or for copies of another model "
+                "(role homologous with parent: <zoo model id>); plain independent models have none"
+            )
+        if g.parent is not None and g.role != "homologous":
+            raise ConfigError(
+                f"{where}.parent: copies of the victim are piracy grids without parent; parent names another "
+                "model whose copies are independent of ours (role: homologous)"
+            )
+        if g.training:
+            from fpenc.config.recipe_spec import Recipe
+
+            Recipe.from_dict(g.training, f"{where}.training")
+            if g.role == "piracy" or g.parent is not None:
+                raise ConfigError(f"{where}.training: a training recipe is for independent models (role homologous)")
+        if g.parent is not None:
+            pass  # the parent's architecture is checked when the zoo is planned (fpenc.zoo.plan)
+        elif any(steps[0].kind != "extract" for steps in attacks) and g.architectures != [z.victim.architecture]:
             raise ConfigError(
                 f"{where}: attacks on the victim's weights ({', '.join(g.attacks)}) keep its architecture: "
                 f"set architectures: [{z.victim.architecture}]"

@@ -29,20 +29,10 @@ import torch.nn.functional as F
 
 from fpenc.config.attack_spec import TRAINING, Attack, parse_attack  # noqa: F401 (re-exported)
 from fpenc.errors import ConfigError
+from fpenc.zoo.recipe import pgd
 
 
 # -- training loops (plain PyTorch: one epoch over a few thousand images, no Lightning needed) ----------
-def _pgd(net, x, y, eps: float, steps: int = 5) -> torch.Tensor:
-    """L-inf PGD (Madry et al.) from a random start: ``x + delta`` maximising the loss, ``|delta| <= eps``."""
-    delta = (torch.rand_like(x) * 2 - 1) * eps
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = F.cross_entropy(net((x + delta).clamp(0, 1)), y)
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = (delta.detach() + eps / 2 * grad.sign()).clamp(-eps, eps)
-    return (x + delta).clamp(0, 1).detach()
-
-
 def _train(net, attack: Attack, loader, optimizer: str, lr: float, epochs: int, masks=None) -> None:
     from fpenc.zoo.optim import make_optimizer
 
@@ -55,7 +45,7 @@ def _train(net, attack: Attack, loader, optimizer: str, lr: float, epochs: int, 
             x, y = batch[0], batch[1]
             if attack.kind == "advtrain":
                 net.eval()  # the attack sees the model as served
-                x = _pgd(net, x, y, attack.amount)
+                x = pgd(net, x, y, attack.amount)
                 net.train()
             elif attack.kind == "uat":
                 uap = torch.zeros_like(x[:1]) if uap is None else uap

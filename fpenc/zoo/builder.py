@@ -76,20 +76,22 @@ class ZooBuilder:
         return dict(splits, attacker=np.sort(rng.permutation(pool)[: max(1, int(fraction * len(pool)))]))
 
     # -- one model -----------------------------------------------------------------------------
-    def _train(self, spec: ModelSpec, arrays, splits, victim_net) -> tuple[torch.nn.Module, dict]:
+    def _train(self, spec: ModelSpec, arrays, splits, parent_net) -> tuple[torch.nn.Module, dict]:
+        """``(net, info)`` of one model; ``parent_net``: the model a copy is made from (the victim, or
+        the ``parent`` of a homologous grid of copies)."""
         from fpenc.data.images import train_loader
         from fpenc.models import build_model
         from fpenc.zoo.classifier import ClassifierModule
         from fpenc.zoo.extraction import ExtractionModule
 
         torch.manual_seed(spec.seed)
-        if spec.attack:  # a copy made from the victim's weights (fine-tuned, pruned, quantized, ...)
+        if spec.attack:  # a copy made from the parent's weights (fine-tuned, pruned, quantized, ...)
             from fpenc.config.attack_spec import parse_attacks
             from fpenc.zoo.attacks import apply_attack
 
-            steps, net, info = parse_attacks(spec.attack), victim_net, {"train_seconds": 0.0}
+            steps, net, info = parse_attacks(spec.attack), parent_net, {"train_seconds": 0.0}
             if steps[0].kind == "extract":  # a composite on an extracted copy: extract it first
-                net, info = self._train(replace(spec, attack=None), arrays, splits, victim_net)
+                net, info = self._train(replace(spec, attack=None), arrays, splits, parent_net)
                 steps, splits = steps[1:], self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
             trains = any(a.trains for a in steps)
             loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if trains else None
@@ -99,8 +101,8 @@ class ZooBuilder:
             return net.cpu().eval(), info | {
                 "train_seconds": info["train_seconds"] + round(time.perf_counter() - start, 2)
             }
-        if spec.role == "piracy":
-            splits = self._attacker_pool(splits, (spec.extraction or {}).get("pool_fraction", 1.0))
+        if spec.extraction is not None:
+            splits = self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
         mean, std = _channel_stats(split_images)
         net = build_model(
@@ -112,11 +114,11 @@ class ZooBuilder:
             **spec.options,
         )
         loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed)
-        if spec.role == "piracy":
-            ex = spec.extraction or {}
+        if spec.extraction is not None:
+            ex = spec.extraction
             module = ExtractionModule(
                 net,
-                victim_net,
+                parent_net,
                 api=ex.get("api", "probs"),
                 optimizer=spec.optimizer,
                 lr=spec.lr,
@@ -124,21 +126,23 @@ class ZooBuilder:
                 adversarial_eps=ex.get("adversarial_eps", 0.1),
             )
         else:
-            module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr)
+            from fpenc.config.recipe_spec import Recipe
+
+            module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr, recipe=Recipe.from_dict(spec.training))
         seconds = fit_module(module, loader, spec.epochs, spec.id, self.progress)
         info = {"train_seconds": round(seconds, 2)}
-        if spec.role == "piracy":
+        if spec.extraction is not None:
             info["queries"] = module.queries
         return net.cpu().eval(), info
 
-    def _is_complete(self, entry: dict | None, spec: ModelSpec, victim_sha: str | None) -> bool:
+    def _is_complete(self, entry: dict | None, spec: ModelSpec, parent_sha: str | None) -> bool:
         if not entry or {**SPEC_DEFAULTS, **entry.get("spec", {})} != asdict(spec):  # (older specs: fewer fields)
             return False
         try:
             load_weights(self.run_dir.weights(entry), expected_sha256=entry.get("sha256"))
         except WeightsFileError:
             return False
-        return spec.parent is None or entry.get("parent_sha256") == victim_sha
+        return spec.parent is None or entry.get("parent_sha256") == parent_sha
 
     # -- the zoo -------------------------------------------------------------------------------
     def build(self) -> dict:
@@ -166,16 +170,27 @@ class ZooBuilder:
             "config": to_dict(self.cfg),
             "models": [],
         }
-        victim_net, victim_probs, victim_acc, victim_sha = None, None, None, None
+        victim_probs, victim_acc = None, None
+        built: dict[str, dict] = {}  # id -> entry of every model so far (parents of later copies)
+        parents: dict[str, torch.nn.Module] = {}  # id -> loaded net of a parent (the victim at least)
+
+        def parent_of(spec: ModelSpec) -> tuple[torch.nn.Module | None, str | None]:
+            if spec.parent is None:
+                return None, None
+            if spec.parent not in parents:
+                parents[spec.parent] = self.run_dir.load_model(built[spec.parent])
+            return parents[spec.parent], built[spec.parent]["sha256"]
+
         bar = tqdm(specs, desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
         for spec in bar:
             entry = old.get(spec.id)
-            if self._is_complete(entry, spec, victim_sha):
+            parent_net, parent_sha = parent_of(spec)
+            if self._is_complete(entry, spec, parent_sha):
                 self.log(f"[skip] {spec.id}: complete (test acc {entry['test_accuracy']:.4f})")
                 net = self.run_dir.load_model(entry) if spec.role == "victim" else None
             else:
                 bar.set_postfix_str(spec.id)
-                net, info = self._train(spec, arrays, splits, victim_net)
+                net, info = self._train(spec, arrays, splits, parent_net)
                 weights_rel = self.run_dir.model_weights(spec.id)
                 sha = save_weights(
                     self.run_dir / weights_rel, net.state_dict(), _arch_config(net), model_id=spec.id, role=spec.role
@@ -199,7 +214,7 @@ class ZooBuilder:
                     "train_seconds": info["train_seconds"],
                     "weights": weights_rel,
                     "sha256": sha,
-                    "parent_sha256": victim_sha if spec.parent else None,
+                    "parent_sha256": parent_sha,
                     "spec": asdict(spec),
                 }
                 if spec.role == "victim":
@@ -212,10 +227,11 @@ class ZooBuilder:
                         file=sys.stderr,
                     )
             if spec.role == "victim":
-                victim_net, victim_sha = net, entry["sha256"]
+                parents["victim"] = net
                 victim_probs = predict_probs(net, arrays.test_x)
                 victim_acc = accuracy(victim_probs, arrays.test_y)
             entry = {**entry, "set": sets[spec.id]}  # not part of the spec: a changed policy retrains nothing
+            built[spec.id] = entry
             manifest["models"] = [m for m in manifest["models"] if m["id"] != spec.id] + [entry]
             save_manifest(self.manifest_path, manifest)  # after every model: resumable at any point
         bar.close()

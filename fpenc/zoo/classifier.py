@@ -6,20 +6,30 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from fpenc.config.recipe_spec import Recipe
 from fpenc.zoo.optim import cosine_schedule, make_optimizer
+from fpenc.zoo.recipe import recipe_loss
 
 
 class ClassifierModule(pl.LightningModule):
-    """Cross-entropy training of an injected ``nn.Module`` (images ``[B, C, H, W]`` in [0, 1]).
+    """Cross-entropy training of an injected ``nn.Module`` (images ``[B, C, H, W]`` in [0, 1]),
+    with the training :class:`~fpenc.config.recipe_spec.Recipe` (augmentation, label smoothing,
+    adversarial training; default: none).
 
     Batches are ``(x, y, idx)`` as served by :func:`fpenc.data.images.train_loader`.
     """
 
     def __init__(
-        self, net: torch.nn.Module, optimizer: str = "adam", lr: float | None = None, weight_decay: float = 0.0
+        self,
+        net: torch.nn.Module,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        recipe: Recipe | None = None,
     ):
         super().__init__()
         self.net = net
+        self.recipe = recipe or Recipe()
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
@@ -29,8 +39,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
-        logits = self.net(x)
-        loss = F.cross_entropy(logits, y)
+        loss, logits = recipe_loss(self.recipe, self.net, x, y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
         return loss

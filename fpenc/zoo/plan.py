@@ -8,6 +8,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from fpenc.config import PipelineConfig
+from fpenc.errors import ConfigError
 
 
 @dataclass
@@ -27,9 +28,10 @@ class ModelSpec:
     extraction: dict | None = None
     options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
     attack: str | None = None  # piracy: the attack (fpenc.zoo.attacks), composites too; None: plain extraction
+    training: dict = field(default_factory=dict)  # independent models: the recipe (fpenc.config.recipe_spec)
 
 
-SPEC_DEFAULTS = {"options": {}, "attack": None}
+SPEC_DEFAULTS = {"options": {}, "attack": None, "training": {}}
 """Fields added to :class:`ModelSpec` after the first manifests: their values in older entries."""
 
 
@@ -48,11 +50,13 @@ def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
     """``(id, architecture, optimizer, seed, attack)`` of every model of a zoo grid, in order.
 
     Ids: :func:`model_id`, then ``-<attack>`` for attacks on the victim's weights (``-prune0p5``, with
-    ``-lr<lr>`` when the grid sets the learning rate of a training attack) and ``-<key><value>`` for
-    each of the grid's extraction changes (``-apilabel``)."""
+    ``-lr<lr>`` when the grid sets the learning rate of a training attack), ``-<key><value>`` for
+    each of the grid's extraction changes (``-apilabel``) and training-recipe options
+    (``-label_smoothing0p1``, ``-augment``), and ``-of-<parent>`` for copies of another model."""
     from fpenc.config.attack_spec import composite_slug, parse_attacks
 
     extra = "".join(f"-{k}{_slug(v)}" for k, v in sorted(grid.extraction.items()))
+    extra += "".join(f"-{k}" if v is True else f"-{k}{_slug(v)}" for k, v in sorted(grid.training.items()) if v)
     out = []
     for attack in grid.attacks:
         steps = parse_attacks(attack)
@@ -60,6 +64,8 @@ def grid_models(grid) -> list[tuple[str, str, str, int, str | None]]:
         suffix = ("" if plain else f"-{composite_slug(steps)}") + extra
         if any(a.trains for a in steps) and grid.lr is not None:
             suffix += f"-lr{_slug(float(grid.lr))}"
+        if grid.parent is not None:
+            suffix += f"-of-{grid.parent}"
         for arch in grid.architectures:
             for opt in grid.optimizers:
                 for seed in grid.seeds:
@@ -94,32 +100,43 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
             options=dict(v.options),
         )
     ]
-    seen = {"victim"}
+    seen = {"victim": specs[0]}
     for grid in cfg.zoo.grids:
+        parent = seen.get(grid.parent or "victim")
+        if parent is None:
+            raise ConfigError(
+                f"pipeline.zoo.grids ({grid.name or grid.role}): parent '{grid.parent}' is no model of an earlier "
+                f"grid; name one of: {', '.join(seen)}"
+            )
         for mid, arch, opt, seed, attack in grid_models(grid):
             if mid in seen:
                 continue
-            seen.add(mid)
+            if attack is not None and not attack.startswith("extract") and arch != parent.architecture:
+                raise ConfigError(
+                    f"{mid}: attacks on {parent.id}'s weights keep its architecture: set architectures: "
+                    f"[{parent.architecture}]"
+                )
             bs = random.Random(mid).choice(grid.batch_sizes)
             piracy = grid.role == "piracy"
-            extracts = piracy and (attack is None or attack.startswith("extract"))
+            copies = piracy or grid.parent is not None
+            extracts = copies and (attack is None or attack.startswith("extract"))
             gentle = attack is not None and not extracts  # fine-tuning the victim's weights: a tenth of the rate
             lr = grid.lr if grid.lr is not None or not gentle else lr_of(opt, None) / 10
-            specs.append(
-                ModelSpec(
-                    mid,
-                    grid.role,
-                    arch,
-                    opt,
-                    seed,
-                    bs,
-                    grid.epochs,
-                    lr_of(opt, lr),
-                    split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
-                    parent="victim" if piracy else None,
-                    extraction={**asdict(cfg.zoo.extraction), **grid.extraction} if extracts else None,
-                    options=dict(grid.options),
-                    attack=attack,
-                )
+            seen[mid] = ModelSpec(
+                mid,
+                grid.role,
+                arch,
+                opt,
+                seed,
+                bs,
+                grid.epochs,
+                lr_of(opt, lr),
+                split=("attacker" if piracy else "homologous") if grid.data == "default" else grid.data,
+                parent=parent.id if copies else None,
+                extraction={**asdict(cfg.zoo.extraction), **grid.extraction} if extracts else None,
+                options=dict(grid.options),
+                attack=attack,
+                training=dict(grid.training),
             )
+            specs.append(seen[mid])
     return specs

@@ -59,7 +59,8 @@ def assign_sets(cfg: PipelineConfig, complete: bool = True) -> dict[str, str]:
     out = {s.id: (VICTIM if s.role == "victim" else declared[s.id]) for s in specs}
     train_archs = cfg.sets.train_architectures or [cfg.zoo.victim.architecture]
     per_role = cfg.sets.train_models_per_role
-    auto = [s for s in specs if out[s.id] == "auto" and s.attack is None]  # copies made from weights: test
+    # copies made from weights, and copies of other models than the victim: test
+    auto = [s for s in specs if out[s.id] == "auto" and s.attack is None and s.parent in (None, "victim")]
     known = sorted({s.architecture for s in auto})
     unknown = [a for a in train_archs if a not in known]
     if complete and unknown and not any(out[s.id] == "train" for s in specs):
