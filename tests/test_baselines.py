@@ -6,8 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from fpenc.baselines import METHODS, AKHLabels, AKHProbs, Defender, FpencKey, IPGuard, NoUAP, RandomInputs, linear_cka
+from fpenc.baselines import (
+    METHODS,
+    AKHLabels,
+    AKHProbs,
+    Defender,
+    FpencKey,
+    IPGuard,
+    NoUAP,
+    RandomInputs,
+    RankedCleanKey,
+    RankedKey,
+    linear_cka,
+)
 from fpenc.baselines.ipguard import boundary_points
+from fpenc.baselines.key_methods import agreement_gain, key_image_order
 
 
 class Net(torch.nn.Module):
@@ -52,6 +65,8 @@ def defender(seed: int = 0) -> Defender:
         uaps=(torch.rand(2, 1, 8, 8, generator=g) - 0.5) * 0.6,
         seed=seed,
         kmeans_images=torch.randint(0, 256, (2, 5, 1, 8, 8), generator=g, dtype=torch.uint8),
+        train_copies=(Net(0), Net(0)),
+        train_independents=(Net(1), Net(2), Net(3)),
     )
 
 
@@ -137,3 +152,32 @@ def test_every_method_scores_the_victim_at_least_as_close_as_a_constant_model():
         const = m.score(m.observe(Constant(2))[0], 40) if m.black_box else 0.0
         assert own >= const and own == pytest.approx(1.0, abs=1e-6), name
     assert RandomInputs(max_queries=40).prepare(d).queries.shape == (40, 1, 8, 8)
+
+
+def test_ranked_key_spends_the_budget_on_the_queries_training_copies_share_and_independents_do_not():
+    d = defender()
+    clean = key_image_order(d)
+    u = d.uaps.float()
+    candidates = torch.cat([clean, (clean + u[torch.arange(len(clean)) % len(u)]).clamp(0, 1)])
+    gain = agreement_gain(d, candidates)
+    # naive reference: smoothed shares, model by model, query by query
+    with torch.no_grad():
+        victim = d.victim(candidates).argmax(1)
+        q = [
+            (sum(int(n(c[None]).argmax(1) == v) for n in d.train_copies) + 0.5) / 3 for c, v in zip(candidates, victim)
+        ]
+        p = [
+            (sum(int(n(c[None]).argmax(1) == v) for n in d.train_independents) + 0.5) / 4
+            for c, v in zip(candidates, victim)
+        ]
+    assert torch.allclose(gain, torch.tensor(q) - torch.tensor(p), atol=1e-6)
+    ranked = RankedKey(max_queries=10).prepare(d)
+    assert len(ranked.queries) == 10
+    order = torch.argsort(-gain, stable=True)[:10]
+    assert torch.equal(ranked.queries, candidates[order].clamp(0, 1))
+    assert (gain[order][:-1] >= gain[order][1:]).all()  # most evidence first
+    only_clean = RankedCleanKey(max_queries=100).prepare(d)
+    assert len(only_clean.queries) == len(clean)  # every clean key image, no UAP twin
+    assert {tuple(x.flatten().tolist()) for x in only_clean.queries} == {tuple(x.flatten().tolist()) for x in clean}
+    with pytest.raises(ValueError, match="training copies and independent models"):
+        RankedKey().prepare(Defender(d.victim, d.images, d.labels, 5, key_images=d.key_images, uaps=d.uaps))

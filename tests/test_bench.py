@@ -100,7 +100,10 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
     for name in ("fpenc", "akh_labels"):  # a model that is not a model of the task is never accused
         scores = r["methods"][name]["budgets"]["20"]["scores"]
         assert all(scores[m["id"]][1] >= 0.05 for m in r["models"] if m["kind"].startswith("degenerate")), name
-    assert set(r["methods"]) == {"fpenc", "paper", "no_uap", "akh_labels", "akh_probs", "ipguard", "random", "cka"}
+    assert set(r["methods"]) == {
+        *("fpenc", "paper", "no_uap", "fpenc_ranked", "fpenc_ranked_clean"),
+        *("akh_labels", "akh_probs", "ipguard", "random", "cka"),
+    }
     for name, entry in r["methods"].items():
         for b in ("5", "20"):
             row = entry["budgets"][b]

@@ -28,6 +28,9 @@ class Defender:
         kmeans_images: datapoints chosen by k-means on the victim's features over its training
             data (the paper's key, §4.2), uint8 ``[N, C, H, W]``, or None.
         seed: seeds every random choice of the methods.
+        train_copies, train_independents: the owner's own copies of the victim and independent
+            models that train fpenc's encoder (its design data; never a suspect, a reference or a
+            test model): methods that learn which queries tell them apart read them.
     """
 
     victim: torch.nn.Module
@@ -38,6 +41,8 @@ class Defender:
     uaps: torch.Tensor | None = None
     seed: int = 0
     kmeans_images: torch.Tensor | None = None
+    train_copies: tuple = ()
+    train_independents: tuple = ()
 
     @torch.inference_mode()
     def victim_probs(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:

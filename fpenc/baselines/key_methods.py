@@ -8,6 +8,12 @@ clean answers. All of it: ``V N (U + 1)`` queries. ``no_uap`` (the v = 0 row) qu
 images alone: at most ``V N``. ``paper`` is the paper's own setting without its encoder: datapoints
 chosen by k-means on the victim's features over its training data (§4.2), the same pairs, scored
 by the cosine similarity of the probability vectors (the raw-fingerprint row of App. C.1).
+
+``fpenc_ranked`` (and ``fpenc_ranked_clean``, without UAPs) spends the budget on the key's queries
+that carry the most evidence: every clean key image and its UAP-perturbed twin is a candidate,
+ranked by how much more often the owner's training copies than its training independent models
+agree with the victim on it (add-one-half smoothed shares, ``q - p``); label agreement on the
+top ``b``. The ranking reads only the encoder's training models.
 """
 
 from __future__ import annotations
@@ -63,3 +69,43 @@ class NoUAP(Method):
 
     def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
         return key_image_order(defender)[:n]
+
+
+@torch.inference_mode()
+def agreement_gain(defender: Defender, queries: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """``q - p`` per query ``[n]``: the add-one-half smoothed shares of the defender's training
+    copies (``q``) and training independent models (``p``) that give the victim's label on each of
+    ``queries [n, C, H, W]``."""
+    if not defender.train_copies or not defender.train_independents:
+        raise ValueError("this method needs the owner's training copies and independent models (Defender.train_*)")
+    victim = defender.victim_probs(queries, batch_size).argmax(1)
+
+    def share(nets) -> torch.Tensor:
+        agree = torch.zeros(len(queries))
+        for net in nets:
+            net.eval()
+            labels = torch.cat([net(queries[i : i + batch_size]).argmax(1) for i in range(0, len(queries), batch_size)])
+            agree += (labels == victim).float()
+        return (agree + 0.5) / (len(nets) + 1)
+
+    return share(defender.train_copies) - share(defender.train_independents)
+
+
+class RankedKey(Method):
+    name = "fpenc_ranked"
+    with_uaps = True
+
+    def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
+        x = key_image_order(defender)
+        if self.with_uaps:
+            if defender.uaps is None:
+                raise ValueError("this method needs the victim's UAPs (Defender.uaps)")
+            u = defender.uaps.float()
+            x = torch.cat([x, (x + u[torch.arange(len(x)) % len(u)]).clamp(0, 1)])
+        order = torch.argsort(-agreement_gain(defender, x), stable=True)  # ties: the key's seeded order
+        return x[order][:n]
+
+
+class RankedCleanKey(RankedKey):
+    name = "fpenc_ranked_clean"
+    with_uaps = False

@@ -2,7 +2,8 @@
 on its reference models, at query budgets; results as JSON and Markdown tables.
 
 The run's zoo, UAP bank and key are built first when missing (cached). Only the run's test and
-reference sets are read: the models that trained the encoder or picked its checkpoint never enter.
+reference models are scored; the encoder's training models are the owner's design data (as they
+are for fpenc's key: ``fpenc_ranked`` ranks its queries on them), its validation models never enter.
 """
 
 from __future__ import annotations
@@ -130,11 +131,13 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
         seed=cfg.seed,
         kmeans_images=paper_key_images(victim, arrays, pool, cfg.key.num_datapoints, cfg.key.num_views, cfg.seed),
     )
-    models, reference = [], []
+    models, reference, copies, independents = [], [], [], []
     for entry in manifest["models"]:
         s = sets.get(entry["id"])
+        if s == "train":  # the owner's design data (as for fpenc's key), never scored
+            (copies if entry["role"] == "piracy" else independents).append(rd.load_model(entry))
         if s not in ("test", "reference"):
-            continue  # the encoder's training and validation models never enter the benchmark
+            continue  # the encoder's training and validation models are never scored
         m = BenchModel(
             entry["id"],
             rd.load_model(entry),
@@ -146,6 +149,7 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
         same_arch = [m for m in models if not m.positive and m.kind.endswith("-same-arch")]
         independent = (same_arch or [m for m in models if not m.positive] or reference)[0].net
         models += degenerate_models(victim, independent, tuple(arrays.test_x.shape[1:]), arrays.num_classes)
+    defender.train_copies, defender.train_independents = tuple(copies), tuple(independents)
     return defender, models, reference
 
 

@@ -56,7 +56,7 @@ class GridConfig:
     role: str = "piracy"
     architectures: list[str] = field(default_factory=lambda: ["fmnist_b"])
     optimizers: list[str] = field(default_factory=lambda: ["adam"])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0])  # [] turns the grid off (an overlay's way to drop one)
     epochs: int = 3
     batch_sizes: list[int] = field(default_factory=lambda: [128])  # one drawn per model (Table 1)
     lr: float | None = None

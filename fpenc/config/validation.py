@@ -158,8 +158,8 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             raise ConfigError(f"{where}.data: piracy models are extracted on the attacker's data (default)")
         if g.lr is not None and not (math.isfinite(g.lr) and g.lr > 0):
             raise ConfigError(f"{where}.lr must be a finite number > 0, got {g.lr}")
-        if not g.seeds or not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):
-            raise ConfigError(f"{where}: seeds and batch_sizes must be non-empty, epochs and batch sizes >= 1")
+        if not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):  # seeds: [] turns a grid off
+            raise ConfigError(f"{where}: batch_sizes must be non-empty, epochs and batch sizes >= 1")
     sets = cfg.sets
     if sets.train_architectures is not None:
         sets.train_architectures = [
