@@ -17,6 +17,7 @@ from fpenc.baselines import (
     RandomInputs,
     RankedCleanKey,
     RankedKey,
+    RankedPool,
     linear_cka,
 )
 from fpenc.baselines.ipguard import boundary_points
@@ -179,5 +180,9 @@ def test_ranked_key_spends_the_budget_on_the_queries_training_copies_share_and_i
     only_clean = RankedCleanKey(max_queries=100).prepare(d)
     assert len(only_clean.queries) == len(clean)  # every clean key image, no UAP twin
     assert {tuple(x.flatten().tolist()) for x in only_clean.queries} == {tuple(x.flatten().tolist()) for x in clean}
+    pool = RankedPool(max_queries=10_000).prepare(d)  # every held-out image and its UAP twin, ranked
+    assert len(pool.queries) == 2 * len(d.images)
+    rows = {tuple(x.flatten().tolist()) for x in pool.queries}
+    assert all(tuple((x.float() / 255).flatten().tolist()) in rows for x in d.images)
     with pytest.raises(ValueError, match="training copies and independent models"):
         RankedKey().prepare(Defender(d.victim, d.images, d.labels, 5, key_images=d.key_images, uaps=d.uaps))

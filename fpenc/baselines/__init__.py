@@ -8,7 +8,8 @@ name           what it queries and how it scores a suspect (higher: closer to th
                ``(x, x + v)`` pairs; label agreement with the victim (fpenc's verdict statistic)
 ``no_uap``     the same key images without UAPs (the v = 0 row); label agreement
 ``fpenc_ranked`` the key's clean and UAP queries ranked by the evidence they carried on the
-               encoder's training models; label agreement (``fpenc_ranked_clean``: clean only)
+               encoder's training models; label agreement (``fpenc_ranked_clean``: clean only;
+               ``fpenc_ranked_pool``: every held-out image a candidate)
 ``paper``      Peng et al.'s key (k-means datapoints of the victim's training data) with the
                same UAP pairs, cosine similarity of probabilities (no encoder)
 ``akh_labels`` QuRD's Anna-Karenina heuristic (AAAI'25): images the victim misclassifies;
@@ -27,12 +28,24 @@ from fpenc.baselines.akh import AKHLabels, AKHProbs
 from fpenc.baselines.base import Defender, Method
 from fpenc.baselines.cka import CKA, linear_cka
 from fpenc.baselines.ipguard import IPGuard, boundary_points
-from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey, RankedCleanKey, RankedKey
+from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey, RankedCleanKey, RankedKey, RankedPool
 from fpenc.baselines.random_inputs import RandomInputs
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (FpencKey, PaperKey, NoUAP, RankedKey, RankedCleanKey, AKHLabels, AKHProbs, IPGuard, RandomInputs, CKA)
+    for m in (
+        FpencKey,
+        PaperKey,
+        NoUAP,
+        RankedKey,
+        RankedCleanKey,
+        RankedPool,
+        AKHLabels,
+        AKHProbs,
+        IPGuard,
+        RandomInputs,
+        CKA,
+    )
 }
 
 __all__ = [
@@ -49,6 +62,7 @@ __all__ = [
     "RandomInputs",
     "RankedCleanKey",
     "RankedKey",
+    "RankedPool",
     "boundary_points",
     "linear_cka",
 ]

@@ -13,7 +13,8 @@ by the cosine similarity of the probability vectors (the raw-fingerprint row of 
 that carry the most evidence: every clean key image and its UAP-perturbed twin is a candidate,
 ranked by how much more often the owner's training copies than its training independent models
 agree with the victim on it (add-one-half smoothed shares, ``q - p``); label agreement on the
-top ``b``. The ranking reads only the encoder's training models.
+top ``b``. The ranking reads only the encoder's training models. ``fpenc_ranked_pool`` ranks every
+held-out image (and its UAP twin) instead of the key's.
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ def agreement_gain(defender: Defender, queries: torch.Tensor, batch_size: int = 
 class RankedKey(Method):
     name = "fpenc_ranked"
     with_uaps = True
+    pool = "key"  # the candidates: the key's view images, or "images": every held-out image
 
     def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
-        x = key_image_order(defender)
+        x = key_image_order(defender, defender.images if self.pool == "images" else None)
         if self.with_uaps:
             if defender.uaps is None:
                 raise ValueError("this method needs the victim's UAPs (Defender.uaps)")
@@ -109,3 +111,8 @@ class RankedKey(Method):
 class RankedCleanKey(RankedKey):
     name = "fpenc_ranked_clean"
     with_uaps = False
+
+
+class RankedPool(RankedKey):
+    name = "fpenc_ranked_pool"
+    pool = "images"

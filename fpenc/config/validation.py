@@ -155,7 +155,11 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
             if not 0.0 < ex.pool_fraction <= 1.0:
                 raise ConfigError(f"{where}.extraction.pool_fraction must be in (0, 1]")
         if g.role == "piracy" and g.data not in ("default", "attacker"):
-            raise ConfigError(f"{where}.data: piracy models are extracted on the attacker's data (default)")
+            if g.data != "victim" or any(steps[0].kind == "extract" for steps in attacks):
+                raise ConfigError(
+                    f"{where}.data: piracy models are extracted on the attacker's data (default); only copies "
+                    "made from the victim's weights may train on the victim's own data (the owner's own copies)"
+                )
         if g.lr is not None and not (math.isfinite(g.lr) and g.lr > 0):
             raise ConfigError(f"{where}.lr must be a finite number > 0, got {g.lr}")
         if not g.batch_sizes or g.epochs < 1 or any(b < 1 for b in g.batch_sizes):  # seeds: [] turns a grid off
