@@ -102,6 +102,7 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
         assert all(scores[m["id"]][1] >= 0.05 for m in r["models"] if m["kind"].startswith("degenerate")), name
     assert set(r["methods"]) == {
         *("fpenc", "paper", "no_uap", "fpenc_ranked", "fpenc_ranked_clean", "fpenc_ranked_pool"),
+        "fpenc_ranked_boundary",
         *("akh_labels", "akh_probs", "ipguard", "random", "cka"),
     }
     for name, entry in r["methods"].items():

@@ -9,7 +9,8 @@ name           what it queries and how it scores a suspect (higher: closer to th
 ``no_uap``     the same key images without UAPs (the v = 0 row); label agreement
 ``fpenc_ranked`` the key's clean and UAP queries ranked by the evidence they carried on the
                encoder's training models; label agreement (``fpenc_ranked_clean``: clean only;
-               ``fpenc_ranked_pool``: every held-out image a candidate)
+               ``fpenc_ranked_pool``: every held-out image a candidate; ``fpenc_ranked_boundary``:
+               IPGuard's boundary points too)
 ``paper``      Peng et al.'s key (k-means datapoints of the victim's training data) with the
                same UAP pairs, cosine similarity of probabilities (no encoder)
 ``akh_labels`` QuRD's Anna-Karenina heuristic (AAAI'25): images the victim misclassifies;
@@ -28,7 +29,7 @@ from fpenc.baselines.akh import AKHLabels, AKHProbs
 from fpenc.baselines.base import Defender, Method
 from fpenc.baselines.cka import CKA, linear_cka
 from fpenc.baselines.ipguard import IPGuard, boundary_points
-from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey, RankedCleanKey, RankedKey, RankedPool
+from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey, RankedBoundary, RankedCleanKey, RankedKey, RankedPool
 from fpenc.baselines.random_inputs import RandomInputs
 
 METHODS: dict[str, type[Method]] = {
@@ -40,6 +41,7 @@ METHODS: dict[str, type[Method]] = {
         RankedKey,
         RankedCleanKey,
         RankedPool,
+        RankedBoundary,
         AKHLabels,
         AKHProbs,
         IPGuard,
@@ -60,6 +62,7 @@ __all__ = [
     "NoUAP",
     "PaperKey",
     "RandomInputs",
+    "RankedBoundary",
     "RankedCleanKey",
     "RankedKey",
     "RankedPool",

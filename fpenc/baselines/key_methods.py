@@ -14,7 +14,8 @@ that carry the most evidence: every clean key image and its UAP-perturbed twin i
 ranked by how much more often the owner's training copies than its training independent models
 agree with the victim on it (add-one-half smoothed shares, ``q - p``); label agreement on the
 top ``b``. The ranking reads only the encoder's training models. ``fpenc_ranked_pool`` ranks every
-held-out image (and its UAP twin) instead of the key's.
+held-out image (and its UAP twin) instead of the key's; ``fpenc_ranked_boundary`` adds IPGuard's
+boundary points to the key's candidates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from fpenc.baselines.base import Defender, Method
+from fpenc.baselines.ipguard import IPGuard
 
 
 def key_image_order(defender: Defender, images: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,7 +97,8 @@ def agreement_gain(defender: Defender, queries: torch.Tensor, batch_size: int = 
 class RankedKey(Method):
     name = "fpenc_ranked"
     with_uaps = True
-    pool = "key"  # the candidates: the key's view images, or "images": every held-out image
+    pool = "key"  # the candidates: the key's view images; "images": every held-out image; "boundary": the
+    # key's and IPGuard's boundary points of 4,000 held-out images
 
     def build_queries(self, defender: Defender, n: int) -> torch.Tensor:
         x = key_image_order(defender, defender.images if self.pool == "images" else None)
@@ -104,6 +107,8 @@ class RankedKey(Method):
                 raise ValueError("this method needs the victim's UAPs (Defender.uaps)")
             u = defender.uaps.float()
             x = torch.cat([x, (x + u[torch.arange(len(x)) % len(u)]).clamp(0, 1)])
+        if self.pool == "boundary":
+            x = torch.cat([x, IPGuard().build_queries(defender, 4000)])
         order = torch.argsort(-agreement_gain(defender, x), stable=True)  # ties: the key's seeded order
         return x[order][:n]
 
@@ -116,3 +121,8 @@ class RankedCleanKey(RankedKey):
 class RankedPool(RankedKey):
     name = "fpenc_ranked_pool"
     pool = "images"
+
+
+class RankedBoundary(RankedKey):
+    name = "fpenc_ranked_boundary"
+    pool = "boundary"
