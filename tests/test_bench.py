@@ -126,3 +126,17 @@ def test_bench_command_on_a_tiny_zoo(tmp_path, tiny_fmnist):
     text = (tmp_path / "t.md").read_text()
     assert "## Per attack kind at 5 queries" in text and "## Per attack kind at 20 queries" in text
     assert "| extract-probs-other-arch |" in text and "| akh_labels | " in text
+
+
+def test_merge_adds_methods_to_results_of_the_same_benchmark(tmp_path):
+    from fpenc.bench.command import merge_results
+    from fpenc.errors import ConfigError
+
+    base = {"models": [{"id": "a"}], "reference_models": ["r"], "alpha": 0.01, "budgets": [20]}
+    old = {**base, "methods": {"fpenc": 1, "akh_labels": 2}, "command": "fpenc bench -c x"}
+    new = {**base, "methods": {"fpenc": 3, "fpenc_ranked": 4}, "command": "fpenc bench -c x --methods fpenc --merge"}
+    merged = merge_results(old, new, tmp_path / "b.json")
+    assert merged["methods"] == {"fpenc": 3, "akh_labels": 2, "fpenc_ranked": 4}
+    assert merged["command"] == "fpenc bench -c x && fpenc bench -c x --methods fpenc --merge"
+    with pytest.raises(ConfigError, match="holds another benchmark \\(models differ\\)"):
+        merge_results({**old, "models": []}, new, tmp_path / "b.json")

@@ -38,6 +38,11 @@ def add_parser(sub) -> None:
         action="store_true",
         help="leave out the degenerate negatives (constant, random-label, untrained, unnormalised models)",
     )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other methods of an existing --out file (same models and reference) and replace or add these",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -153,6 +158,22 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
     return defender, models, reference
 
 
+def merge_results(old: dict, new: dict, path: Path) -> dict:
+    """``new``'s methods added to (or replacing) those of ``old``, results of the same benchmark.
+
+    Raises:
+        ConfigError: ``old`` scored other models, another reference, alpha or budgets.
+    """
+    same = ("models", "reference_models", "alpha", "budgets")
+    differ = [k for k in same if old.get(k) != new.get(k)]
+    if differ:
+        raise ConfigError(
+            f"--merge: {path} holds another benchmark ({', '.join(differ)} differ); write to another --out"
+        )
+    methods = {**old["methods"], **new["methods"]}
+    return {**new, "methods": methods, "command": f"{old.get('command', 'fpenc bench')} && {new['command']}"}
+
+
 def cmd_bench(args) -> int:
     from fpenc.baselines import METHODS
     from fpenc.bench.runner import DEFAULT_BUDGETS, check_methods, format_attack_table, format_table, run_bench
@@ -179,6 +200,8 @@ def cmd_bench(args) -> int:
     results["command"] = "fpenc bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "fpenc bench"
     results["seed"] = cfg.seed
     out = args.out or RunDir(cfg.run_dir).bench
+    if args.merge and out.is_file():
+        results = merge_results(json.loads(out.read_text()), results, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
