@@ -164,10 +164,16 @@ class RunDir:
     def load_model(self, entry: dict) -> torch.nn.Module:
         """Rebuild a manifest entry's network from its weights file (hash-checked, no unpickling)."""
         from fpenc.models import build_model
+        from fpenc.models.quantized import QUANTIZED, load_plain_state_dict, rebuild_int8
 
         payload = load_weights(self.weights(entry), expected_sha256=entry.get("sha256"))
-        net = build_model(**payload["config"])
-        net.load_state_dict(payload["state_dict"])  # strict: a mismatch is an error, never ignored
+        config = payload["config"]
+        net = build_model(**{k: v for k, v in config.items() if k != QUANTIZED})
+        if config.get(QUANTIZED):  # a real INT8 model: its quantized structure, then its plain tensors
+            net = rebuild_int8(net, config)
+            load_plain_state_dict(net, payload["state_dict"])  # strict too
+        else:
+            net.load_state_dict(payload["state_dict"])  # strict: a mismatch is an error, never ignored
         return net.eval()
 
 

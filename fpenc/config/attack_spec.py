@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fpenc.errors import ConfigError
 
 FINETUNE_MODES = ("FTLL", "FTAL", "RTLL", "RTAL")
-KINDS = ("extract", "finetune", "prune", "fineprune", "int8", "fp16", "advtrain", "uat")
+KINDS = ("extract", "finetune", "prune", "fineprune", "int8", "int8static", "fp16", "advtrain", "uat")
 TRAINING = ("finetune", "fineprune", "advtrain", "uat")
 
 
@@ -31,6 +31,11 @@ class Attack:
     @property
     def trains(self) -> bool:
         return self.kind in TRAINING
+
+    @property
+    def reads_data(self) -> bool:
+        """Needs the attacker's images: training attacks, and INT8 calibration."""
+        return self.trains or self.kind == "int8static"
 
 
 def parse_attack(text: str) -> Attack:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fpenc.models.classifier import module_device
+
 LAYERS = ("features", "logits", "probs")
 
 
@@ -26,7 +28,7 @@ def representations(net, images: torch.Tensor, layer: str = "features", batch_si
     if layer not in LAYERS:
         raise ValueError(f"unknown layer '{layer}'; use one of {', '.join(LAYERS)}")
     net.eval()
-    device = next(net.parameters()).device
+    device = module_device(net)
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device).float() / 255.0

@@ -104,3 +104,11 @@ class ImageClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Images ``[B, C, H, W]`` in [0, 1] -> logits ``[B, K]``."""
         return self.head(self.features(x))
+
+
+def module_device(net: nn.Module) -> torch.device:
+    """The device of ``net``'s first parameter, else of its first buffer (a real INT8 model has no
+    float parameters), else the CPU."""
+    for t in (*net.parameters(), *net.buffers()):
+        return t.device
+    return torch.device("cpu")

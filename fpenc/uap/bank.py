@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from fpenc.config import PipelineConfig, UAPConfig
 from fpenc.io import load_tensors, save_tensors
+from fpenc.models.classifier import module_device
 
 FORMAT = "fpenc-uaps/1"
 TARGET_FOOLING = 0.8  # "the UAPs used in this work achieve >= 80% attack success" (§5.1)
@@ -26,7 +27,7 @@ def fooling_rate(net: torch.nn.Module, v: torch.Tensor, images: torch.Tensor, ba
     """Share of ``images`` (uint8 or [0, 1] float ``[N, C, H, W]``) whose class under ``net``
     changes when the perturbation ``v`` (``[C, H, W]``) is added (and the result clamped)."""
     net.eval()
-    device = next(net.parameters()).device
+    device = module_device(net)
     v = v.to(device)
     changed = 0
     for start in range(0, len(images), batch_size):

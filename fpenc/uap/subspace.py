@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from fpenc.errors import ConfigError
 from fpenc.io import load_tensors, save_tensors, write_json
+from fpenc.models.classifier import module_device
 from fpenc.uap.loss import uap_ascent_loss
 from fpenc.uap.projection import check_norm, project
 from fpenc.uap.subspace_report import format_subspace, plot_subspace  # noqa: F401 (re-exported)
@@ -65,7 +66,7 @@ def batched_sgd_uaps(
         raise ValueError(f"num_uaps, steps and batch_size must be >= 1, got {num_uaps}, {steps}, {batch_size}")
     g = torch.Generator().manual_seed(seed)
     net = net.eval().requires_grad_(False)
-    device = next(net.parameters()).device
+    device = module_device(net)
     shape = images.shape[1:]
     v0 = (torch.rand((num_uaps, *shape), generator=g) * 2 - 1) * eps * init_scale
     v = project(v0, eps, norm).to(device).requires_grad_(True)

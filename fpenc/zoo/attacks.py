@@ -9,6 +9,8 @@ et al., AAAI 2020). Each is named by a short spec, as zoo grids list them (``att
 ``prune:A``        global magnitude pruning of a share A of the conv and linear weights
 ``fineprune:A``    pruning A, then fine-tuning all layers with the pruned weights held at 0
 ``int8``           INT8 weights (symmetric, per output channel), stored dequantized
+``int8static``     a real INT8 model: torch's quantized kernels, INT8 weights and
+                   activations (calibrated on 1,024 of the attacker's images)
 ``fp16``           weights rounded to float16
 ``advtrain:EPS``   PGD adversarial fine-tuning (L-inf EPS, 5 steps of EPS/2)
 ``uat:EPS``        universal adversarial training: fine-tuning against a universal
@@ -80,6 +82,18 @@ def apply_attack(
         return pruned_copy(victim, attack.amount)
     if attack.kind == "int8":
         return int8_copy(victim)
+    if attack.kind == "int8static":
+        from fpenc.models.quantized import quantize_int8
+
+        if loader is None:
+            raise ValueError("attack int8static calibrates: pass the attacker's data loader")
+        images, n = [], 0
+        for batch in loader:
+            images.append(batch[0])
+            n += len(batch[0])
+            if n >= 1024:
+                break
+        return quantize_int8(victim, torch.cat(images)[:1024])
     if attack.kind == "fp16":
         out = copy.deepcopy(victim).eval()
         with torch.no_grad():

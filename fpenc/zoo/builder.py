@@ -93,8 +93,8 @@ class ZooBuilder:
             if steps[0].kind == "extract":  # a composite on an extracted copy: extract it first
                 net, info = self._train(replace(spec, attack=None), arrays, splits, parent_net)
                 steps, splits = steps[1:], self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
-            trains = any(a.trains for a in steps)
-            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if trains else None
+            reads = any(a.reads_data for a in steps)
+            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if reads else None
             start = time.perf_counter()
             for attack in steps:
                 net = apply_attack(net, attack, loader, spec.optimizer, spec.lr, spec.epochs)
@@ -193,7 +193,7 @@ class ZooBuilder:
                 net, info = self._train(spec, arrays, splits, parent_net)
                 weights_rel = self.run_dir.model_weights(spec.id)
                 sha = save_weights(
-                    self.run_dir / weights_rel, net.state_dict(), _arch_config(net), model_id=spec.id, role=spec.role
+                    self.run_dir / weights_rel, state_of(net), _arch_config(net), model_id=spec.id, role=spec.role
                 )
                 probs = predict_probs(net, arrays.test_x)
                 acc = accuracy(probs, arrays.test_y)
@@ -236,6 +236,13 @@ class ZooBuilder:
             save_manifest(self.manifest_path, manifest)  # after every model: resumable at any point
         bar.close()
         return manifest
+
+
+def state_of(net: torch.nn.Module) -> dict:
+    """What a zoo weights file stores of ``net``: its state dict, as plain tensors for a real INT8 model."""
+    from fpenc.models.quantized import QUANTIZED, plain_state_dict
+
+    return plain_state_dict(net) if getattr(net, "config", {}).get(QUANTIZED) else net.state_dict()
 
 
 def _arch_config(net: torch.nn.Module) -> dict:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from fpenc.models.classifier import module_device
+
 
 @torch.inference_mode()
 def predict_probs(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Class probabilities ``[N, K]`` (float32, CPU) of ``net`` on uint8 or [0, 1] float images ``[N, C, H, W]``."""
     was_training = net.training
     net.eval()
-    device = next(net.parameters()).device
+    device = module_device(net)
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
