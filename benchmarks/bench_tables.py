@@ -17,6 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository: fpenc
 
 
+def compact_table(results: dict) -> str:
+    """Method x budget in one table: AUC / TPR at 1% FPR / share detected / negatives accused
+    (``*``: the method has fewer distinct queries than the budget)."""
+    budgets = [str(b) for b in results["budgets"]]
+    lines = ["| method | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name, entry in results["methods"].items():
+        cells = []
+        for b in budgets:
+            r = entry["budgets"][b]
+            star = "*" if r["queries"] < int(b) else ""
+            cells.append(
+                f"{r['auc']:.3f}{star} / {r['tpr_at_1pct_fpr']:.2f} / {r['detected']:.2f} / {r['false_accusations']}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(results: dict, source: str) -> str:
     from fpenc.bench.runner import format_attack_table, format_table
 
@@ -30,6 +47,10 @@ def render(results: dict, source: str) -> str:
         "## Method x budget",
         "",
         format_table(results),
+        "",
+        "## Method x budget, compact: AUC / TPR at 1% FPR / detected / negatives accused",
+        "",
+        compact_table(results),
     ]
     for b in results["budgets"]:
         parts += ["", f"## Per attack kind at {b} queries: AUC (detected share); negatives: share accused", ""]
