@@ -101,6 +101,9 @@ def test_copies_of_another_model_and_recipes_in_the_zoo(tmp_path, tiny_fmnist):
         "independent-augment+label_smoothing-same-arch"
     )
     assert kinds["piracy-fmnist_a-adam-s9-prune0p5"] == "prune"
+    small = {**extracted, "parent": "victim", "role": "piracy"}
+    small["spec"] = {**small["spec"], "extraction": {**small["spec"]["extraction"], "pool_fraction": 0.03}}
+    assert model_kind(small, "fmnist_a", 0.5) == "extract-probs-other-arch-pool0.03"
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ def add_parser(sub) -> None:
 
 def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
     """A zoo model's kind: its attack (derived models; ``other-victim-`` first for copies of another
-    model than the victim), or its kind of independence (with its training recipe, if any)."""
+    model than the victim; ``-pool<share>`` last for extractions that queried a share of the pool),
+    or its kind of independence (with its training recipe, if any)."""
     spec = entry.get("spec") or {}
     arch = "same-arch" if entry["architecture"] == victim_arch else "other-arch"
     if entry.get("parent") is not None:
@@ -57,7 +58,10 @@ def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
 
             kind = composite_kind(parse_attacks(spec["attack"]))
         else:
-            kind = f"extract-{(spec.get('extraction') or {}).get('api', 'probs').replace(':', '')}-{arch}"
+            ex = spec.get("extraction") or {}
+            kind = f"extract-{ex.get('api', 'probs').replace(':', '')}-{arch}"
+            if ex.get("pool_fraction", 1.0) < 1.0:  # the recovery axis: a share of the query pool
+                kind += f"-pool{ex['pool_fraction']:g}"
         return kind if entry["role"] == "piracy" else f"other-victim-{kind}"
     recipe = "+".join(k for k, v in sorted((spec.get("training") or {}).items()) if v)
     if recipe:
