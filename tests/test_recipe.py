@@ -129,3 +129,27 @@ def test_copy_of_another_model_keeps_its_architecture(tmp_path, tiny_fmnist):
     ]
     with pytest.raises(ConfigError, match=r"keep its architecture: set architectures: \[fmnist_c\]"):
         plan_zoo(load_pipeline_config([tiny_config(tmp_path, tiny_fmnist, "arch", grids)]))
+
+
+def test_a_changed_parent_rebuilds_its_copies_only(tmp_path, tiny_fmnist):
+    other = "homologous-fmnist_a-adam-s5"
+    grids = [
+        tiny_grid("homologous", "fmnist_a", seeds="5", more="name: other_owner"),
+        tiny_grid("homologous", "fmnist_a", seeds="7", more=f"name: copies, parent: {other}, attacks: [prune:0.5]"),
+        tiny_grid("homologous", "fmnist_c", seeds="8", more="name: plain"),
+    ]
+    config = tiny_config(tmp_path, tiny_fmnist, "reparent", grids)
+    assert main(["zoo", "--config", str(config), "--no-progress"]) == 0
+
+    def read() -> dict:
+        return {m["id"]: m for m in json.loads((tmp_path / "runs/reparent/manifest.json").read_text())["models"]}
+
+    first = read()
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("pipeline:\n  zoo:\n    grids:\n      - {name: other_owner, epochs: 2}\n")
+    assert main(["zoo", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 0
+    second = read()
+    copy = f"homologous-fmnist_a-adam-s7-prune0p5-of-{other}"
+    assert second[other]["sha256"] != first[other]["sha256"]
+    assert second[copy]["parent_sha256"] == second[other]["sha256"] != first[copy]["parent_sha256"]
+    assert second["homologous-fmnist_c-adam-s8"]["sha256"] == first["homologous-fmnist_c-adam-s8"]["sha256"]
