@@ -10,6 +10,7 @@ from typing import Any
 
 from fpenc.config.attack_spec import parse_attacks
 from fpenc.config.parse import unknown_key
+from fpenc.config.recipe_spec import Recipe
 from fpenc.config.schema import GRID_DATA, GRID_SPLITS, OPTIMIZERS, ROLES, PipelineConfig
 from fpenc.errors import ConfigError
 
@@ -135,14 +136,12 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
                 "model whose copies are independent of ours (role: homologous)"
             )
         if g.training:
-            from fpenc.config.recipe_spec import Recipe
-
             Recipe.from_dict(g.training, f"{where}.training")
             if g.role == "piracy" or g.parent is not None:
                 raise ConfigError(f"{where}.training: a training recipe is for independent models (role homologous)")
-        if g.parent is not None:
-            pass  # the parent's architecture is checked when the zoo is planned (fpenc.zoo.plan)
-        elif any(steps[0].kind != "extract" for steps in attacks) and g.architectures != [z.victim.architecture]:
+        # (a copy of another parent keeps that parent's architecture: checked when the zoo is planned)
+        weight_attacks = any(steps[0].kind != "extract" for steps in attacks)
+        if g.parent is None and weight_attacks and g.architectures != [z.victim.architecture]:
             raise ConfigError(
                 f"{where}: attacks on the victim's weights ({', '.join(g.attacks)}) keep its architecture: "
                 f"set architectures: [{z.victim.architecture}]"

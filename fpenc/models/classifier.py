@@ -13,6 +13,7 @@ the decision boundary by k-means (Sec. 3.2).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -109,6 +110,5 @@ class ImageClassifier(nn.Module):
 def module_device(net: nn.Module) -> torch.device:
     """The device of ``net``'s first parameter, else of its first buffer (a real INT8 model has no
     float parameters), else the CPU."""
-    for t in (*net.parameters(), *net.buffers()):
-        return t.device
-    return torch.device("cpu")
+    first = next(itertools.chain(net.parameters(), net.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
