@@ -140,3 +140,31 @@ def test_merge_adds_methods_to_results_of_the_same_benchmark(tmp_path):
     assert merged["command"] == "fpenc bench -c x && fpenc bench -c x --methods fpenc --merge"
     with pytest.raises(ConfigError, match="holds another benchmark \\(models differ\\)"):
         merge_results({**old, "models": []}, new, tmp_path / "b.json")
+
+
+def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.intersection_union import main as iut
+    finally:
+        sys.path.remove(str(REPO))
+    models = [
+        {"id": "copy", "positive": True, "kind": "prune"},
+        {"id": "copy2", "positive": True, "kind": "prune"},
+        {"id": "ind", "positive": False, "kind": "independent"},
+        {"id": "ind2", "positive": False, "kind": "independent"},
+    ]
+
+    def results(p_by_id: dict) -> dict:
+        entry = {"queries": 10, "scores": {i: [0.0, p] for i, p in p_by_id.items()}}
+        return {"models": models, "alpha": 0.01, "budgets": [20], "methods": {"m": {"budgets": {"10": entry}}}}
+
+    # copy: both accuse; copy2: only a; ind: only b accuses (a false accusation of b alone)
+    (tmp_path / "a.json").write_text(json.dumps(results({"copy": 0.001, "copy2": 0.002, "ind": 0.5, "ind2": 0.9})))
+    (tmp_path / "b.json").write_text(json.dumps(results({"copy": 0.003, "copy2": 0.2, "ind": 0.004, "ind2": 0.8})))
+    out = tmp_path / "iut.json"
+    assert iut(["--a", f"{tmp_path / 'a.json'}:m", "--b", f"{tmp_path / 'b.json'}:m", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())["budgets"]["20"]
+    assert r["queries"] == 20 and r["false_accusations"] == 0 and r["detected"] == 0.5
+    assert r["scores"]["ind"][1] == 0.5 and r["scores"]["copy2"][1] == 0.2  # max(p_a, p_b)
+    assert r["auc"] == 1.0  # -log10 max p: copies 2.52, 0.70 above independents 0.30, 0.05
