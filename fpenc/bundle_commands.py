@@ -4,17 +4,41 @@
 from __future__ import annotations
 
 
-def cmd_verify(args) -> int:
-    import json
+def suspect_paths(patterns: list[str]) -> list[str]:
+    """Suspect files from command-line names and glob patterns (a pattern the shell left unexpanded,
+    e.g. quoted, is expanded here), in the order given, each once.
 
-    from fpenc.bundle import load_bundle
+    Raises:
+        ConfigError: no suspect given, or a pattern that matches no file.
+    """
+    import glob
+
     from fpenc.errors import ConfigError
+
+    if not patterns:
+        raise ConfigError("give the suspect model file(s): fpenc verify --bundle B SUSPECT [SUSPECT ...]")
+    out: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise ConfigError(f"no file matches '{pattern}'; check the path or the pattern")
+        out += [m for m in matches if m not in out]
+    return out
+
+
+def cmd_verify(args) -> int:
+    from fpenc.bundle import load_bundle
+    from fpenc.errors import ConfigError, FpencError
     from fpenc.suspects import from_file
-    from fpenc.verdict import DEFAULT_ALPHA, EXIT_CODES
+    from fpenc.verdict import DEFAULT_ALPHA
     from fpenc.verify import verify_suspect
+    from fpenc.verify_output import check_fail_on, error_row, exit_code, render
 
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    fail_on = check_fail_on(args.fail_on)
+    paths = suspect_paths([*args.suspects, *(args.suspect or [])])
+    fmt = "json" if args.json else args.format
     bundle = load_bundle(args.bundle)
     signed = None
     if args.public_key:
@@ -24,57 +48,29 @@ def cmd_verify(args) -> int:
     meta = bundle.meta
     api = args.api if args.api is not None else meta.get("api", "probs")
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", DEFAULT_ALPHA))
-    suspect = from_file(
-        args.suspect, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
-    )
-    r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "bundle": str(args.bundle),
-                    "suspect": str(args.suspect),
-                    "api": str(suspect.api),
-                    "bundle_commitment": bundle.commitment,
-                    "signature": signed,
-                    **r,
-                }
+    header = {
+        "bundle": str(args.bundle),
+        "bundle_commitment": bundle.commitment,
+        "signature": signed,
+        "victim": meta.get("victim_id"),
+        "dataset": meta.get("dataset"),
+    }
+    results = []
+    for path in paths:
+        try:
+            suspect = from_file(
+                path, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
             )
-        )
-        return EXIT_CODES[r["verdict"]]
-    s, g = r["sanity"], r["gates"]
-    ood = "" if g["ood_threshold"] is None else f" (limit {g['ood_threshold']:.3f})"
-    print(f"bundle:      {args.bundle} (victim {meta.get('victim_id', '?')}, dataset {meta.get('dataset', '?')})")
-    print(f"commitment:  {bundle.commitment}" + (f" (signed by key {signed['key_id']})" if signed else " (unsigned)"))
-    print(f"suspect:     {args.suspect} (api {suspect.api})")
-    print(
-        f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
-        f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})"
-    )
-    print(
-        f"agreement:   {r['agreement']:.4f} of the key's labels are the victim's (reference models "
-        f"{r['reference_agreement_range'][0]:.3f}-{r['reference_agreement_range'][1]:.3f}, p {r['p_agreement']:.3g})"
-    )
-    print(
-        f"similarity:  {r['similarity']:.4f} encoder similarity on {r['num_fingerprints']} fingerprint pairs "
-        f"(reference {r['reference_similarity_range'][0]:.3f}-{r['reference_similarity_range'][1]:.3f}, "
-        f"p {r['p_similarity']:.3g})"
-    )
-    print(f"distance:    {r['ood_distance']:.4f} to the nearest encoder-training model{ood}")
-    print(
-        f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
-        f"{alpha:g}; this bundle's floor {r['p_value_floor']:.3g})"
-    )
-    answers = "" if r["margin_answers"] is None else f", {r['margin_answers']:+.0f} key answers"
-    print(
-        f"margin:      {r['margin']:+.4f} above the agreement at which p = alpha ({r['agreement_threshold']:.4f}"
-        f"{answers})" + ("; a near tie: a few answers would flip the test" if r["near_tie"] else "")
-    )
-    print(f"verdict:     {r['verdict']}")
-    for reason in r["reasons"]:
-        print(f"  because:   {reason}")
-    print(f"queries:     {r['queries']} images ({r['seconds']:.2f} s)")
-    return EXIT_CODES[r["verdict"]]
+            r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
+            results.append({"suspect": str(path), "api": str(suspect.api), **r})
+        except ConfigError:
+            raise  # the same for every suspect (alpha, --fingerprints): stop at once
+        except FpencError as err:
+            if len(paths) == 1:
+                raise
+            results.append(error_row(str(path), str(err)))
+    print(render(fmt, header, results))
+    return exit_code(results, fail_on)
 
 
 def cmd_keygen(args) -> int:

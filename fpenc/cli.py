@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "verify",
-        help="judge one suspect model file against an exported bundle",
+        help="judge suspect model files against an exported bundle",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fingerprint a suspect (TorchScript, torch.export .pt2 or ONNX file; never a pickle) "
         "and judge it against the bundle's reference population of independent models. Needs no run "
@@ -111,14 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="""suspect contract: the model takes float images [B, C, H, W] in [0, 1] (its own
 normalisation inside) and returns [B, classes] logits or probabilities.
 
-verdicts (exit codes):
+verdicts (exit codes; several suspects: the highest; with --fail-on: 1 if any matches, else 0):
   derived          10  the suspect is shown to come from the victim (p < alpha)
   not shown         0  no evidence beyond what independent models reach
   not assessable   11  not a working model of the task, or outside what the bundle can judge
-  (error)           2  bad input; the message says what to do""",
+  (error)           2  bad input; the message says what to do (other suspects are still judged)
+
+examples:
+  fpenc verify --bundle owner.fpenc.safetensors suspect.onnx
+  fpenc verify --bundle owner.fpenc.safetensors 'suspects/*.onnx' b.pt --format csv --fail-on derived""",
     )
     p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
-    p.add_argument("--suspect", required=True, help="the suspect model file (.pt TorchScript, .pt2, .onnx)")
+    p.add_argument(
+        "suspects",
+        nargs="*",
+        metavar="SUSPECT",
+        help="suspect model files or glob patterns (.onnx, .pt TorchScript, .pt2)",
+    )
+    p.add_argument("--suspect", action="append", help="a suspect model file (repeatable; same as SUSPECT)")
     p.add_argument(
         "--api", default=None, help="what the suspect reveals: probs, topk:K or label (default: the bundle's)"
     )
@@ -157,7 +167,20 @@ verdicts (exit codes):
         "public key (from the bundle's owner) before anything else",
     )
     p.add_argument("--signature", metavar="FILE", help="the signature file (default: <bundle>.sig.json)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "csv"],
+        default="text",
+        help="text (default), json (one document, schema fpenc-verify/1) or csv (one row per suspect)",
+    )
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument(
+        "--fail-on",
+        action="append",
+        metavar="VERDICT",
+        help="exit 1 when any suspect's verdict is one of these (comma-separated or repeated: derived, "
+        "'not shown', 'not assessable'), else 0; errors still exit 2",
+    )
     p = sub.add_parser(
         "keygen",
         help="make an Ed25519 key pair for signing bundles",
@@ -221,7 +244,11 @@ def main(args: list[str] | None = None) -> int:
 
     tune_allocator()  # CPU training: keep freed batches in the process (see fpenc/allocator.py)
     parser = build_parser()
-    ns = parser.parse_args(args)
+    ns, extra = parser.parse_known_args(args)
+    if extra:  # verify's suspects may follow its options (argparse stops a '*' positional at the first option)
+        if ns.command != "verify" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.suspects += extra
     if ns.command is None:
         parser.print_help()
         return 2

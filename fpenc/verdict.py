@@ -201,7 +201,7 @@ def ood_distance(h: torch.Tensor, zoo_h: torch.Tensor) -> tuple[float, int]:
     cos = torch.nn.functional.cosine_similarity(h.double().unsqueeze(0), zoo_h.double(), dim=-1)  # [M, P]
     d = (1.0 - cos).mean(1)
     m = int(d.argmin())
-    return float(d[m]), m
+    return max(0.0, float(d[m])), m  # a distance: never the -1e-17 of a rounding cos > 1
 
 
 @dataclass

@@ -343,7 +343,9 @@ def test_cli_verify_json(toy, kind):
     assert proc.returncode == 10, proc.stderr  # derived
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
-    out = json.loads(lines[0])
+    doc = json.loads(lines[0])
+    assert doc["schema"] == "fpenc-verify/1" and len(doc["results"]) == 1
+    out = doc["results"][0]
     assert {"similarity", "p_value", "verdict", "queries"} <= set(out)
     assert out["similarity"] == pytest.approx(1.0, abs=1e-4) and out["verdict"] == "derived"
     assert out["queries"] == 40 + len({v for _, v in out["pairs"]}) * N + 6 * N
@@ -389,6 +391,47 @@ def test_cli_verify_text_and_errors(toy, tmp_path, capsys):
     torch.save(small_cnn(0), pickled)
     assert main(["verify", "--bundle", str(toy["path"]), "--suspect", str(pickled), "--fingerprints", "4"]) == 2
     assert "pickle" in capsys.readouterr().err
+
+
+def test_cli_verify_several_suspects_csv_json_and_fail_on(toy, tmp_path, capsys):
+    """Several suspects (names and a glob) in one call: one row each, exit codes by verdict, and a
+    bad file reported in its row without stopping the others."""
+    import csv
+    import io
+
+    from fpenc.cli import main
+
+    folder = tmp_path / "suspects"
+    folder.mkdir()
+    torch.jit.save(torch.jit.script(small_cnn(0)), str(folder / "a_copy.pt"))  # the victim: derived
+    torch.jit.save(torch.jit.script(small_cnn(9)), str(folder / "b_other.pt"))  # random CNN: not assessable
+    bundle = str(toy["path"])
+    assert main(["verify", "--bundle", bundle, str(folder / "*.pt"), "--format", "csv", "--fingerprints", "4"]) == 11
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [Path(r["suspect"]).name for r in rows] == ["a_copy.pt", "b_other.pt"]
+    assert [r["verdict"] for r in rows] == ["derived", "not assessable"]
+    assert float(rows[0]["p_value"]) < 0.01 and rows[1]["reasons"]
+    args = ["verify", "--bundle", bundle, str(folder / "b_other.pt"), "--fingerprints", "4", "--format", "csv"]
+    assert main([*args, "--fail-on", "derived"]) == 0  # nothing derived
+    assert main([*args, str(folder / "a_copy.pt"), "--fail-on", "derived"]) == 1
+    assert main([*args, "--fail-on", "derived,not assessable"]) == 1
+    capsys.readouterr()
+    assert main([*args, "--fail-on", "guilty"]) == 2
+    assert "--fail-on takes verdicts" in capsys.readouterr().err
+    pickled = folder / "c_pickle.pt"
+    torch.save(small_cnn(0), pickled)
+    assert main(["verify", "--bundle", bundle, str(folder / "a_copy.pt"), str(pickled), "--format", "json"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["verdict"] for r in doc["results"]] == ["derived", "error"] and "pickle" in doc["results"][1]["error"]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((REPO / "fpenc" / "schemas" / "verify.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "results": [{**doc["results"][0], "verdict": "guilty"}]}, schema)
+    assert main(["verify", "--bundle", bundle, str(tmp_path / "none*.onnx")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+    assert main(["verify", "--bundle", bundle]) == 2
+    assert "give the suspect model file(s)" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
