@@ -37,6 +37,29 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+PATH_KEYS = (("zoo", "victim", "weights"), ("data", "root"))
+"""Keys of the ``pipeline`` section that name files: a relative one starts at its config file's folder."""
+
+
+def resolve_paths(section: dict, config_path: str | Path) -> dict:
+    """``section`` (one file's ``pipeline``) with its relative :data:`PATH_KEYS` made relative to the
+    folder of ``config_path`` (kept as written when it exists from the working directory too, so a
+    path that worked before still means the same file)."""
+    import copy
+
+    section = copy.deepcopy(section)
+    for keys in PATH_KEYS:
+        node = section
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(keys[-1]), str):
+            continue
+        value = Path(node[keys[-1]]).expanduser()
+        if not value.is_absolute() and not value.exists():
+            node[keys[-1]] = str(Path(config_path).parent / value)
+    return section
+
+
 def load_pipeline_data(paths: list[str | Path], overrides: dict | None = None) -> dict:
     """The ``pipeline`` sections of ``paths`` stacked (later files win) as plain data, keys and types
     checked (:func:`fpenc.config.parse.from_dict`), ``name`` defaulting to the last file's stem; not
@@ -49,7 +72,7 @@ def load_pipeline_data(paths: list[str | Path], overrides: dict | None = None) -
         for key in data:
             if key != "pipeline" and key not in LIGHTNING_SECTIONS:
                 raise unknown_key(key, ["pipeline", *LIGHTNING_SECTIONS], str(path))
-        merged = merge(merged, data.get("pipeline") or {})
+        merged = merge(merged, resolve_paths(data.get("pipeline") or {}, path))
     if overrides:
         merged = merge(merged, overrides)
     if merged.get("name") is None:

@@ -37,6 +37,12 @@ class TrainConfig:
     epochs: int = 5
     weight_decay: float = 0.0
     options: dict = field(default_factory=dict)  # architecture options, e.g. {channels: [8, 16, 16, 16]}
+    # the owner's own victim: its class (any nn.Module taking images in [0, 1], normalisation inside,
+    # returning logits), the class's keyword arguments and its trained weights (a plain state_dict file:
+    # torch.save(model.state_dict(), path), or .safetensors). With weights, the victim is never trained.
+    class_path: str | None = None  # same as architecture: mypkg.nets.MyNet
+    init_args: dict = field(default_factory=dict)  # same as options
+    weights: str | None = None  # relative paths: from the config file that sets it
 
 
 @dataclass

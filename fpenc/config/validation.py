@@ -84,7 +84,10 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
 
     def check_options(arch: str, options: dict, where: str) -> None:
         from fpenc.models.registry import ARCHITECTURES
+        from fpenc.models.user_model import is_class_path
 
+        if is_class_path(arch):  # a user's class: the options are its constructor's keyword arguments
+            return
         known = ARCHITECTURES[arch].option_defaults()
         for key in options:
             if key not in known:
@@ -93,7 +96,24 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
                 )
 
     z = cfg.zoo
+    if z.victim.class_path is not None:  # the owner's own class: class_path / init_args name architecture / options
+        z.victim.architecture, z.victim.options = z.victim.class_path, dict(z.victim.init_args or {})
+    elif z.victim.init_args:
+        raise ConfigError("pipeline.zoo.victim.init_args needs class_path (the class they are passed to)")
     z.victim.architecture = check_arch(z.victim.architecture, "pipeline.zoo.victim.architecture")
+    if z.victim.weights is not None:
+        from fpenc.models.user_model import is_class_path
+
+        if not is_class_path(z.victim.architecture):
+            raise ConfigError(
+                "pipeline.zoo.victim.weights: give the class of your model too (class_path: mypkg.nets.MyNet, "
+                "init_args: {...}): a state_dict alone does not say which network it belongs to"
+            )
+        if not Path(z.victim.weights).is_file():
+            raise ConfigError(
+                f"pipeline.zoo.victim.weights: {z.victim.weights} not found (relative paths start at the folder "
+                "of the config file that sets them)"
+            )
     check_options(z.victim.architecture, z.victim.options, "pipeline.zoo.victim.options")
     z.victim.optimizer = check_opt(z.victim.optimizer, "pipeline.zoo.victim.optimizer")
     if not 0.0 <= cfg.data.homologous_overlap <= 1.0:

@@ -10,7 +10,9 @@ are stored as ``{"arch": cfg, "state_dict": model.state_dict()}`` and loaded wit
 Names: ``fmnist_a`` .. ``fmnist_e`` (Peng et al., CVPR 2022, Table 1; aliases ``A`` ..
 ``E``, ``arc_a`` .. ``arc_e``, case-insensitive), ``resnet18``, ``resnet34``, ``vgg16``,
 ``densenet121``, ``googlenet`` (CIFAR-10 / TinyImageNet nets of the paper); ``mlp`` and
-``bn_resnet``, small families outside the paper for suspects fpenc never trains on.
+``bn_resnet``, small families outside the paper for suspects fpenc never trains on; and any
+user's ``nn.Module`` by its class path (``mypkg.nets.MyNet``, :mod:`fpenc.models.user_model`), its
+constructor's keyword arguments as the options.
 
 Construction draws initial weights from the global torch RNG; the caller seeds. The build
 arguments are checked and normalised by :mod:`fpenc.models.build_args`.
@@ -32,6 +34,7 @@ from fpenc.models.build_args import normalized_config
 from fpenc.models.classifier import ImageClassifier
 from fpenc.models.fmnist_cnn import FMNIST_ARCS, build_fmnist_cnn
 from fpenc.models.small_nets import build_bn_resnet, build_mlp
+from fpenc.models.user_model import build_user_model, import_class, is_class_path, user_config
 from fpenc.models.torchvision_nets import (
     build_densenet121,
     build_googlenet,
@@ -111,6 +114,9 @@ def canonical_arch(name: str) -> str:
     """
     if not isinstance(name, str):
         raise ConfigError(f"architecture name must be a string, got {type(name).__name__}; use one of the known names")
+    if is_class_path(name):  # a user's own nn.Module class (fpenc.models.user_model)
+        import_class(name.strip())
+        return name.strip()
     key = name.strip().lower().replace("-", "_")
     if key in ARCHITECTURES:
         return key
@@ -138,7 +144,12 @@ def _normalized_config(
     std: Any = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    spec = ARCHITECTURES[canonical_arch(arch)]
+    arch = canonical_arch(arch)
+    if is_class_path(arch):
+        if mean is not None or std is not None:
+            raise ConfigError(f"{arch} is a user's class: its normalisation belongs inside it (no mean/std)")
+        return user_config(arch, num_classes, input_shape, kwargs.get("init_args", kwargs))
+    spec = ARCHITECTURES[arch]
     return normalized_config(spec, num_classes, input_shape, mean, std, **kwargs)
 
 
@@ -202,6 +213,8 @@ def build_model(
         ConfigError: invalid ``num_classes``, ``input_shape``, ``mean``/``std`` or options.
     """
     cfg = _normalized_config(arch, num_classes, input_shape, mean, std, **kwargs)
+    if is_class_path(cfg["arch"]):
+        return build_user_model(cfg)
     spec = ARCHITECTURES[cfg["arch"]]
     options = {k: cfg[k] for k in spec.option_defaults()}
     channels, height, width = cfg["input_shape"]

@@ -85,6 +85,8 @@ class ZooBuilder:
         from fpenc.zoo.extraction import ExtractionModule
 
         torch.manual_seed(spec.seed)
+        if spec.weights_sha256 is not None:  # the owner's own victim: loaded, never trained
+            return self._owner_victim(spec, arrays), {"train_seconds": 0.0}
         if spec.attack:  # a copy made from the parent's weights (fine-tuned, pruned, quantized, ...)
             from fpenc.config.attack_spec import parse_attacks
             from fpenc.zoo.attacks import apply_attack
@@ -103,8 +105,11 @@ class ZooBuilder:
             }
         if spec.extraction is not None:
             splits = self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
+        from fpenc.models.user_model import is_class_path
+
         split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
-        mean, std = _channel_stats(split_images)
+        # a user's class normalises inside itself; fpenc's architectures take the split's statistics
+        mean, std = (None, None) if is_class_path(spec.architecture) else _channel_stats(split_images)
         net = build_model(
             spec.architecture,
             num_classes=arrays.num_classes,
@@ -134,6 +139,21 @@ class ZooBuilder:
         if spec.extraction is not None:
             info["queries"] = module.queries
         return net.cpu().eval(), info
+
+    def _owner_victim(self, spec: ModelSpec, arrays) -> torch.nn.Module:
+        """The owner's model from ``zoo.victim.weights`` (a plain state dict of its class)."""
+        from fpenc.errors import ConfigError
+        from fpenc.io import sha256_file
+        from fpenc.models import build_model
+        from fpenc.models.user_model import load_user_state_dict
+
+        path = self.cfg.zoo.victim.weights
+        if sha256_file(path) != spec.weights_sha256:
+            raise ConfigError(f"{path} changed while the zoo was planned; rerun the command")
+        net = build_model(spec.architecture, arrays.num_classes, tuple(arrays.input_shape), **spec.options)
+        load_user_state_dict(net, path)
+        self.log(f"[load] victim: the owner's {spec.architecture} from {path} (not trained)")
+        return net
 
     def _is_complete(self, entry: dict | None, spec: ModelSpec, parent_sha: str | None) -> bool:
         if not entry or {**SPEC_DEFAULTS, **entry.get("spec", {})} != asdict(spec):  # (older specs: fewer fields)

@@ -29,9 +29,10 @@ class ModelSpec:
     options: dict = field(default_factory=dict)  # architecture options (build_model keywords)
     attack: str | None = None  # piracy: the attack (fpenc.zoo.attacks), composites too; None: plain extraction
     training: dict = field(default_factory=dict)  # independent models: the recipe (fpenc.config.recipe_spec)
+    weights_sha256: str | None = None  # the victim: the owner's own weights file (never trained), by content
 
 
-SPEC_DEFAULTS = {"options": {}, "attack": None, "training": {}}
+SPEC_DEFAULTS = {"options": {}, "attack": None, "training": {}, "weights_sha256": None}
 """Fields added to :class:`ModelSpec` after the first manifests: their values in older entries."""
 
 
@@ -80,14 +81,15 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
     Each model's batch size is drawn, seeded by its id, from its grid's ``batch_sizes``
     (Table 1: "attributes without numbers are randomly selected during each training process").
     """
+    from fpenc.io import sha256_file
     from fpenc.zoo.optim import DEFAULT_LR
 
     def lr_of(opt: str, lr: float | None) -> float:  # resolved, so a changed default rebuilds
         return DEFAULT_LR[opt] if lr is None else lr
 
     v = cfg.zoo.victim
-    specs = [
-        ModelSpec(
+    if v.weights is None:
+        victim = ModelSpec(
             "victim",
             "victim",
             v.architecture,
@@ -99,7 +101,12 @@ def plan_zoo(cfg: PipelineConfig) -> list[ModelSpec]:
             "victim",
             options=dict(v.options),
         )
-    ]
+    else:  # the owner's weights, loaded as they are: no training setting applies (changing one changes nothing)
+        victim = ModelSpec(
+            "victim", "victim", v.architecture, "none", 0, 0, 0, None, "victim", options=dict(v.options),
+            weights_sha256=sha256_file(v.weights),
+        )  # fmt: skip
+    specs = [victim]
     seen = {"victim": specs[0]}
     for grid in cfg.zoo.grids:
         parent = seen.get(grid.parent or "victim")

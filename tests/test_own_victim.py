@@ -1,0 +1,130 @@
+"""The owner's own victim: a class fpenc does not define (by class path) with weights saved by plain
+PyTorch, never retrained; the zoo is built around it; the class as a zoo architecture too."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from conftest import make_fmnist_files, tiny_grid
+from fpenc.cli import main
+
+OWN_NETS = '''
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """A user's classifier: images in [0, 1], its normalisation inside, logits out."""
+
+    def __init__(self, width: int = 16, classes: int = 10):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4))
+        self.fc1 = nn.Linear(width * 16, 32)
+        self.out = nn.Linear(32, classes)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc1(self.conv((x - 0.3) / 0.3).flatten(1))))
+'''
+
+
+@pytest.fixture
+def own_nets(tmp_path, monkeypatch):
+    """``ownnets.TinyNet`` importable, and a trained state dict of it saved by plain PyTorch."""
+    (tmp_path / "ownnets.py").write_text(OWN_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import ownnets
+
+    torch.manual_seed(0)
+    net = ownnets.TinyNet(width=8)
+    data = make_fmnist_files(tmp_path / "fmnist")
+    from fpenc.data.datasets import load_dataset
+
+    arrays = load_dataset("fashion_mnist", root=data)
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    x, y = arrays.train_x.float() / 255, arrays.train_y
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    (tmp_path / "weights").mkdir()
+    torch.save(net.state_dict(), tmp_path / "weights" / "mine.pt")  # plain PyTorch, no fpenc
+    return tmp_path, data, net
+
+
+def own_config(tmp_path, data, victim_extra: str = "", name: str = "own") -> object:
+    grids = [
+        tiny_grid("piracy", "fmnist_b"),
+        tiny_grid("homologous", "ownnets.TinyNet", more="options: {width: 4}"),
+        tiny_grid("piracy", "ownnets.TinyNet", more="attacks: ['prune:0.5', 'finetune:FTLL'], options: {width: 8}"),
+    ]
+    path = tmp_path / "configs" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(
+        textwrap.dedent(f"""\
+        pipeline:
+          name: {name}
+          runs_dir: {tmp_path / "runs"}
+          data: {{dataset: fashion_mnist, root: {data}}}
+          zoo:
+            victim: {{class_path: ownnets.TinyNet, init_args: {{width: 8}}, weights: ../weights/mine.pt{victim_extra}}}
+            grids:
+        """)
+        + "".join(f"      - {g}\n" for g in grids)
+    )
+    return path
+
+
+def test_own_victim_is_loaded_never_trained_and_the_zoo_is_built_around_it(own_nets, capsys):
+    tmp_path, data, net = own_nets
+    config = own_config(tmp_path, data)  # weights: relative to the config file's folder
+    assert main(["zoo", "--config", str(config), "--no-progress"]) == 0
+    manifest = json.loads((tmp_path / "runs/own/manifest.json").read_text())
+    victim = manifest["models"][0]
+    assert victim["id"] == "victim" and victim["architecture"] == "ownnets.TinyNet" and victim["train_seconds"] == 0
+    from fpenc.rundir import load_zoo_model
+
+    loaded = load_zoo_model(victim, tmp_path / "runs/own")
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(loaded(x), net.eval()(x))  # her weights, bit for bit
+    ids = {m["id"]: m for m in manifest["models"]}
+    assert ids["piracy-ownnets.TinyNet-adam-s0-prune0p5"]["agreement"] > 0.8  # a copy of her model
+    assert "homologous-ownnets.TinyNet-adam-s0" in ids  # her class as a zoo architecture
+    # a changed training setting of the victim does not retrain it over her weights; nothing is rebuilt
+    config2 = own_config(tmp_path, data, victim_extra=", epochs: 9, optimizer: sgd")
+    capsys.readouterr()
+    assert main(["zoo", "--config", str(config2), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "[done]" not in out.err and out.out.count("[skip]") == len(manifest["models"])  # nothing trained again
+    again = json.loads((tmp_path / "runs/own/manifest.json").read_text())
+    assert {m["id"]: m["sha256"] for m in again["models"]}["victim"] == victim["sha256"]
+    assert all(m["train_seconds"] == 0 for m in again["models"] if m["id"] == "victim")
+
+
+def test_own_victim_errors_are_one_line(own_nets, capsys):
+    tmp_path, data, _ = own_nets
+    bad = own_config(tmp_path, data, name="bad")
+    bad.write_text(bad.read_text().replace("../weights/mine.pt", "../weights/nope.pt"))
+    assert main(["zoo", "--config", str(bad), "--no-progress"]) == 2
+    assert "not found (relative paths start at the folder" in capsys.readouterr().err
+    wrong = own_config(tmp_path, data, name="wrong")
+    wrong.write_text(wrong.read_text().replace("init_args: {width: 8}", "init_args: {width: 4}"))
+    assert main(["zoo", "--config", str(wrong), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the run's banner line)
+    assert err.startswith("fpenc zoo: error:") and "does not fit ownnets.TinyNet({'width': 4})" in err
+    missing = own_config(tmp_path, data, name="missing")
+    missing.write_text(missing.read_text().replace("class_path: ownnets.TinyNet", "class_path: ownnets.Nope"))
+    assert main(["zoo", "--config", str(missing), "--no-progress"]) == 2
+    assert "ownnets has no nn.Module class 'Nope'" in capsys.readouterr().err
+    pickled = tmp_path / "weights" / "module.pt"
+    import ownnets
+
+    torch.save(ownnets.TinyNet(8), pickled)
+    whole = own_config(tmp_path, data, name="whole")
+    whole.write_text(whole.read_text().replace("mine.pt", "module.pt"))
+    assert main(["zoo", "--config", str(whole), "--no-progress"]) == 2
+    assert "save the weights with torch.save(model.state_dict(), path)" in capsys.readouterr().err
