@@ -73,6 +73,33 @@ def cmd_verify(args) -> int:
     return exit_code(results, fail_on)
 
 
+def cmd_protect(args) -> int:
+    """``fpenc protect``: the owner's model as the victim of a base config, then the whole pipeline."""
+    import json
+    from pathlib import Path
+
+    from fpenc.errors import ConfigError
+    from fpenc.protect import DEFAULT_BASE, protect
+
+    try:
+        init_args = json.loads(args.init_args)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--init-args is not JSON ({err.msg}); write it as '{{\"width\": 32}}'") from None
+    if not isinstance(init_args, dict):
+        raise ConfigError("--init-args must be a JSON object of keyword arguments, e.g. '{\"width\": 32}'")
+    bundle = protect(
+        class_path=args.class_path,
+        weights=args.model,
+        init_args=init_args,
+        config=args.config or DEFAULT_BASE,
+        name=args.name or Path(args.model).stem,
+        dataset=args.data,
+        data_root=args.data_root,
+    )
+    print(f"bundle:      {bundle.path}\nverify with: fpenc verify --bundle {bundle.path} SUSPECT.onnx")
+    return 0
+
+
 def cmd_keygen(args) -> int:
     from fpenc.signing import generate_keypair, key_id, load_key
 

@@ -39,6 +39,19 @@ def config_paths(args: list[str]) -> list[str]:
     return out
 
 
+def resolve_config_args(args: list[str]) -> list[str]:
+    """``args`` with every ``--config`` value that names a shipped config (``-c fmnist_demo``) as its path."""
+    from fpenc.config.loader import resolve_config
+
+    out = list(args)
+    for i, a in enumerate(out):
+        if a in ("--config", "-c") and i + 1 < len(out):
+            out[i + 1] = str(resolve_config(out[i + 1]))
+        elif a.startswith("--config="):
+            out[i] = f"--config={resolve_config(a.split('=', 1)[1])}"
+    return out
+
+
 def _cli_class():
     from pytorch_lightning.cli import LightningCLI
 
@@ -168,6 +181,7 @@ def run(args: list[str], callbacks: list | None = None) -> int:
     if any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args[1:]):
         paths = []
     else:
+        args = resolve_config_args(args)
         paths = config_paths(args[1:])
         pipeline = load_pipeline_data(paths)  # stacked, keys and types checked: one-line errors
         run_dir = Path(pipeline.get("runs_dir") or "runs") / pipeline["name"]

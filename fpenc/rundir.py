@@ -44,6 +44,7 @@ REPORT_JSON, REPORT_MD, SIMILARITY_CDF = "report.json", "report.md", "similarity
 SUBSPACE = "subspace"
 VERDICT_SUITE = "verdict_suite"
 BENCH = "bench.json"
+PROTECT_CONFIG, OWNER_WEIGHTS = "protect.yaml", "owner_weights.pt"  # fpenc protect: its overlay, the owner's weights
 
 
 class RunDir:
@@ -104,6 +105,16 @@ class RunDir:
     @property
     def bench(self) -> Path:
         return self.path / BENCH
+
+    @property
+    def protect_config(self) -> Path:
+        """The overlay ``fpenc protect`` stacks on its base config (the owner's model as the victim)."""
+        return self.path / PROTECT_CONFIG
+
+    @property
+    def owner_weights(self) -> Path:
+        """The owner's state dict, saved by :func:`fpenc.protect` from a live model."""
+        return self.path / OWNER_WEIGHTS
 
     @property
     def fingerprints_dir(self) -> Path:

@@ -128,3 +128,37 @@ def test_own_victim_errors_are_one_line(own_nets, capsys):
     whole.write_text(whole.read_text().replace("mine.pt", "module.pt"))
     assert main(["zoo", "--config", str(whole), "--no-progress"]) == 2
     assert "save the weights with torch.save(model.state_dict(), path)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_nets, capsys):
+    """`fpenc protect` on a tiny base config: her model in, a bundle out; a pruned copy of it is
+    `derived`, an independent model of her class is not."""
+    from test_encoder_cli import encoder_config
+
+    tmp_path, data, net = own_nets
+    base = encoder_config(tmp_path, data, name="tinybase")
+    args = ["protect", "--model", str(tmp_path / "weights/mine.pt"), "--class-path", "ownnets.TinyNet"]
+    assert main([*args, "--init-args", '{"width": 8}', "-c", str(base), "--name", "hers"]) == 0
+    out = capsys.readouterr().out
+    assert "the victim is ownnets.TinyNet" in out and "(loaded, never trained)" in out
+    bundle = tmp_path / "checkpoints/hers.fpenc.safetensors"
+    assert f"bundle:      {bundle}" in out and (tmp_path / "runs/hers/protect.yaml").is_file()
+    import copy
+
+    import ownnets
+    from fpenc.suspects import export_model
+
+    pruned = copy.deepcopy(net)
+    for m in pruned.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.utils.prune.l1_unstructured(m, "weight", 0.2)
+            torch.nn.utils.prune.remove(m, "weight")
+    torch.manual_seed(5)
+    other = ownnets.TinyNet(width=8)
+    files = [str(export_model(n.eval(), (1, 28, 28), tmp_path / f"{k}.pt")) for k, n in (("c", pruned), ("i", other))]
+    assert main(["verify", "--bundle", str(bundle), *files, "--format", "csv", "--fail-on", "derived"]) == 1
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert rows[0].split(",")[1] == "derived" and rows[1].split(",")[1] != "derived"
+    assert main([*args, "--init-args", "[8]"]) == 2
+    assert "--init-args must be a JSON object" in capsys.readouterr().err

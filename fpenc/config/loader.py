@@ -18,12 +18,31 @@ from fpenc.errors import ConfigError
 LIGHTNING_SECTIONS = ("trainer", "model", "data", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+"""The configs shipped beside the package (``configs/``): ``-c fmnist_demo`` finds one from any folder."""
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` when it is a file, else a shipped config of that name (``fmnist_demo`` or
+    ``fmnist_demo.yaml``); a missing one names the shipped configs."""
+    path = Path(path)
+    if path.is_file() or path.parent != Path("."):
+        return path
+    for candidate in (SHIPPED_CONFIGS / path.name, SHIPPED_CONFIGS / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_yaml(path: str | Path) -> dict:
     import yaml
 
-    path = Path(path)
+    path = resolve_config(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (the shipped ones are in configs/)")
+        shipped = sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+        raise ConfigError(
+            f"config file {path} does not exist; give a path, or the name of a shipped config: {', '.join(shipped)}"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
@@ -67,7 +86,7 @@ def load_pipeline_data(paths: list[str | Path], overrides: dict | None = None) -
     if not paths:
         raise ConfigError("no config given: pass --config configs/fmnist_demo.yaml (see configs/)")
     merged: dict = {}
-    for path in paths:
+    for path in map(resolve_config, paths):
         data = load_yaml(path)
         for key in data:
             if key != "pipeline" and key not in LIGHTNING_SECTIONS:

@@ -34,7 +34,6 @@ from fpenc.models.build_args import normalized_config
 from fpenc.models.classifier import ImageClassifier
 from fpenc.models.fmnist_cnn import FMNIST_ARCS, build_fmnist_cnn
 from fpenc.models.small_nets import build_bn_resnet, build_mlp
-from fpenc.models.user_model import build_user_model, import_class, is_class_path, user_config
 from fpenc.models.torchvision_nets import (
     build_densenet121,
     build_googlenet,
@@ -42,6 +41,7 @@ from fpenc.models.torchvision_nets import (
     build_resnet34,
     build_vgg16,
 )
+from fpenc.models.user_model import build_user_model, import_class, is_class_path, user_config
 
 __all__ = [
     "ARCHITECTURES",

@@ -47,7 +47,12 @@ def import_class(path: str) -> type[nn.Module]:
     """
     if not CLASS_PATH.fullmatch(path):
         raise ConfigError(f"'{path}' is not a class path; write it as package.module.ClassName")
+    import os
+    import sys
+
     module_name, _, cls_name = path.rpartition(".")
+    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m` does: the working folder's modules
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

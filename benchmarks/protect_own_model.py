@@ -1,0 +1,131 @@
+"""Protect a model owner's own classifier with one command, then verify a copy and an independent model.
+
+1. Trains :class:`benchmarks.own_model.OwnerNet` (an architecture fpenc does not define) on Fashion-MNIST
+   with plain PyTorch, seeded, and saves its ``state_dict`` — what a user has before fpenc.
+2. Times ``fpenc protect --model mine.pt --class-path benchmarks.own_model.OwnerNet --init-args ...``
+   (the shipped ``fmnist_demo`` zoo around her model, never retraining it) to the bundle.
+3. Makes, again with plain PyTorch, a copy of her model (fine-tuned one epoch at lr 1e-4, then 30%
+   global magnitude pruning) and an independent model of the same class (another seed, the other half
+   of the training set), exports both to ONNX and runs ``fpenc verify --bundle B copy.onnx
+   independent.onnx --format json``.
+
+    python benchmarks/protect_own_model.py --out benchmarks/results/protect_own_model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
+from benchmarks.harness import ROOT, write_results
+
+
+def train(net, x, y, epochs: int, lr: float, seed: int, batch: int = 128):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(batch):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[idx].float() / 255), y[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def accuracy(net, x, y) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float((net(x.float() / 255).argmax(1) == y).float().mean())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/protect_own_model.json")
+    ap.add_argument("--work", default="runs/own_model_bench", help="where her files and the suspects go")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    import torch
+
+    from benchmarks.own_model import OwnerNet
+    from fpenc.data.datasets import load_dataset
+    from fpenc.suspects import export_model
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("fashion_mnist")
+    x, y, tx, ty = data.train_x, data.train_y, data.test_x, data.test_y
+    half = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
+    mine_idx, other_idx = half[: len(x) // 2], half[len(x) // 2 :]
+    init_args = {"width": 24}
+
+    t0 = time.perf_counter()  # 1. her model, plain PyTorch
+    torch.manual_seed(args.seed)
+    mine = train(OwnerNet(**init_args), x[mine_idx], y[mine_idx], args.epochs, 1e-3, args.seed)
+    own_seconds = time.perf_counter() - t0
+    weights = work / "mine.pt"
+    torch.save(mine.state_dict(), weights)
+
+    cmd = [  # 2. one command
+        sys.executable, "-m", "fpenc.cli", "protect", "--model", str(weights),
+        "--class-path", "benchmarks.own_model.OwnerNet", "--init-args", json.dumps(init_args), "--name", "own_model",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    protect_seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        return proc.returncode
+    bundle = next(line.split(":", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("bundle:"))
+
+    import copy  # 3. a copy of hers and an independent model, plain PyTorch, exported to ONNX
+
+    stolen = train(copy.deepcopy(mine), x[other_idx], y[other_idx], 1, 1e-4, args.seed + 1)
+    params = [(m, "weight") for m in stolen.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    torch.nn.utils.prune.global_unstructured(params, torch.nn.utils.prune.L1Unstructured, amount=0.3)
+    for m, name in params:
+        torch.nn.utils.prune.remove(m, name)
+    torch.manual_seed(args.seed + 100)
+    independent = train(OwnerNet(**init_args), x[other_idx], y[other_idx], args.epochs, 1e-3, args.seed + 100)
+    suspects = {"copy": stolen.eval(), "independent": independent.eval()}
+    files = [str(export_model(net, (1, 28, 28), work / f"{name}.onnx")) for name, net in suspects.items()]
+    verify = subprocess.run(
+        [sys.executable, "-m", "fpenc.cli", "verify", "--bundle", bundle, *files, "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    doc = json.loads(verify.stdout)
+    result = {
+        "benchmark": "protect_own_model",
+        "victim": {"class_path": "benchmarks.own_model.OwnerNet", "init_args": init_args,
+                   "test_accuracy": round(accuracy(mine, tx, ty), 4), "train_seconds": round(own_seconds, 1)},
+        "protect_command": " ".join(cmd[2:]).replace("fpenc.cli", "fpenc"),
+        "protect_seconds": round(protect_seconds, 1),
+        "bundle": bundle,
+        "verify_exit_code": verify.returncode,
+        "suspects": {
+            name: {
+                "how": how,
+                "test_accuracy": round(accuracy(suspects[name], tx, ty), 4),
+                **{k: r.get(k) for k in ("verdict", "p_value", "agreement", "similarity", "margin", "reasons")},
+            }
+            for (name, how), r in zip(
+                [("copy", "fine-tuned 1 epoch at lr 1e-4 on the other half, then 30% global magnitude pruning"),
+                 ("independent", "the same class, another seed, the other half of the training set")],
+                doc["results"],
+            )
+        },
+    }  # fmt: skip
+    write_results(args.out, result, seed=args.seed, argv=argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
