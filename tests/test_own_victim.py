@@ -147,6 +147,7 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
     import copy
 
     import ownnets
+
     from fpenc.suspects import export_model
 
     pruned = copy.deepcopy(net)
