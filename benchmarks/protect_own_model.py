@@ -88,6 +88,8 @@ def main(argv=None) -> int:
 
     import copy  # 3. a copy of hers and an independent model, plain PyTorch, exported to ONNX
 
+    import torch.nn.utils.prune
+
     stolen = train(copy.deepcopy(mine), x[other_idx], y[other_idx], 1, 1e-4, args.seed + 1)
     params = [(m, "weight") for m in stolen.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     torch.nn.utils.prune.global_unstructured(params, torch.nn.utils.prune.L1Unstructured, amount=0.3)

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from fpenc.bundle import load_bundle
     from fpenc.suspects import from_file
-    from fpenc.verify import verify_suspect
+    from fpenc.verification import verify_suspect
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

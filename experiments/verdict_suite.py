@@ -74,7 +74,7 @@ def judge(bundle, path: Path) -> dict:
     """Verify ``path`` under every setting; the p-value does not depend on alpha."""
     from fpenc.suspects import from_file
     from fpenc.verdict import DERIVED, NOT_ASSESSABLE
-    from fpenc.verify import verify_suspect
+    from fpenc.verification import verify_suspect
 
     runs = []
     for label, f, seed in SETTINGS:

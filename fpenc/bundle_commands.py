@@ -31,7 +31,7 @@ def cmd_verify(args) -> int:
     from fpenc.errors import ConfigError, FpencError
     from fpenc.suspects import from_file
     from fpenc.verdict import DEFAULT_ALPHA
-    from fpenc.verify import verify_suspect
+    from fpenc.verification import verify_suspect
     from fpenc.verify_output import check_fail_on, error_row, exit_code, render
 
     if args.seed < 0:
@@ -79,7 +79,7 @@ def cmd_protect(args) -> int:
     from pathlib import Path
 
     from fpenc.errors import ConfigError
-    from fpenc.protect import DEFAULT_BASE, protect
+    from fpenc.protection import DEFAULT_BASE, protect
 
     try:
         init_args = json.loads(args.init_args)

@@ -82,7 +82,7 @@ def calibrate(
     from tqdm.auto import tqdm
 
     from fpenc.suspects import from_file
-    from fpenc.verify import bundle_pvalue_floor, verify_suspect
+    from fpenc.verification import bundle_pvalue_floor, verify_suspect
 
     floor = bundle_pvalue_floor(bundle)
     usable = [a for a in alphas if a > floor]

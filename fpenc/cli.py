@@ -194,11 +194,20 @@ inside) and returns [B, classes] logits; it must be importable (PYTHONPATH).
 example:
   fpenc protect --model mine.pt --class-path mypkg.nets.MyNet --init-args '{"width": 32}'""",
     )
-    p.add_argument("--model", required=True, metavar="FILE", help="your model's state_dict (torch.save(model.state_dict(), FILE) or .safetensors)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="FILE",
+        help="your model's state_dict (torch.save(model.state_dict(), FILE) or .safetensors)",
+    )
     p.add_argument("--class-path", required=True, help="its class, importable: package.module.ClassName")
-    p.add_argument("--init-args", default="{}", metavar="JSON", help="the class's keyword arguments as JSON (default {})")
+    p.add_argument(
+        "--init-args", default="{}", metavar="JSON", help="the class's keyword arguments as JSON (default {})"
+    )
     p.add_argument("--config", "-c", action="append", metavar="YAML", help="base config(s) (default: fmnist_demo)")
-    p.add_argument("--name", default=None, help="the run's name: runs/<name>/, <name>.fpenc.safetensors (default: the file's stem)")
+    p.add_argument(
+        "--name", default=None, help="the run's name: runs/<name>/, <name>.fpenc.safetensors (default: the file's stem)"
+    )
     p.add_argument("--data", default=None, metavar="DATASET", help="the task's dataset (default: the base config's)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="where the dataset's files are")
     p = sub.add_parser(

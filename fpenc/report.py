@@ -51,7 +51,7 @@ def evaluate_models(
     from tqdm.auto import tqdm
 
     from fpenc.suspects import from_manifest_entry
-    from fpenc.verify import verify_suspect
+    from fpenc.verification import verify_suspect
 
     rows = []
     for m in tqdm(models, desc="verdicts", unit="model", disable=not progress, leave=False):

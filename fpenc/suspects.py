@@ -52,12 +52,36 @@ class Suspect:
         self.fn, self.api, self.outputs, self.num_classes, self.name = fn, parse_api(api), outputs, num_classes, name
         self.queries = 0
 
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        api: str | ApiSpec = "probs",
+        outputs: str = "auto",
+        num_classes: int | None = None,
+        name: str | None = None,
+    ) -> Suspect:
+        """A model behind any API: ``fn`` takes float images ``[B, C, H, W]`` in [0, 1] (a torch tensor;
+        convert it to what the service needs) and returns ``[B, K]`` scores (tensor, numpy array or
+        nested lists); ``api`` says what the service reveals (its answers are reduced to that)."""
+        return cls(fn, api, outputs, num_classes, name or getattr(fn, "__name__", "callable"))
+
+    @classmethod
+    def from_module(cls, net: torch.nn.Module, api: str | ApiSpec = "probs", num_classes: int | None = None) -> Suspect:
+        """A live ``nn.Module`` (images in [0, 1] -> logits), queried in eval mode on its own device."""
+        return from_module(net, api, num_classes, type(net).__name__)
+
+    @classmethod
+    def from_file(cls, path, api: str | ApiSpec = "probs", outputs: str = "auto", trusted: bool = False) -> Suspect:
+        """A suspect's model file: ONNX, TorchScript (sandboxed), or .pt2 with ``trusted`` (never a pickle)."""
+        return from_file(path, api, outputs, None, trusted)
+
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.fn(x.float())
         if isinstance(out, (tuple, list)):
             out = out[0]
-        out = torch.as_tensor(out).float().cpu()
+        out = torch.as_tensor(np.asarray(out) if isinstance(out, list) else out).float().cpu()
         self.queries += len(x)
         if out.dim() != 2 or out.shape[0] != len(x):
             raise FpencError(

@@ -1,6 +1,6 @@
 """The verdict on a suspect: ``derived``, ``not shown`` or ``not assessable``, always with reasons.
 
-A suspect is judged in three steps (plain numpy + scipy; the encoder runs in :mod:`fpenc.verify`):
+A suspect is judged in three steps (plain numpy + scipy; the encoder runs in :mod:`fpenc.verification`):
 
 1. **Sanity gates** on the bundle's labelled images (a random sample of the test set, apart from
    the key): a suspect that is not a working model of the task (constant, random, untrained,

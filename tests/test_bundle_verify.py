@@ -1,4 +1,4 @@
-"""The exported bundle (fpenc.bundle), verification of one suspect (fpenc.verify) and `fpenc verify`."""
+"""The exported bundle (fpenc.bundle), verification of one suspect (fpenc.verification) and `fpenc verify`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fpenc.encoder.network import FingerprintEncoder
 from fpenc.errors import FpencError, WeightsFileError
 from fpenc.fingerprint.fingerprints import fingerprints
 from fpenc.suspects import Suspect, from_module
-from fpenc.verify import choose_pairs, pair_fingerprints, verify_suspect
+from fpenc.verification import choose_pairs, pair_fingerprints, verify_suspect
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning"),
@@ -275,7 +275,7 @@ def test_verify_uses_every_pair_by_default_and_ignores_the_seed(toy):
 
 def test_verify_refuses_alpha_at_or_below_the_floor(toy):
     from fpenc.errors import ConfigError
-    from fpenc.verify import bundle_pvalue_floor
+    from fpenc.verification import bundle_pvalue_floor
 
     b = load_bundle(toy["path"])
     floor = bundle_pvalue_floor(b)
@@ -585,25 +585,3 @@ def test_commitment_covers_every_header_value(toy):
     assert commitment(header) == b.commitment
     header["meta"]["victim_id"] = "someone-else"
     assert commitment(header) != b.commitment and changed_fields(b.metadata, header) == ["meta.victim_id"]
-
-
-def test_readme_python_example_runs(toy, tmp_path, capsys):
-    """The README's Python example, run as written (its two file names pointed at the toy's)."""
-    pytest.importorskip("onnxruntime")
-    text = (REPO / "README.md").read_text()
-    code = text[text.index("From Python") :].split("```python\n", 1)[1].split("```", 1)[0]
-    suspect = tmp_path / "suspect.onnx"
-    torch.onnx.export(
-        toy["victim"],
-        (torch.rand(2, C, H, W),),
-        str(suspect),
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-        dynamo=False,
-    )
-    assert '"checkpoints/fmnist_demo.fpenc.safetensors"' in code and '"suspect.onnx"' in code
-    code = code.replace('"checkpoints/fmnist_demo.fpenc.safetensors"', repr(str(toy["path"])))
-    exec(compile(code.replace('"suspect.onnx"', repr(str(suspect))), "README.md", "exec"), {})
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("derived p = ") and out[1].startswith(" - agreement with the victim"), out

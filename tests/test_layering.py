@@ -15,7 +15,9 @@ MAY_IMPORT_DATAMODULES = {FPENC / "lightning_cli.py"}
 # reading a run and verifying a suspect: none of these may import fpenc.zoo.builder
 VERIFY_PATH = [
     "rundir.py",
-    "verify.py",
+    "verification.py",
+    "verify_output.py",
+    "verdict_api.py",
     "report.py",
     "suspects.py",
     "bundle.py",

@@ -163,3 +163,38 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
     assert rows[0].split(",")[1] == "derived" and rows[1].split(",")[1] != "derived"
     assert main([*args, "--init-args", "[8]"]) == 2
     assert "--init-args must be a JSON object" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(own_nets, capsys):
+    """The README's Python example, run as written: its class, weights file and config pointed at
+    the tiny ones, `ask_the_suspect` a pruned copy of her model."""
+    from test_encoder_cli import encoder_config
+
+    from conftest import REPO
+
+    tmp_path, data, net = own_nets
+    text = (REPO / "README.md").read_text()
+    code = text[text.index("From Python") :].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 12
+    base = encoder_config(tmp_path, data, name="readme")
+    base.write_text(base.read_text().replace("data: {batch_size", "data: {api: label, batch_size"))  # as the demo
+    for old, new in (
+        ("from mypkg.nets import MyNet", "from ownnets import TinyNet as MyNet"),
+        ("width=24", "width=8"),
+        ('{"width": 24}', '{"width": 8}'),
+        ('"mine.pt"', repr(str(tmp_path / "weights/mine.pt"))),
+        ('"fmnist_demo"', repr(str(base))),
+    ):
+        assert old in code, old
+        code = code.replace(old, new)
+    import copy
+
+    import torch.nn.utils.prune
+
+    pruned = copy.deepcopy(net).eval()
+    torch.nn.utils.prune.l1_unstructured(pruned.out, "weight", 0.2)
+    exec(compile(code, "README.md", "exec"), {"ask_the_suspect": pruned})
+    out = capsys.readouterr().out.splitlines()
+    verdict = next(i for i, line in enumerate(out) if line.startswith("derived"))
+    assert out[verdict + 1].startswith("  p = ") and out[verdict + 2].startswith("  agreement"), out[verdict:]
