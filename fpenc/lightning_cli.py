@@ -68,6 +68,30 @@ def _cli_class():
             parser.link_arguments("pipeline", "data.pipeline")
             parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
 
+        def before_instantiate_classes(self) -> None:
+            """W&B runs as users expect them: named ``<config name>-<stage>``, grouped by config, the
+            stage as job type (unless the config names them); ``WANDB_MODE=online`` is the one switch
+            that sends them to the server (offline by default)."""
+            import os
+
+            cfg = self.config[self.subcommand]
+            pipeline = cfg.get("pipeline")
+            loggers = cfg.get("trainer", {}).get("logger")
+            for lg in loggers if isinstance(loggers, list) else [loggers]:
+                if not str(getattr(lg, "class_path", "")).endswith("WandbLogger"):
+                    continue
+                init = lg.init_args
+                name = (pipeline.get("init_args.name") or pipeline.get("name") if pipeline else None) or "fpenc"
+                for key, value in (
+                    ("name", f"{name}-{self.subcommand}"),
+                    ("group", name),
+                    ("job_type", self.subcommand),
+                ):
+                    if init.get(key) is None:
+                        init[key] = value
+                if os.environ.get("WANDB_MODE") == "online":
+                    init["offline"] = False
+
         def _run_stages(self, sets=None) -> None:
             """The pipeline's stages up to the fingerprints (cached: a finished stage only checks its
             outputs); ``sets``: fingerprint only those models (fit: never a reference or test model)."""

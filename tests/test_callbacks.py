@@ -231,6 +231,10 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
             summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in record.summary.update})
         elif kind == "artifact":
             artifacts[record.artifact.name] = record.artifact
+        elif kind == "run":
+            meta = record.run
+    # named <config>-<stage>, grouped by config: fit and test of one config tell apart after `wandb sync`
+    assert (meta.display_name, meta.run_group, meta.job_type) == ("tinyenc-test", "tinyenc", "test")
     assert summary["test/auc"] == pytest.approx(report["auc"])
     assert summary["test/p_value_floor"] == pytest.approx(report["p_value_floor"])
     assert summary["test/piracy_derived"] == report["piracy_derived"]
@@ -238,6 +242,8 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
     assert bundle.type == "model"
     assert [e.path for e in bundle.manifest.contents] == ["tinyenc.fpenc.safetensors"]
     assert json.loads(bundle.metadata)["bundle_sha256"] == report["bundle_sha256"]
+    assert [e.path for e in artifacts["tinyenc-encoder"].manifest.contents] == ["best.ckpt"]
+    assert {e.path for e in artifacts["tinyenc-report"].manifest.contents} >= {"report.json", "report.md"}
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,18 @@ Logged once the test ends, to every WandbLogger of the trainer:
 * ``test/results``: the report's verdict per model; ``test/similarity_cdf``: the CDF plot;
   histograms of the pair similarities (per test role) and of the reference models';
 * the report's numbers as the run's summary (``test/<key>``);
-* the verification bundle as an artifact of type ``model``.
+* the verification bundle as an artifact of type ``model`` (``<name>-bundle``), the encoder
+  checkpoint it was tested with (``<name>-encoder``, type ``model``) and the report files
+  (``<name>-report``, type ``report``).
+
+The run itself is named ``<config name>-<stage>`` and grouped by config (``fpenc.lightning_cli``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -73,9 +78,9 @@ def summary_of(report: dict) -> dict:
     }
 
 
-def artifact_name(name: str) -> str:
-    """A W&B artifact name (letters, digits, ``-_.``) for the bundle of run ``name``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{name}-bundle")
+def artifact_name(name: str, what: str = "bundle") -> str:
+    """A W&B artifact name (letters, digits, ``-_.``) for ``what`` of run ``name``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{name}-{what}")
 
 
 class WandbDashboardCallback(pl.Callback):
@@ -137,3 +142,13 @@ class WandbDashboardCallback(pl.Callback):
                 )
                 artifact.add_file(str(bundle))
                 logger.experiment.log_artifact(artifact)
+            if trainer.ckpt_path and Path(trainer.ckpt_path).is_file():
+                ckpt = wandb.Artifact(artifact_name(dm.name, "encoder"), type="model", metadata={"name": dm.name})
+                ckpt.add_file(str(trainer.ckpt_path))
+                logger.experiment.log_artifact(ckpt)
+            files = [f for f in (run.report_json, run.report_md, run.similarity_cdf) if f.is_file()]
+            if files:
+                rep = wandb.Artifact(artifact_name(dm.name, "report"), type="report", metadata={"name": dm.name})
+                for f in files:
+                    rep.add_file(str(f))
+                logger.experiment.log_artifact(rep)
