@@ -87,13 +87,14 @@ def write_overlay(base: list[str], runs_dir: str | Path | None = None, **kwargs)
 def describe_plan(configs: list[str]) -> str:
     """What the pipeline will train for ``configs``: the zoo's models that are not built yet."""
     from fpenc.config import load_pipeline_config
+    from fpenc.rundir import RunDir
     from fpenc.zoo.manifest import entries_by_id, load_manifest
     from fpenc.zoo.plan import plan_zoo
 
     cfg = load_pipeline_config(configs)
     specs = plan_zoo(cfg)
     try:
-        built = set(entries_by_id(load_manifest(cfg.run_dir / "manifest.json")))
+        built = set(entries_by_id(load_manifest(RunDir(cfg.run_dir).manifest)))
     except Exception:  # no manifest yet (or an unreadable one, which the zoo stage reports)
         built = set()
     todo = [s for s in specs if s.id not in built and s.weights_sha256 is None]

@@ -116,10 +116,43 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def trust_headline(report: dict) -> str:
+    """One paragraph that answers "can this bundle be trusted?" from the test models: copies detected,
+    independent models accused (with the Clopper-Pearson 95% upper bound), the p-value floor against alpha."""
+    from fpenc.calibration import clopper_pearson
+
+    test = [r for r in report["models"] if r["split"] == "test"]
+    copies = [r for r in test if r["role"] == "piracy"]
+    independents = [r for r in test if r["role"] == "homologous"]
+    accused = sum(r["verdict"] == DERIVED for r in independents)
+    detected = sum(r["verdict"] == DERIVED for r in copies)
+    upper = clopper_pearson(accused, len(independents))[1] if independents else 1.0
+    floor, alpha = report["p_value_floor"], report["alpha"]
+    if accused:
+        answer = (
+            "**No: it accused an independent model**; do not use its verdicts until the reference population covers it"
+        )
+    elif not independents:
+        answer = "**Untested**: the test set has no independent model"
+    else:
+        answer = "**Yes, within what was tested**: no independent test model accused"
+    return (
+        f"{answer}. Independent test models accused: {accused} of {len(independents)} (95% upper bound "
+        f"{upper:.2f}); copies detected: {detected} of {len(copies)}; p-value floor {_fmt_p(floor)} "
+        f"{'below' if floor < alpha else 'NOT below'} alpha {alpha} (the smallest p-value this bundle can give)."
+    )
+
+
 def format_markdown(report: dict) -> str:
     """The verdicts of the validation, reference and test models, and the test metrics."""
+    from fpenc.rundir import VERDICT_MARGINS
+
     lines = [
         f"# Verification report: {report.get('name', '')}",
+        "",
+        f"Can this bundle be trusted? {trust_headline(report)}",
+        "",
+        f"![each model's margin above the decision threshold]({VERDICT_MARGINS})",
         "",
         f"Test models (architectures the encoder never trained on), at alpha {report['alpha']} on "
         f"{report['num_fingerprints']} fingerprint pairs (p-value floor {_fmt_p(report['p_value_floor'])}): "
@@ -174,14 +207,49 @@ def plot_cdf(models: list[dict], reference: np.ndarray, path: str | Path, title:
     return save_figure(fig, path)
 
 
+def plot_margins(report: dict, path: str | Path) -> Path:
+    """Each model's margin (its agreement minus the agreement at which p = alpha) by split and role:
+    right of the dashed line is ``derived``; hollow markers are ``not assessable``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [
+        (f"{split} {role}", [r for r in report["models"] if r["split"] == split and r["role"] == role])
+        for split in ("test", "reference", "val")
+        for role in ("piracy", "homologous")
+    ]
+    groups = [(label, rows) for label, rows in groups if rows]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * max(len(groups), 1)))
+    for y, (label, rows) in enumerate(groups):
+        color = "tab:red" if label.endswith("piracy") else "tab:blue"
+        for r in rows:
+            hollow = r["verdict"] == NOT_ASSESSABLE
+            ax.plot(r["margin"], y, "o", ms=6, mfc="none" if hollow else color, mec=color, alpha=0.8)
+    ax.axvline(0.0, color="k", ls="--", lw=1)
+    ax.set_yticks(range(len(groups)), [label for label, _ in groups])
+    ax.set_xlabel(f"margin: agreement above the threshold at alpha {report['alpha']} (right: derived)")
+    ax.set_title(f"{report.get('name', '')}: every model against the decision threshold", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    return save_figure(fig, path)
+
+
 def write_report(run_dir: str | Path, report: dict, models: list[dict], reference: np.ndarray) -> dict[str, Path]:
-    """The report's JSON, Markdown and similarity CDF plot in ``run_dir`` (atomically; see :mod:`fpenc.rundir`)."""
+    """The report's JSON, Markdown, similarity CDF and margin plots in ``run_dir`` (atomically; see
+    :mod:`fpenc.rundir`)."""
     from fpenc.rundir import RunDir
 
     run_dir = RunDir(run_dir)
-    paths = {"json": run_dir.report_json, "md": run_dir.report_md, "cdf": run_dir.similarity_cdf}
+    paths = {
+        "json": run_dir.report_json,
+        "md": run_dir.report_md,
+        "cdf": run_dir.similarity_cdf,
+        "margins": run_dir.verdict_margins,
+    }
     write_json(paths["json"], report)
     with atomic_path(paths["md"]) as tmp:
         Path(tmp).write_text(format_markdown(report))
     plot_cdf(models, reference, paths["cdf"], title=f"{report.get('name', '')}: test models")
+    plot_margins(report, paths["margins"])
     return paths

@@ -11,6 +11,7 @@ Every file name of a run is spelled here and nowhere else::
     fingerprints/<id>.pt       each model's fingerprints (fpenc.fingerprint.zoo)
     encoder/{best,last}.ckpt   the encoder's checkpoints (`fpenc fit`)
     report.json, report.md, similarity_cdf.png   the test report (`fpenc test`)
+    verdict_margins.png                          every model's margin above the decision threshold
     subspace/                  `fpenc subspace`: cached UAPs and results
     verdict_suite/             experiments/verdict_suite.py's suspects
     bench.json                 `fpenc bench`: every method on the test models at query budgets
@@ -41,6 +42,7 @@ KEY = "key.pt"
 FINGERPRINTS = "fingerprints"
 ENCODER = "encoder"
 REPORT_JSON, REPORT_MD, SIMILARITY_CDF = "report.json", "report.md", "similarity_cdf.png"
+VERDICT_MARGINS = "verdict_margins.png"  # named in report.md's image link too (fpenc/report.py)
 SUBSPACE = "subspace"
 VERDICT_SUITE = "verdict_suite"
 BENCH = "bench.json"
@@ -138,6 +140,10 @@ class RunDir:
     @property
     def report_md(self) -> Path:
         return self.path / REPORT_MD
+
+    @property
+    def verdict_margins(self) -> Path:
+        return self.path / VERDICT_MARGINS
 
     @property
     def similarity_cdf(self) -> Path:

@@ -143,8 +143,19 @@ def test_test_writes_report_and_bundle_then_verify(tested):
         }
         assert 0.0 <= m["p_value"] <= 1.0 and m["verdict"] in ("derived", "not shown", "not assessable")
         assert m["reasons"]
-    assert (run / "report.md").read_text().startswith("# Verification report")
-    assert (run / "similarity_cdf.png").read_bytes()[:4] == b"\x89PNG"
+    text = (run / "report.md").read_text()
+    assert text.startswith("# Verification report")
+    # the headline answers "can this bundle be trusted?" from the test models' verdicts
+    test = [m for m in report["models"] if m["split"] == "test"]
+    accused = sum(m["verdict"] == "derived" for m in test if m["role"] == "homologous")
+    detected = sum(m["verdict"] == "derived" for m in test if m["role"] == "piracy")
+    headline = text.splitlines()[2]
+    assert headline.startswith("Can this bundle be trusted? " + ("**Yes" if accused == 0 else "**No"))
+    assert f"accused: {accused} of {sum(m['role'] == 'homologous' for m in test)}" in headline
+    assert f"copies detected: {detected} of {sum(m['role'] == 'piracy' for m in test)}" in headline
+    assert "p-value floor" in headline and "](verdict_margins.png)" in text
+    for png in ("similarity_cdf.png", "verdict_margins.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG"
     bundle = tmp_path / "checkpoints/tinyenc.fpenc.safetensors"
     assert report["bundle"] == str(bundle) and bundle.is_file()
 

@@ -22,6 +22,7 @@ FILES = (
     "report.json",
     "report.md",
     "similarity_cdf.png",
+    "verdict_margins.png",
 )
 FOLDERS = ("models", "fingerprints", "encoder", "subspace", "verdict_suite")
 
@@ -38,6 +39,7 @@ def test_layout_on_disk_is_unchanged(tmp_path):
         rd.report_json,
         rd.report_md,
         rd.similarity_cdf,
+        rd.verdict_margins,
     ] == [base / name for name in FILES]
     assert (
         rd.model_weights("piracy-fmnist_b-adam-s0") == "models/piracy-fmnist_b-adam-s0.pt"

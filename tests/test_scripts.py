@@ -41,6 +41,9 @@ RUN_FILE_NAMES = (
     "report.json",
     "report.md",
     "similarity_cdf.png",
+    "verdict_margins.png",
+    "protect.yaml",
+    "owner_weights.pt",
 )
 RUN_DIR_NAMES = {"fingerprints", "models", "encoder", "subspace", "verdict_suite", *RUN_FILE_NAMES}
 

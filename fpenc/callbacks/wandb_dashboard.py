@@ -117,6 +117,8 @@ class WandbDashboardCallback(pl.Callback):
             )
         if run.similarity_cdf.is_file():
             data["test/similarity_cdf"] = wandb.Image(str(run.similarity_cdf))
+        if run.verdict_margins.is_file():
+            data["test/verdict_margins"] = wandb.Image(str(run.verdict_margins))
         if reporter is not None and reporter.rows:
             for role in ("piracy", "homologous"):
                 sims = [r["similarities"] for r in reporter.rows if r["role"] == role and r["split"] == "test"]
@@ -146,7 +148,9 @@ class WandbDashboardCallback(pl.Callback):
                 ckpt = wandb.Artifact(artifact_name(dm.name, "encoder"), type="model", metadata={"name": dm.name})
                 ckpt.add_file(str(trainer.ckpt_path))
                 logger.experiment.log_artifact(ckpt)
-            files = [f for f in (run.report_json, run.report_md, run.similarity_cdf) if f.is_file()]
+            files = [
+                f for f in (run.report_json, run.report_md, run.similarity_cdf, run.verdict_margins) if f.is_file()
+            ]
             if files:
                 rep = wandb.Artifact(artifact_name(dm.name, "report"), type="report", metadata={"name": dm.name})
                 for f in files:
