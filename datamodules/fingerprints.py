@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from fpenc.config import PipelineConfig, from_dict, validate
-from fpenc.data.datasets import NUM_CLASSES
+from fpenc.data.datasets import num_classes_of
 from fpenc.errors import ConfigError
 from fpenc.zoo.sets import SETS as SPLITS
 
@@ -87,7 +87,7 @@ class FingerprintDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return NUM_CLASSES[self.cfg.data.dataset]
+        return num_classes_of(self.cfg.data.dataset, self.cfg.data.root)
 
     @property
     def input_dim(self) -> int:

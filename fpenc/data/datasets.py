@@ -68,11 +68,21 @@ __all__ = [
     "read_idx",
 ]
 
-KNOWN_DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "tiny_imagenet")
+KNOWN_DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "tiny_imagenet", "npz", "image_folder")
+OWN_LAYOUTS = ("npz", "image_folder")  # the owner's own data (fpenc.data.own_data): data.root names it
 #: classes of each dataset, known before any data is read (the fingerprint width depends on it)
 NUM_CLASSES: dict[str, int] = {"fashion_mnist": 10, "cifar10": 10, "tiny_imagenet": 200}
 FMNIST_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 DEFAULT_DOWNLOAD_ROOT = "data"  # relative to the working directory, as torchvision does
+
+
+def num_classes_of(name: str, root: str | None = None) -> int:
+    """K of dataset ``name``, known before its images are read (the fingerprint width depends on it)."""
+    if name in OWN_LAYOUTS:
+        from fpenc.data.own_data import own_num_classes
+
+        return own_num_classes(name, root)
+    return NUM_CLASSES[check_dataset_name(name)]
 
 
 def check_dataset_name(name: str) -> str:
@@ -89,6 +99,10 @@ def locate_dataset(name: str, root: str | None = None, download: bool = False) -
         ConfigError: ``name`` is not in :data:`KNOWN_DATASETS`.
         DatasetNotFoundError: the dataset is in none of the places looked at.
     """
+    if name in OWN_LAYOUTS:
+        if root is None:
+            raise DatasetNotFoundError(f"data.dataset {name} needs data.root (the .npz file or the image folder)")
+        return Path(root)
     locators = {
         "fashion_mnist": _locate_fmnist,
         "cifar10": _locate_cifar10,
@@ -110,6 +124,10 @@ def load_dataset(name: str, root: str | None = None, download: bool = False) -> 
         ``[N,3,32,32]`` (cifar10) or ``[N,3,64,64]`` (tiny_imagenet).
     """
     folder = locate_dataset(name, root, download)
+    if name in OWN_LAYOUTS:
+        from fpenc.data.own_data import read_image_folder, read_npz
+
+        return (read_npz if name == "npz" else read_image_folder)(folder)
     readers = {
         "fashion_mnist": read_fmnist,
         "cifar10": read_cifar10,
