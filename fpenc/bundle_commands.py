@@ -73,20 +73,77 @@ def cmd_verify(args) -> int:
     return exit_code(results, fail_on)
 
 
-def cmd_protect(args) -> int:
-    """``fpenc protect``: the owner's model as the victim of a base config, then the whole pipeline."""
+def _json_kwargs(text: str, flag: str) -> dict:
     import json
-    from pathlib import Path
 
     from fpenc.errors import ConfigError
-    from fpenc.protection import DEFAULT_BASE, protect
 
     try:
-        init_args = json.loads(args.init_args)
+        value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"--init-args is not JSON ({err.msg}); write it as '{{\"width\": 32}}'") from None
-    if not isinstance(init_args, dict):
-        raise ConfigError("--init-args must be a JSON object of keyword arguments, e.g. '{\"width\": 32}'")
+        raise ConfigError(f"{flag} is not JSON ({err.msg}); write it as '{{\"width\": 32}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object of keyword arguments, e.g. '{{\"width\": 32}}'")
+    return value
+
+
+def cmd_export(args) -> int:
+    """``fpenc export``: a model as the suspect file ``fpenc verify`` reads."""
+    from pathlib import Path
+
+    from fpenc.errors import ConfigError, WeightsFileError
+    from fpenc.models import build_model
+    from fpenc.suspects import export_model
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".onnx", ".pt"):
+        raise ConfigError(f"--out {out}: name it .onnx (ONNX, recommended) or .pt (TorchScript)")
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(s) for s in args.input_shape.split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise ConfigError(f"--input-shape {args.input_shape}: give C,H,W, e.g. 1,28,28")
+    if args.class_path:  # the owner's own class and a plain state dict
+        from fpenc.models.user_model import UserModel, import_class, load_user_state_dict
+
+        shape = shape or (1, 28, 28)
+        init_args = _json_kwargs(args.init_args, "--init-args")
+        try:
+            net = UserModel(import_class(args.class_path)(**init_args), {"arch": args.class_path, "init_args": init_args})
+        except TypeError as err:
+            raise ConfigError(f"{args.class_path}({init_args}) failed: {err}; fix --init-args") from None
+        load_user_state_dict(net, args.model)
+    else:
+        from fpenc.io import load_weights
+        from fpenc.models.quantized import QUANTIZED
+
+        try:
+            payload = load_weights(args.model)
+        except WeightsFileError as err:
+            raise ConfigError(
+                f"{err}; for your own model's state_dict give its class too: --class-path package.module.ClassName"
+            ) from None
+        config = payload["config"]
+        if config.get(QUANTIZED):
+            raise ConfigError(f"{args.model} is a real INT8 model: torch cannot export its quantized kernels")
+        net = build_model(**config)
+        net.load_state_dict(payload["state_dict"])
+        shape = shape or tuple(config["input_shape"])
+    path = export_model(net.eval(), shape, out)
+    print(f"wrote {path}: images [B, {', '.join(map(str, shape))}] in [0, 1] -> [B, classes] logits")
+    return 0
+
+
+def cmd_protect(args) -> int:
+    """``fpenc protect``: the owner's model as the victim of a base config, then the whole pipeline."""
+    from pathlib import Path
+
+    from fpenc.protection import DEFAULT_BASE, protect
+
+    init_args = _json_kwargs(args.init_args, "--init-args")
     bundle = protect(
         class_path=args.class_path,
         weights=args.model,

@@ -14,7 +14,7 @@ import sys
 from fpenc import __version__
 from fpenc.bench.command import add_parser as add_bench_parser
 from fpenc.bench.command import cmd_bench
-from fpenc.bundle_commands import cmd_calibrate, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
+from fpenc.bundle_commands import cmd_calibrate, cmd_export, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
 from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
 
@@ -211,6 +211,20 @@ example:
     p.add_argument("--data", default=None, metavar="DATASET", help="the task's dataset (default: the base config's)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="where the dataset's files are")
     p = sub.add_parser(
+        "export",
+        help="write a model as a suspect file fpenc verify reads (ONNX or TorchScript)",
+        description="Exports an fpenc zoo weights file, or your own class's state_dict (--class-path), as "
+        "ONNX (.onnx, needs the onnx extra) or TorchScript (.pt): images [B, C, H, W] in [0, 1] in, logits "
+        "out, the batch dimension dynamic. A file made here is what a suspect's owner should hand over.",
+    )
+    p.add_argument("model", metavar="WEIGHTS", help="an fpenc weights file (runs/<name>/models/<id>.pt), or a state_dict")
+    p.add_argument("--out", required=True, metavar="FILE", help="the suspect file: .onnx or .pt")
+    p.add_argument("--class-path", default=None, help="the model's class when WEIGHTS is a plain state_dict")
+    p.add_argument("--init-args", default="{}", metavar="JSON", help="the class's keyword arguments (JSON)")
+    p.add_argument(
+        "--input-shape", default=None, metavar="C,H,W", help="one image's shape (default: the weights file's; 1,28,28)"
+    )
+    p = sub.add_parser(
         "keygen",
         help="make an Ed25519 key pair for signing bundles",
         description="Writes <stem>.key (private, mode 0600) and <stem>.pub (give this to verifiers).",
@@ -255,6 +269,7 @@ COMMANDS = {
     "subspace": cmd_subspace,
     "verify": cmd_verify,
     "protect": cmd_protect,
+    "export": cmd_export,
     "calibrate": cmd_calibrate,
     "keygen": cmd_keygen,
     "sign": cmd_sign,

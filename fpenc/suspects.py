@@ -265,15 +265,41 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if path.suffix.lower() == ".onnx":
+            try:  # the TorchScript-based exporter: fast, no extra package
+                torch.onnx.export(
+                    net,
+                    (x,),
+                    str(path),
+                    input_names=["x"],
+                    output_names=["y"],
+                    dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                    dynamo=False,
+                )
+            except Exception as legacy:  # an operator it cannot express (e.g. adaptive pooling to a non-factor size)
+                _export_onnx_dynamo(net, x, path, legacy)
+        else:
+            torch.jit.save(torch.jit.trace(net, x), str(path))
+    return path
+
+
+def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legacy: Exception) -> None:
+    """torch.export-based ONNX export (needs onnxscript, in the ``onnx`` extra), quietly."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
                 net,
                 (x,),
                 str(path),
                 input_names=["x"],
                 output_names=["y"],
-                dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-                dynamo=False,
+                dynamic_shapes={"x": {0: torch.export.Dim("b")}},
+                dynamo=True,
             )
-        else:
-            torch.jit.save(torch.jit.trace(net, x), str(path))
-    return path
+    except Exception as err:
+        raise FpencError(
+            f"ONNX export of {type(net).__name__} failed ({type(legacy).__name__}; then {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); install the onnx extra (onnxscript), or write TorchScript (.pt)"
+        ) from None

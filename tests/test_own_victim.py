@@ -198,3 +198,36 @@ def test_readme_python_example_runs(own_nets, capsys):
     out = capsys.readouterr().out.splitlines()
     verdict = next(i for i, line in enumerate(out) if line.startswith("derived"))
     assert out[verdict + 1].startswith("  p = ") and out[verdict + 2].startswith("  agreement"), out[verdict:]
+
+
+def test_export_writes_suspect_files_fpenc_reads(own_nets, capsys):
+    """`fpenc export`: her class's state_dict, or a zoo weights file, as ONNX / TorchScript that
+    answer exactly as the model does."""
+    from fpenc.suspects import from_file, from_module
+
+    tmp_path, data, net = own_nets
+    onnx = tmp_path / "mine.onnx"
+    args = [
+        "export",
+        str(tmp_path / "weights/mine.pt"),
+        "--class-path",
+        "ownnets.TinyNet",
+        "--init-args",
+        '{"width": 8}',
+    ]
+    pytest.importorskip("onnxruntime")
+    assert main([*args, "--out", str(onnx)]) == 0
+    assert "images [B, 1, 28, 28] in [0, 1]" in capsys.readouterr().out
+    x = torch.rand(7, 1, 28, 28)
+    assert torch.allclose(from_file(onnx)(x), from_module(net.eval())(x), atol=1e-5)
+    from fpenc.io import save_weights
+    from fpenc.models import build_model
+
+    zoo_net = build_model("fmnist_b", 10, (1, 28, 28)).eval()
+    save_weights(tmp_path / "zoo.pt", zoo_net.state_dict(), zoo_net.config)
+    assert main(["export", str(tmp_path / "zoo.pt"), "--out", str(tmp_path / "zoo_suspect.pt")]) == 0
+    assert torch.allclose(from_file(tmp_path / "zoo_suspect.pt")(x), from_module(zoo_net)(x), atol=1e-5)
+    assert main(["export", str(tmp_path / "weights/mine.pt"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "give its class too: --class-path" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "x.h5")]) == 2
+    assert "name it .onnx" in capsys.readouterr().err
