@@ -112,7 +112,9 @@ def cmd_export(args) -> int:
         shape = shape or (1, 28, 28)
         init_args = _json_kwargs(args.init_args, "--init-args")
         try:
-            net = UserModel(import_class(args.class_path)(**init_args), {"arch": args.class_path, "init_args": init_args})
+            net = UserModel(
+                import_class(args.class_path)(**init_args), {"arch": args.class_path, "init_args": init_args}
+            )
         except TypeError as err:
             raise ConfigError(f"{args.class_path}({init_args}) failed: {err}; fix --init-args") from None
         load_user_state_dict(net, args.model)

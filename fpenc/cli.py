@@ -217,7 +217,9 @@ example:
         "ONNX (.onnx, needs the onnx extra) or TorchScript (.pt): images [B, C, H, W] in [0, 1] in, logits "
         "out, the batch dimension dynamic. A file made here is what a suspect's owner should hand over.",
     )
-    p.add_argument("model", metavar="WEIGHTS", help="an fpenc weights file (runs/<name>/models/<id>.pt), or a state_dict")
+    p.add_argument(
+        "model", metavar="WEIGHTS", help="an fpenc weights file (runs/<name>/models/<id>.pt), or a state_dict"
+    )
     p.add_argument("--out", required=True, metavar="FILE", help="the suspect file: .onnx or .pt")
     p.add_argument("--class-path", default=None, help="the model's class when WEIGHTS is a plain state_dict")
     p.add_argument("--init-args", default="{}", metavar="JSON", help="the class's keyword arguments (JSON)")

@@ -61,7 +61,8 @@ def overlay(
     if grids:
         pipeline["zoo"]["grids"] = grids
     if dataset is not None or data_root is not None:
-        pipeline["data"] = {k: v for k, v in (("dataset", dataset), ("root", data_root)) if v is not None}
+        root = None if data_root is None else str(Path(data_root).resolve())
+        pipeline["data"] = {k: v for k, v in (("dataset", dataset), ("root", root)) if v is not None}
     return {"pipeline": pipeline}
 
 

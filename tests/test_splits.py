@@ -73,3 +73,25 @@ def test_load_corrupt(tmp_path):
 def test_load_missing(tmp_path):
     with pytest.raises(FpencError, match="does not exist"):
         load_splits(tmp_path / "nope.npz")
+
+
+def test_declared_victim_subset(tmp_path):
+    from fpenc.data.splits import read_indices
+
+    declared = np.array([7, 3, 11, 0, 19, 4])
+    np.save(tmp_path / "mine.npy", declared)
+    (tmp_path / "mine.txt").write_text("\n".join(map(str, declared)) + "\n")
+    for name in ("mine.npy", "mine.txt"):
+        assert read_indices(tmp_path / name, 20).tolist() == sorted(declared.tolist())
+    s = make_splits(20, 0, 0.5, read_indices(tmp_path / "mine.npy", 20))
+    assert s["victim"].tolist() == sorted(declared.tolist())
+    assert sorted(s["victim"].tolist() + s["attacker"].tolist()) == list(range(20))  # the rest is the attacker's
+    assert len(s["homologous"]) == 6 and len(np.intersect1d(s["homologous"], s["victim"])) == 3
+    np.save(tmp_path / "bad.npy", np.array([1, 1, 2]))
+    with pytest.raises(ConfigError, match="distinct and in \\[0, 20\\)"):
+        read_indices(tmp_path / "bad.npy", 20)
+    with pytest.raises(ConfigError, match="not found"):
+        read_indices(tmp_path / "none.npy", 20)
+    np.save(tmp_path / "all.npy", np.arange(20))
+    with pytest.raises(ConfigError, match="leave some for the attacker"):
+        read_indices(tmp_path / "all.npy", 20)

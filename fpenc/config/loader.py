@@ -56,7 +56,7 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-PATH_KEYS = (("zoo", "victim", "weights"), ("data", "root"))
+PATH_KEYS = (("zoo", "victim", "weights"), ("data", "root"), ("data", "victim_indices"))
 """Keys of the ``pipeline`` section that name files: a relative one starts at its config file's folder."""
 
 

@@ -21,11 +21,43 @@ SPLIT_NAMES = ("victim", "attacker", "homologous")
 META_KEY = "__meta__"
 
 
-def make_splits(n_train: int, seed: int, homologous_overlap: float = 0.5) -> dict[str, np.ndarray]:
+def read_indices(path: str | os.PathLike, n_train: int) -> np.ndarray:
+    """Training-set indices from a ``.npy`` integer array or a text file (one index per line),
+    checked: in ``[0, n_train)``, no repeats, and leaving some images for the attacker.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or indices outside those rules.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data.victim_indices: {path} not found (a .npy array or a text file of training indices)")
+    try:
+        idx = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, dtype=np.int64, ndmin=1)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"data.victim_indices: cannot read {path} ({err}); save it with np.save or one index per line"
+        ) from None
+    idx = np.asarray(idx)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or len(idx) < 1:
+        raise ConfigError(f"data.victim_indices: {path} must hold a 1-d array of integer indices")
+    if idx.min() < 0 or idx.max() >= n_train or len(np.unique(idx)) != len(idx):
+        raise ConfigError(f"data.victim_indices: indices must be distinct and in [0, {n_train}) (the training set)")
+    if len(idx) >= n_train:
+        raise ConfigError(
+            "data.victim_indices: the victim's subset is the whole training set; leave some for the attacker"
+        )
+    return np.sort(idx.astype(np.int64))
+
+
+def make_splits(
+    n_train: int, seed: int, homologous_overlap: float = 0.5, victim: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Split indices ``0..n_train-1`` into the three :data:`SPLIT_NAMES` subsets.
 
+    ``victim``: the indices the owner's model really trained on (:func:`read_indices`), else None.
+
     Returns:
-        ``victim``: ``n_train // 2`` random indices; ``attacker``: the remaining indices;
+        ``victim``: ``n_train // 2`` random indices (or the given ones); ``attacker``: the remaining indices;
         ``homologous``: ``len(victim)`` indices, ``round(homologous_overlap * len(victim))`` of
         them from victim and the rest from attacker. All sorted int64 ``[k]`` arrays.
 
@@ -40,8 +72,13 @@ def make_splits(n_train: int, seed: int, homologous_overlap: float = 0.5) -> dic
         )
     rng = np.random.default_rng(seed)
     perm = rng.permutation(int(n_train))
-    victim, attacker = perm[: n_train // 2], perm[n_train // 2 :]
-    n_shared = int(round(homologous_overlap * len(victim)))
+    if victim is None:
+        victim, attacker = perm[: n_train // 2], perm[n_train // 2 :]
+    else:  # the owner's declared subset; the attacker's pool is everything else
+        attacker = np.setdiff1d(perm, victim, assume_unique=True)
+    n_shared = int(round(homologous_overlap * min(len(victim), len(attacker))))
+    if len(victim) - n_shared > len(attacker):
+        n_shared = len(victim) - len(attacker)
     homologous = np.concatenate(
         [
             rng.choice(victim, size=n_shared, replace=False),

@@ -45,7 +45,8 @@ class ZooBuilder:
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self):
         from fpenc.data.datasets import load_dataset
-        from fpenc.data.splits import load_splits, make_splits, save_splits
+        from fpenc.data.splits import load_splits, make_splits, read_indices, save_splits
+        from fpenc.io import sha256_file
 
         d = self.cfg.data
         arrays = load_dataset(d.dataset, root=d.root, download=d.download)
@@ -55,6 +56,10 @@ class ZooBuilder:
             "seed": d.split_seed,
             "homologous_overlap": d.homologous_overlap,
         }
+        victim = None
+        if d.victim_indices is not None:  # the owner's declared subset (by content: a changed file re-splits)
+            victim = read_indices(d.victim_indices, meta["n_train"])
+            meta["victim_indices_sha256"] = sha256_file(d.victim_indices)
         path = self.run_dir.splits
         splits = None
         if path.exists():
@@ -63,7 +68,7 @@ class ZooBuilder:
                 self.log(f"splits in {path} were made for {saved_meta}; recomputing for {meta}")
                 splits = None
         if splits is None:
-            splits = make_splits(meta["n_train"], d.split_seed, d.homologous_overlap)
+            splits = make_splits(meta["n_train"], d.split_seed, d.homologous_overlap, victim)
             save_splits(path, splits, meta)
         return arrays, splits
 
