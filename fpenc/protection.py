@@ -3,8 +3,8 @@
 ``fpenc protect --model mine.pt --class-path mypkg.nets.MyNet`` (or :func:`protect` from Python)
 stacks a small overlay on a base config (by default the shipped ``fmnist_demo``): the victim is the
 owner's class with her weights (``zoo.victim: {class_path, init_args, weights}``, never trained),
-the base config's copies made from the victim's weights (pruned, fine-tuned, INT8) use her class,
-and then runs the pipeline: zoo -> UAPs -> key -> fingerprints -> encoder (``fit``), report and
+every zoo model of the base victim's architecture is of her class instead (copies made from her
+weights, the encoder's models, the reference models on her data), and then it runs the pipeline: zoo -> UAPs -> key -> fingerprints -> encoder (``fit``), report and
 bundle (``test --ckpt_path best``). Every stage resumes where it stopped when run again.
 
 The overlay is written to the run's folder (``runs/<name>/protect.yaml``), so the same run can be
@@ -32,22 +32,50 @@ def overlay(
     dataset: str | None = None,
     data_root: str | None = None,
 ) -> dict:
-    """The ``pipeline`` overlay that puts the owner's model in place of the base configs' victim."""
+    """The ``pipeline`` overlay that puts the owner's model in place of the base configs' victim.
+
+    Every zoo grid of the victim's architecture becomes a grid of the owner's class (its
+    ``init_args`` as the options): the copies made from the victim's weights, and — what keeps the
+    verdict honest — the independent models of the victim's own architecture that train the encoder,
+    choose the key and calibrate the verdict, so that an independent model of her class is judged
+    against models of her class. ``sets.train_architectures`` and ``key.reference`` follow."""
     from fpenc.config import load_pipeline_data
-    from fpenc.config.attack_spec import parse_attacks
+    from fpenc.config.schema import GridConfig, TrainConfig
+    from fpenc.models import canonical_arch
 
     data = load_pipeline_data(base)
-    victim_arch = (data.get("zoo", {}).get("victim") or {}).get("architecture", "fmnist_a")
+    victim_arch = canonical_arch(
+        (data.get("zoo", {}).get("victim") or {}).get("architecture", TrainConfig.architecture)
+    )
+
+    def swap(archs: list[str]) -> list[str]:
+        return [class_path if canonical_arch(a) == victim_arch else a for a in archs]
+
     grids = []
     for grid in data.get("zoo", {}).get("grids", []):
-        weight_attacks = any(not parse_attacks(a)[0].kind == "extract" for a in grid.get("attacks", ["extract"]))
-        if weight_attacks and grid.get("parent") is None and grid.get("architectures") == [victim_arch]:
-            if not grid.get("name"):
-                raise ConfigError(
-                    "a grid of the base config copies the victim's weights but has no name, so it cannot be "
-                    "pointed at your class: give it a name"
-                )
-            grids.append({"name": grid["name"], "architectures": [class_path], "options": dict(init_args or {})})
+        archs = grid.get("architectures", GridConfig().architectures)
+        if swap(archs) == list(archs):
+            continue
+        if not grid.get("name"):
+            raise ConfigError(
+                f"a grid of the base config trains the victim's architecture ({victim_arch}) but has no name, so "
+                "protect cannot point it at your class: give it a name"
+            )
+        if len(archs) > 1 and grid.get("options"):
+            raise ConfigError(
+                f"grid {grid['name']} mixes the victim's architecture with others and sets options: split it in two"
+            )
+        entry = {"name": grid["name"], "architectures": swap(archs)}
+        if len(archs) == 1:
+            entry["options"] = dict(init_args or {})
+        grids.append(entry)
+    pipeline_extra: dict = {}
+    train_archs = (data.get("sets") or {}).get("train_architectures")
+    if train_archs:
+        pipeline_extra["sets"] = {"train_architectures": swap(train_archs)}
+    reference = (data.get("key") or {}).get("reference")
+    if reference:  # ids of the base's models of the victim's architecture name the class now
+        pipeline_extra["key"] = {"reference": [r.replace(f"-{victim_arch}-", f"-{class_path}-") for r in reference]}
     pipeline: dict = {
         "name": name,
         "zoo": {
@@ -60,6 +88,7 @@ def overlay(
     }
     if grids:
         pipeline["zoo"]["grids"] = grids
+    pipeline.update(pipeline_extra)
     if dataset is not None or data_root is not None:
         root = None if data_root is None else str(Path(data_root).resolve())
         pipeline["data"] = {k: v for k, v in (("dataset", dataset), ("root", root)) if v is not None}

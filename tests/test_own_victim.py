@@ -130,18 +130,33 @@ def test_own_victim_errors_are_one_line(own_nets, capsys):
     assert "save the weights with torch.save(model.state_dict(), path)" in capsys.readouterr().err
 
 
+def named_base(tmp_path, data, name: str):
+    """The tiny encoder config of test_encoder_cli with every zoo grid named (protect retargets grids by name)."""
+    from test_encoder_cli import encoder_config
+
+    base = encoder_config(tmp_path, data, name=name)
+    lines = base.read_text().splitlines()
+    grids = [i for i, line in enumerate(lines) if line.lstrip().startswith("- {role:")]
+    for n, i in enumerate(grids):
+        lines[i] = lines[i].replace("- {role:", f"- {{name: g{n}, role:", 1)
+    base.write_text("\n".join(lines) + "\n")
+    return base
+
+
 @pytest.mark.slow
 def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_nets, capsys):
     """`fpenc protect` on a tiny base config: her model in, a bundle out; a pruned copy of it is
     `derived`, an independent model of her class is not."""
-    from test_encoder_cli import encoder_config
-
     tmp_path, data, net = own_nets
-    base = encoder_config(tmp_path, data, name="tinybase")
+    base = named_base(tmp_path, data, "tinybase")
     args = ["protect", "--model", str(tmp_path / "weights/mine.pt"), "--class-path", "ownnets.TinyNet"]
     assert main([*args, "--init-args", '{"width": 8}', "-c", str(base), "--name", "hers"]) == 0
     out = capsys.readouterr().out
     assert "the victim is ownnets.TinyNet" in out and "(loaded, never trained)" in out
+    manifest = json.loads((tmp_path / "runs/hers/manifest.json").read_text())
+    reference = [m for m in manifest["models"] if m["set"] == "reference"]
+    # the verdict's population holds independent models of her class on her data (the hardest innocents)
+    assert any(m["architecture"] == "ownnets.TinyNet" and m["id"].endswith("-victimdata") for m in reference)
     bundle = tmp_path / "checkpoints/hers.fpenc.safetensors"
     assert f"bundle:      {bundle}" in out and (tmp_path / "runs/hers/protect.yaml").is_file()
     import copy
@@ -169,15 +184,13 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
 def test_readme_python_example_runs(own_nets, capsys):
     """The README's Python example, run as written: its class, weights file and config pointed at
     the tiny ones, `ask_the_suspect` a pruned copy of her model."""
-    from test_encoder_cli import encoder_config
-
     from conftest import REPO
 
     tmp_path, data, net = own_nets
     text = (REPO / "README.md").read_text()
     code = text[text.index("From Python") :].split("```python\n", 1)[1].split("```", 1)[0]
     assert len(code.strip().splitlines()) <= 12
-    base = encoder_config(tmp_path, data, name="readme")
+    base = named_base(tmp_path, data, "readme")
     base.write_text(base.read_text().replace("data: {batch_size", "data: {api: label, batch_size"))  # as the demo
     for old, new in (
         ("from mypkg.nets import MyNet", "from ownnets import TinyNet as MyNet"),

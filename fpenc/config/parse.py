@@ -22,14 +22,19 @@ from fpenc.errors import ConfigError
 
 def _merge_grids(base: list, over: list) -> list:
     """Zoo grids of an overlay: when every one names a grid (``name:``), they update the base's grids
-    of those names key by key and add the others; otherwise the overlay's list replaces the base's."""
+    of those names key by key (``options``, the architectures' keyword arguments, as a whole: they
+    belong to the architectures, so an overlay that changes these restates them) and add the others;
+    otherwise the overlay's list replaces the base's."""
     if not over or not all(isinstance(g, dict) and g.get("name") for g in over):
         return list(over)
     out = [dict(g) if isinstance(g, dict) else g for g in base]
     index = {g.get("name"): i for i, g in enumerate(out) if isinstance(g, dict) and g.get("name")}
     for grid in over:
         if grid["name"] in index:
-            out[index[grid["name"]]] = merge(out[index[grid["name"]]], grid)
+            merged = merge(out[index[grid["name"]]], grid)
+            if isinstance(grid.get("options"), dict):
+                merged["options"] = dict(grid["options"])
+            out[index[grid["name"]]] = merged
         else:
             out.append(dict(grid))
     return out
