@@ -128,12 +128,21 @@ def trust_headline(report: dict) -> str:
     detected = sum(r["verdict"] == DERIVED for r in copies)
     upper = clopper_pearson(accused, len(independents))[1] if independents else 1.0
     floor, alpha = report["p_value_floor"], report["alpha"]
+    arch = report.get("victim_architecture")
+    uncovered = arch is not None and not any(
+        r["split"] == "reference" and r["architecture"] == arch for r in report["models"]
+    )
     if accused:
         answer = (
             "**No: it accused an independent model**; do not use its verdicts until the reference population covers it"
         )
     elif not independents:
         answer = "**Untested**: the test set has no independent model"
+    elif uncovered:
+        answer = (
+            f"**Not for models of the victim's own architecture ({arch})**: no reference model is one, and an "
+            "independent model of it is the hardest innocent; add a reference grid of it (split: reference, data: victim)"
+        )
     else:
         answer = "**Yes, within what was tested**: no independent test model accused"
     return (

@@ -55,3 +55,26 @@ def test_matches_the_naive_reference_on_random_scores():
 def test_needs_both_classes():
     with pytest.raises(ValueError, match="both positive and negative"):
         roc_metrics([0.1, 0.2], [1, 1])
+
+
+def test_trust_headline_says_what_the_test_models_and_the_reference_show():
+    from fpenc.report import trust_headline
+
+    def row(split, role, verdict, arch="fmnist_c"):
+        return {"split": split, "role": role, "verdict": verdict, "architecture": arch}
+
+    models = [
+        row("test", "piracy", "derived"),
+        row("test", "piracy", "not shown"),
+        row("test", "homologous", "not shown"),
+        row("reference", "homologous", "not shown", arch="fmnist_a"),
+    ]
+    report = {"models": models, "p_value_floor": 1e-5, "alpha": 0.01, "victim_architecture": "fmnist_a"}
+    text = trust_headline(report)
+    assert text.startswith("**Yes, within what was tested**") and "accused: 0 of 1 (95% upper bound 0.97)" in text
+    assert "copies detected: 1 of 2" in text and "1.0e-05 below alpha 0.01" in text
+    uncovered = trust_headline({**report, "victim_architecture": "mypkg.Net"})
+    assert uncovered.startswith("**Not for models of the victim's own architecture (mypkg.Net)**")
+    accused = trust_headline({**report, "models": [*models, row("test", "homologous", "derived")]})
+    assert accused.startswith("**No: it accused an independent model**") and "accused: 1 of 2" in accused
+    assert "NOT below" in trust_headline({**report, "p_value_floor": 0.02})

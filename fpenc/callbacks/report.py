@@ -35,6 +35,7 @@ class ReportCallback(pl.Callback):
         from fpenc.callbacks.bundle_export import BundleExportCallback
         from fpenc.callbacks.defaults import find_callback
         from fpenc.report import build_report, evaluate_models, write_report
+        from fpenc.rundir import victim_entry
 
         export = find_callback(trainer, BundleExportCallback)
         if export is None or export.path is None:
@@ -60,6 +61,7 @@ class ReportCallback(pl.Callback):
                 "bundle": str(export.path),
                 "bundle_sha256": bundle.sha256,
                 "reference_models": list(bundle.meta["reference_models"]),
+                "victim_architecture": victim_entry(dm.run_dir)["architecture"],
                 "gates": bundle.meta["gates"],
             },
         )
