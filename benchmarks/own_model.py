@@ -24,3 +24,14 @@ class OwnerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features((x - 0.286) / 0.353))
+
+
+class OtherNet(nn.Module):
+    """Another family for the same task (an independent model of another architecture): an MLP."""
+
+    def __init__(self, hidden: int = 256, classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - 0.286) / 0.353)

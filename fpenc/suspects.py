@@ -265,16 +265,17 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if path.suffix.lower() == ".onnx":
-            try:  # the TorchScript-based exporter: fast, no extra package
-                torch.onnx.export(
-                    net,
-                    (x,),
-                    str(path),
-                    input_names=["x"],
-                    output_names=["y"],
-                    dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-                    dynamo=False,
-                )
+            try:  # the TorchScript-based exporter: fast, no extra package (its failure prints the graph: kept quiet)
+                with contextlib.redirect_stderr(io.StringIO()):
+                    torch.onnx.export(
+                        net,
+                        (x,),
+                        str(path),
+                        input_names=["x"],
+                        output_names=["y"],
+                        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                        dynamo=False,
+                    )
             except Exception as legacy:  # an operator it cannot express (e.g. adaptive pooling to a non-factor size)
                 _export_onnx_dynamo(net, x, path, legacy)
         else:
@@ -288,7 +289,7 @@ def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legac
     import io
 
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             torch.onnx.export(
                 net,
                 (x,),
