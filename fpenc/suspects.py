@@ -256,6 +256,8 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
     """Write ``net`` (images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores) as a file ``fpenc verify``
     reads: ONNX for a ``.onnx`` name (needs the ``onnx`` extra), else TorchScript (traced). The batch
     dimension stays dynamic. Returns ``path``."""
+    import contextlib
+    import io
     import warnings
 
     path = Path(path)
