@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     from benchmarks.own_model import OwnerNet
     from fpenc.data.datasets import load_dataset
-    from fpenc.suspects import export_model
+    from fpenc.suspect_export import export_model
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from fpenc.data.datasets import load_dataset
     from fpenc.data.splits import load_splits
     from fpenc.encoder.export import bundle_path
-    from fpenc.suspects import export_model
+    from fpenc.suspect_export import export_model
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.negatives import broken_models
 

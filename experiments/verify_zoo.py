@@ -29,7 +29,7 @@ from benchmarks.harness import write_results
 
 def export_files(net: torch.nn.Module, shape: tuple[int, ...], folder: Path, stem: str) -> dict[str, Path]:
     """``net`` saved as TorchScript (.pt) and, with onnxruntime, ONNX (.onnx)."""
-    from fpenc.suspects import export_model
+    from fpenc.suspect_export import export_model
 
     out = {"torchscript": export_model(net, shape, folder / f"{stem}.pt")}
     try:

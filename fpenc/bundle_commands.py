@@ -93,7 +93,7 @@ def cmd_export(args) -> int:
 
     from fpenc.errors import ConfigError, WeightsFileError
     from fpenc.models import build_model
-    from fpenc.suspects import export_model
+    from fpenc.suspect_export import export_model
 
     out = Path(args.out)
     if out.suffix.lower() not in (".onnx", ".pt"):

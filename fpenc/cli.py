@@ -15,6 +15,7 @@ from fpenc import __version__
 from fpenc.bench.command import add_parser as add_bench_parser
 from fpenc.bench.command import cmd_bench
 from fpenc.bundle_commands import cmd_calibrate, cmd_export, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
+from fpenc.cli_owner import add_owner_parsers
 from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
 
@@ -181,51 +182,7 @@ examples:
         help="exit 1 when any suspect's verdict is one of these (comma-separated or repeated: derived, "
         "'not shown', 'not assessable'), else 0; errors still exit 2",
     )
-    p = sub.add_parser(
-        "protect",
-        help="protect your own model in one command: zoo, UAPs, key, encoder, report and bundle",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Your classifier (a state_dict saved by plain PyTorch, and its class) becomes the victim of a "
-        "base config (default: the shipped fmnist_demo); fpenc builds the zoo around it, never retraining it, "
-        "and writes the verification bundle. Rerun the same command to resume.",
-        epilog="""model contract: the class takes float images [B, C, H, W] in [0, 1] (its normalisation
-inside) and returns [B, classes] logits; it must be importable (PYTHONPATH).
-
-example:
-  fpenc protect --model mine.pt --class-path mypkg.nets.MyNet --init-args '{"width": 32}'""",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        metavar="FILE",
-        help="your model's state_dict (torch.save(model.state_dict(), FILE) or .safetensors)",
-    )
-    p.add_argument("--class-path", required=True, help="its class, importable: package.module.ClassName")
-    p.add_argument(
-        "--init-args", default="{}", metavar="JSON", help="the class's keyword arguments as JSON (default {})"
-    )
-    p.add_argument("--config", "-c", action="append", metavar="YAML", help="base config(s) (default: fmnist_demo)")
-    p.add_argument(
-        "--name", default=None, help="the run's name: runs/<name>/, <name>.fpenc.safetensors (default: the file's stem)"
-    )
-    p.add_argument("--data", default=None, metavar="DATASET", help="the task's dataset (default: the base config's)")
-    p.add_argument("--data-root", default=None, metavar="DIR", help="where the dataset's files are")
-    p = sub.add_parser(
-        "export",
-        help="write a model as a suspect file fpenc verify reads (ONNX or TorchScript)",
-        description="Exports an fpenc zoo weights file, or your own class's state_dict (--class-path), as "
-        "ONNX (.onnx, needs the onnx extra) or TorchScript (.pt): images [B, C, H, W] in [0, 1] in, logits "
-        "out, the batch dimension dynamic. A file made here is what a suspect's owner should hand over.",
-    )
-    p.add_argument(
-        "model", metavar="WEIGHTS", help="an fpenc weights file (runs/<name>/models/<id>.pt), or a state_dict"
-    )
-    p.add_argument("--out", required=True, metavar="FILE", help="the suspect file: .onnx or .pt")
-    p.add_argument("--class-path", default=None, help="the model's class when WEIGHTS is a plain state_dict")
-    p.add_argument("--init-args", default="{}", metavar="JSON", help="the class's keyword arguments (JSON)")
-    p.add_argument(
-        "--input-shape", default=None, metavar="C,H,W", help="one image's shape (default: the weights file's; 1,28,28)"
-    )
+    add_owner_parsers(sub)
     p = sub.add_parser(
         "keygen",
         help="make an Ed25519 key pair for signing bundles",

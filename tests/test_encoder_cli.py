@@ -228,7 +228,8 @@ def test_negative_suite_is_never_derived_and_calibrate_reports_it(tested, tmp_pa
     from fpenc.bundle import load_bundle
     from fpenc.config import load_pipeline_config
     from fpenc.rundir import load_zoo_model, victim_entry
-    from fpenc.suspects import export_model, from_file
+    from fpenc.suspect_export import export_model
+    from fpenc.suspects import from_file
     from fpenc.verification import bundle_pvalue_floor, verify_suspect
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.negatives import broken_models

@@ -163,7 +163,7 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
 
     import ownnets
 
-    from fpenc.suspects import export_model
+    from fpenc.suspect_export import export_model
 
     pruned = copy.deepcopy(net)
     for m in pruned.modules():
