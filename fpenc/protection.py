@@ -115,9 +115,12 @@ def write_overlay(base: list[str], runs_dir: str | Path | None = None, **kwargs)
 
 
 def describe_plan(configs: list[str]) -> str:
-    """What the pipeline will train for ``configs``: the zoo's models that are not built yet."""
+    """What the pipeline will train for ``configs`` (the zoo's models not built yet) and roughly how
+    long that takes on this machine (:mod:`fpenc.zoo.estimate`)."""
     from fpenc.config import load_pipeline_config
+    from fpenc.data.datasets import load_dataset
     from fpenc.rundir import RunDir
+    from fpenc.zoo.estimate import plan_seconds
     from fpenc.zoo.manifest import entries_by_id, load_manifest
     from fpenc.zoo.plan import plan_zoo
 
@@ -129,11 +132,26 @@ def describe_plan(configs: list[str]) -> str:
         built = set()
     todo = [s for s in specs if s.id not in built and s.weights_sha256 is None]
     epochs = sum(s.epochs for s in todo)
-    return (
+    d = cfg.data
+    arrays = load_dataset(d.dataset, root=d.root, download=d.download)
+    seconds = plan_seconds(todo, len(arrays.train_y), arrays.num_classes, tuple(arrays.input_shape))
+    head = (
         f"fpenc protect: {cfg.name}: the victim is {cfg.zoo.victim.architecture} from {cfg.zoo.victim.weights} "
-        f"(loaded, never trained); {len(todo)} of {len(specs) - 1} zoo models still to train ({epochs} epochs in "
-        f"all) on {cfg.data.dataset}, then the UAPs, the key and the encoder; progress bars show the time left"
+        "(loaded, never trained); "
     )
+    if not todo:
+        return head + f"all {len(specs) - 1} zoo models are built; next the UAPs, the key and the encoder"
+    return head + (
+        f"{len(todo)} of {len(specs) - 1} zoo models still to train ({epochs} epochs in all) on {d.dataset}: "
+        f"roughly {max(1, round(seconds / 60))} min of training on this machine ({torch_threads()} threads), "
+        "then the UAPs, the key and the encoder; progress bars show the time left"
+    )
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def run_protect(configs: list[str], extra_args: list[str] = ()) -> Path:

@@ -244,3 +244,28 @@ def test_export_writes_suspect_files_fpenc_reads(own_nets, capsys):
     assert "give its class too: --class-path" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "x.h5")]) == 2
     assert "name it .onnx" in capsys.readouterr().err
+
+
+def test_plan_estimate_counts_the_steps_the_plan_trains(monkeypatch):
+    """The time estimate against a hand count: epochs x ceil(images / batch) steps per trained model,
+    extraction a third more on the pool it queries, weight copies without training free, her model free."""
+    import fpenc.zoo.estimate as est
+    from fpenc.zoo.plan import ModelSpec
+
+    monkeypatch.setattr(est, "step_seconds", lambda *a, **k: 0.01)
+
+    def spec(mid, epochs=2, attack=None, extraction=None, weights=None):
+        return ModelSpec(mid, "piracy", "fmnist_a", "adam", 0, 100, epochs, 1e-3, "attacker", extraction=extraction,
+                         attack=attack, weights_sha256=weights)  # fmt: skip
+
+    specs = [
+        spec("victim", weights="abc"),  # her model: loaded
+        spec("homologous"),  # 2 epochs x ceil(500 / 100) = 10 steps
+        spec("extracted", extraction={"pool_fraction": 0.5}),  # 2 x ceil(250 / 100) = 6 steps x 4/3
+        spec("pruned", attack="prune:0.5"),  # no training
+        spec("finetuned", epochs=1, attack="finetune:FTAL"),  # 1 x 5 = 5 steps
+    ]
+    assert est.plan_seconds(specs, n_train=1000, num_classes=10, input_shape=(1, 28, 28)) == pytest.approx(
+        0.01 * (10 + 6 * 4 / 3 + 5)
+    )
+    assert est.step_seconds("fmnist_a", {}, 10, (1, 28, 28), 8, repeats=1) > 0
