@@ -87,7 +87,7 @@ class FingerprintDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return num_classes_of(self.cfg.data.dataset, self.cfg.data.root)
+        return num_classes_of(self.cfg.data.dataset, self.cfg.data.root, self.cfg.data.init_args)
 
     @property
     def input_dim(self) -> int:

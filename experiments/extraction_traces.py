@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--include-test", action="store_true", help="also the run's test models")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.rundir import load_zoo_model
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.sets import assign_sets
@@ -138,7 +138,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     cfg, run_dir = load_run(args.config)
     manifest = run_dir.load_manifest()
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     victim_entry = next(m for m in manifest["models"] if m["role"] == "victim")
     victim = load_zoo_model(victim_entry, run_dir)
     start = time.perf_counter()

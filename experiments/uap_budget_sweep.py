@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--piracy-runs", nargs="*", default=[], help="other run dirs whose piracy models to add")
     ap.add_argument("--out", help="write the results here (JSON)")
     args = ap.parse_args(argv)
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.rundir import RunDir
     from fpenc.uap.bank import holdout_images
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"{run} has another victim than {cfg.run_dir}: compare zoos of one victim")
             if group == "" or m["role"] == "piracy":
                 models[(group, m["id"])] = (m, run.load_model(m))
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     splits, _ = load_splits(run_dir.splits)
     train = arrays.train_x[torch.as_tensor(splits["victim"])]
     holdout = holdout_images(arrays, 2000, cfg.seed)

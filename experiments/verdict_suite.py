@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from fpenc.bundle import load_bundle
     from fpenc.calibration import calibrate, format_calibration, plot_calibration
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.encoder.export import bundle_path
     from fpenc.suspect_export import export_model
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(args.bundle or bundle_path(REPO / "checkpoints", cfg.name))
     victim = run_dir.load_model(run_dir.victim_entry())
     neg_victim = neg_run.victim_entry()
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     splits, _ = load_splits(run_dir.splits)
     shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
     negatives = {m["id"]: neg_run.load_model(m) for m in neg_manifest["models"] if m["role"] == "homologous"}

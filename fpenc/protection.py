@@ -118,7 +118,7 @@ def describe_plan(configs: list[str]) -> str:
     """What the pipeline will train for ``configs`` (the zoo's models not built yet) and roughly how
     long that takes on this machine (:mod:`fpenc.zoo.estimate`)."""
     from fpenc.config import load_pipeline_config
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.rundir import RunDir
     from fpenc.zoo.estimate import plan_seconds
     from fpenc.zoo.manifest import entries_by_id, load_manifest
@@ -133,7 +133,7 @@ def describe_plan(configs: list[str]) -> str:
     todo = [s for s in specs if s.id not in built and s.weights_sha256 is None]
     epochs = sum(s.epochs for s in todo)
     d = cfg.data
-    arrays = load_dataset(d.dataset, root=d.root, download=d.download)
+    arrays = load_data(d)
     seconds = plan_seconds(todo, len(arrays.train_y), arrays.num_classes, tuple(arrays.input_shape))
     head = (
         f"fpenc protect: {cfg.name}: the victim is {cfg.zoo.victim.architecture} from {cfg.zoo.victim.weights} "

@@ -37,7 +37,7 @@ def cmd_uap(args) -> int:
     cfg = _pipeline_config(args)
     from dataclasses import asdict
 
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.rundir import RunDir
     from fpenc.uap.bank import holdout_images, time_to_target
     from fpenc.uap.report import format_fooling, write_fooling, zoo_fooling
@@ -49,7 +49,7 @@ def cmd_uap(args) -> int:
         t80 = time_to_target(hist)
         reach = f"{t80:.1f}s to 80%" if t80 is not None else "never reached 80%"
         print(f"  uap {i}: victim fooling rate {fr:.3f} on held-out images, {sec:.1f}s ({reach})")
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     rows = zoo_fooling(cfg, bank, holdout_images(arrays, u.holdout, cfg.seed))
     print(format_fooling(rows))
     path = write_fooling(

@@ -98,3 +98,55 @@ def test_zoo_trains_on_an_npz(tmp_path):
     manifest = json.loads((tmp_path / "runs/npzzoo/manifest.json").read_text())
     assert manifest["num_classes"] == 3 and manifest["input_shape"] == [1, 24, 24]
     assert manifest["models"][0]["test_accuracy"] > 0.6
+
+
+DM_MODULE = '''
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class TinyDM(pl.LightningDataModule):
+    """The owner's datamodule: float images in [0, 1], 3 classes."""
+
+    num_classes = 3
+    classes = ["low", "mid", "high"]
+
+    def __init__(self, n_train: int = 90, seed: int = 0):
+        super().__init__()
+        self.n_train, self.seed = n_train, seed
+
+    def setup(self, stage=None):
+        rng = np.random.default_rng(self.seed)
+        n = self.n_train if stage == "fit" else 30
+        y = rng.integers(0, 3, n)
+        x = rng.random((n, 1, 12, 12)).astype(np.float32) * 0.2
+        for i, c in enumerate(y):
+            x[i, 0, 4 * c : 4 * c + 3] = 0.9
+        self.ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+    def train_dataloader(self):
+        return DataLoader(self.ds, batch_size=32)
+
+    def test_dataloader(self):
+        return DataLoader(self.ds, batch_size=32)
+'''
+
+
+def test_a_lightning_datamodule_by_class_path(tmp_path, monkeypatch):
+    from fpenc.config.schema import DataConfig
+    from fpenc.data.datasets import load_data
+
+    (tmp_path / "owndm.py").write_text(DM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    d = load_data(DataConfig(dataset="owndm.TinyDM", init_args={"n_train": 70}))
+    assert d.train_x.shape == (70, 1, 12, 12) and d.test_x.shape == (30, 1, 12, 12) and d.train_x.dtype == torch.uint8
+    assert d.classes == ["low", "mid", "high"] and int(d.train_x.max()) == round(0.9 * 255)
+    assert num_classes_of("owndm.TinyDM", None, {}) == 3
+    with pytest.raises(FpencError, match="fix data.init_args"):
+        load_data(DataConfig(dataset="owndm.TinyDM", init_args={"size": 3}))
+    from fpenc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no LightningDataModule class 'Nope'"):
+        load_data(DataConfig(dataset="owndm.Nope"))

@@ -115,7 +115,7 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
 
     from fpenc.baselines import Defender
     from fpenc.bench.runner import BenchModel
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.fingerprint.key import load_key
     from fpenc.rundir import RunDir
@@ -125,7 +125,7 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
     rd = RunDir(cfg.run_dir)
     manifest = rd.load_manifest()
     sets = assign_sets(cfg)
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     victim_entry = rd.victim_entry()
     victim = rd.load_model(victim_entry)
     splits, _ = load_splits(rd.splits)

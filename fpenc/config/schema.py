@@ -24,6 +24,7 @@ class DataConfig:
     download: bool = False
     split_seed: int = 0
     homologous_overlap: float = 0.5
+    init_args: dict = field(default_factory=dict)  # dataset: a LightningDataModule's class path -> its keyword args
     victim_indices: str | None = None  # the owner's model's real training subset: a .npy array (or a text
     # file, one per line) of training-set indices; None: a seeded random half (experiments). Relative: from the config
 

@@ -76,12 +76,18 @@ FMNIST_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 DEFAULT_DOWNLOAD_ROOT = "data"  # relative to the working directory, as torchvision does
 
 
-def num_classes_of(name: str, root: str | None = None) -> int:
+def num_classes_of(name: str, root: str | None = None, init_args: dict | None = None) -> int:
     """K of dataset ``name``, known before its images are read (the fingerprint width depends on it)."""
     if name in OWN_LAYOUTS:
         from fpenc.data.own_data import own_num_classes
 
         return own_num_classes(name, root)
+    from fpenc.models.user_model import is_class_path
+
+    if is_class_path(name):  # a LightningDataModule: its num_classes attribute, else its data read whole
+        from fpenc.data.own_data import datamodule_num_classes
+
+        return datamodule_num_classes(name, init_args or {})
     return NUM_CLASSES[check_dataset_name(name)]
 
 
@@ -109,6 +115,19 @@ def locate_dataset(name: str, root: str | None = None, download: bool = False) -
         "tiny_imagenet": _locate_tiny_imagenet,
     }
     return locators[check_dataset_name(name)](root, download)
+
+
+def load_data(data) -> ImageArrays:
+    """The dataset a pipeline config's ``data`` section (:class:`fpenc.config.schema.DataConfig`) names:
+    a built-in name, ``npz`` / ``image_folder`` (``data.root``), or a ``LightningDataModule``'s class path
+    (``data.init_args`` its keyword arguments)."""
+    from fpenc.models.user_model import is_class_path
+
+    if is_class_path(data.dataset):
+        from fpenc.data.own_data import read_datamodule
+
+        return read_datamodule(data.dataset, data.init_args)
+    return load_dataset(data.dataset, root=data.root, download=data.download)
 
 
 def load_dataset(name: str, root: str | None = None, download: bool = False) -> ImageArrays:

@@ -141,3 +141,55 @@ def own_num_classes(name: str, root: str | None) -> int:
         if "classes" in npz.files:
             return len(npz["classes"])
         return max(int(npz["train_y"].max()), int(npz["test_y"].max())) + 1
+
+
+def read_datamodule(class_path: str, init_args: dict | None = None) -> ImageArrays:
+    """A ``LightningDataModule`` of the owner's (``data.dataset: mypkg.data.MyDataModule``, its keyword
+    arguments in ``data.init_args``), read whole: ``prepare_data()``, ``setup("fit")`` and its
+    ``train_dataloader()``, ``setup("test")`` and its ``test_dataloader()``; batches ``(images, labels)``
+    with images float in [0, 1] (or uint8) ``[B, C, H, W]``. Class names from its ``classes``
+    attribute when it has one."""
+    from pytorch_lightning import LightningDataModule
+
+    from fpenc.models.user_model import import_class
+
+    return _read_dm(import_class(class_path, LightningDataModule), class_path, init_args or {})
+
+
+def _read_dm(cls, class_path: str, init_args: dict) -> ImageArrays:
+    try:
+        dm = cls(**init_args)
+    except TypeError as err:
+        raise FpencError(f"{class_path}({init_args}) failed: {err}; fix data.init_args") from None
+
+    def collect(stage: str, loader_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        dm.setup(stage)
+        xs, ys = [], []
+        for batch in getattr(dm, loader_name)():
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise FpencError(f"{class_path}.{loader_name}() must yield (images, labels) batches")
+            xs.append(_as_uint8_nchw(torch.as_tensor(batch[0]).numpy(), f"{class_path}.{loader_name}()"))
+            ys.append(_labels(torch.as_tensor(batch[1]).numpy(), f"{class_path}.{loader_name}()"))
+        if not xs:
+            raise FpencError(f"{class_path}.{loader_name}() yielded no batch")
+        return torch.cat(xs), torch.cat(ys)
+
+    dm.prepare_data()
+    train_x, train_y = collect("fit", "train_dataloader")
+    test_x, test_y = collect("test", "test_dataloader")
+    k = max(int(train_y.max()), int(test_y.max())) + 1
+    names = [str(c) for c in getattr(dm, "classes", [])] or [str(i) for i in range(k)]
+    return ImageArrays(class_path, train_x, train_y, test_x, test_y, names, class_path)
+
+
+def datamodule_num_classes(class_path: str, init_args: dict) -> int:
+    """K of a LightningDataModule: its ``num_classes`` attribute, else counted from its data."""
+    from pytorch_lightning import LightningDataModule
+
+    from fpenc.models.user_model import import_class
+
+    cls = import_class(class_path, LightningDataModule)
+    k = getattr(cls, "num_classes", None)
+    if isinstance(k, int):
+        return k
+    return read_datamodule(class_path, init_args).num_classes

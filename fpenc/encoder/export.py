@@ -74,7 +74,7 @@ def export_from_run(
     from dataclasses import asdict
 
     from fpenc.bundle import export_bundle
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.fingerprint.key import load_key
     from fpenc.rundir import RunDir
     from fpenc.uap.bank import load_bank
@@ -92,7 +92,7 @@ def export_from_run(
     zoo_h = torch.stack([representations[m.index] for m in zoo])
     calib = {m.id: ood_distance(representations[m.index], zoo_h)[0] for m in [*dm.split("val"), *reference]}
     ood_threshold = ood_margin * max(calib.values()) if calib and ood_margin > 0 else None
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     s_images, s_labels = sanity_set(arrays, key, sanity_images, cfg.seed)
     gates, victim_acc = gate_thresholds(
         run_dir.load_model(victim), s_images, s_labels, dm.num_classes, accuracy_share, entropy_share, ood_threshold

@@ -80,7 +80,7 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.rundir import RunDir
 
@@ -100,7 +100,7 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
             return key
     t0 = time.perf_counter()
     victim = run_dir.load_model(ve)
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     if k.pool == "victim":
         splits, _ = load_splits(run_dir.splits)
         pool_idx = np.asarray(splits["victim"])

@@ -39,8 +39,8 @@ def is_class_path(name: Any) -> bool:
     return isinstance(name, str) and "." in name
 
 
-def import_class(path: str) -> type[nn.Module]:
-    """The ``nn.Module`` subclass at ``path`` (``package.module.Class``).
+def import_class(path: str, base: type = nn.Module) -> type:
+    """The ``base`` subclass (default ``nn.Module``) at ``path`` (``package.module.Class``).
 
     Raises:
         ConfigError: not a dotted path, the module cannot be imported, no such class, or not an nn.Module.
@@ -61,8 +61,9 @@ def import_class(path: str) -> type[nn.Module]:
             "fpenc from the folder that holds it (PYTHONPATH)"
         ) from None
     cls = getattr(module, cls_name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"{module_name} has no nn.Module class '{cls_name}' (architecture {path})")
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        kind = "nn.Module" if base is nn.Module else base.__name__
+        raise ConfigError(f"{module_name} has no {kind} class '{cls_name}' ({path})")
     return cls
 
 

@@ -119,7 +119,7 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.images import train_loader
     from fpenc.data.splits import load_splits
     from fpenc.rundir import RunDir
@@ -129,7 +129,7 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
     run_dir = RunDir(cfg.run_dir)
     victim_e = run_dir.victim_entry()
     victim = run_dir.load_model(victim_e)
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     splits, _ = load_splits(run_dir.splits)
     holdout = holdout_images(arrays, cfg.uap.holdout, cfg.seed)
     path = run_dir.uaps

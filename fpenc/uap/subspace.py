@@ -166,7 +166,7 @@ def subspace_analysis(
     """Inconsistency D of a second victim UAP set, and of each chosen suspect's UAPs, against the
     victim's UAP subspace. ``models``: zoo ids (default: the piracy and homologous models of the
     first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
-    from fpenc.data.datasets import load_dataset
+    from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.rundir import RunDir
 
@@ -208,7 +208,7 @@ def subspace_analysis(
         "batch_size": batch_size,
         "init_scale": float(init_scale),
     }
-    arrays = load_dataset(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download)
+    arrays = load_data(cfg.data)
     splits, _ = load_splits(run_dir.splits)
     images = arrays.train_x[torch.as_tensor(splits["victim"])]
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -44,12 +44,12 @@ class ZooBuilder:
 
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self):
-        from fpenc.data.datasets import load_dataset
+        from fpenc.data.datasets import load_data
         from fpenc.data.splits import load_splits, make_splits, read_indices, save_splits
         from fpenc.io import sha256_file
 
         d = self.cfg.data
-        arrays = load_dataset(d.dataset, root=d.root, download=d.download)
+        arrays = load_data(d)
         meta = {
             "dataset": d.dataset,
             "n_train": int(len(arrays.train_y)),
