@@ -434,6 +434,27 @@ def test_cli_verify_several_suspects_csv_json_and_fail_on(toy, tmp_path, capsys)
     assert "give the suspect model file(s)" in capsys.readouterr().err
 
 
+def test_cli_verify_onnx_torchscript_and_pt2_one_csv_row_each(toy, tmp_path, capsys):
+    """The three suspect formats in one call: one CSV row each; --fail-on derived exits 1 when one is."""
+    pytest.importorskip("onnxruntime")
+    from fpenc.cli import main
+    from fpenc.suspect_export import export_model
+
+    a = export_model(small_cnn(9), (C, H, W), tmp_path / "a.onnx")  # another CNN: not derived
+    b = export_model(toy["victim"], (C, H, W), tmp_path / "b.pt")  # the victim: derived
+    c = tmp_path / "c.pt2"
+    net, x = small_cnn(11).eval(), torch.rand(2, C, H, W)
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("b")},)), c)
+    args = ["verify", "--bundle", str(toy["path"]), str(a), str(b), str(c), "--format", "csv", "--fingerprints", "4"]
+    assert main([*args, "--trusted-suspect", "--fail-on", "derived"]) == 1
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 4 and [r.split(",")[0] for r in rows[1:]] == [str(a), str(b), str(c)]
+    assert rows[2].split(",")[1] == "derived" and rows[1].split(",")[1] != "derived"
+    assert main(args) == 2  # the .pt2 without --trusted-suspect: an error row, the others judged
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 4 and rows[3].split(",")[1] == "error" and rows[2].split(",")[1] == "derived"
+
+
 @pytest.fixture(scope="module")
 def label_bundle(toy):
     """The toy bundle re-exported for a label-only encoder."""
