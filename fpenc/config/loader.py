@@ -18,8 +18,9 @@ from fpenc.errors import ConfigError
 LIGHTNING_SECTIONS = ("trainer", "model", "data", "seed_everything", "ckpt_path", "optimizer", "lr_scheduler")
 
 
-SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-"""The configs shipped beside the package (``configs/``): ``-c fmnist_demo`` finds one from any folder."""
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The configs shipped in the package (``fpenc/configs``: a link to the repository's ``configs/``, copied into a
+wheel): ``-c fmnist_demo`` finds one from any folder."""
 
 
 def resolve_config(path: str | Path) -> Path:

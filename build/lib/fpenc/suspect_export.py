@@ -1,0 +1,66 @@
+"""Writing a model as a suspect file that ``fpenc verify`` reads: ONNX (recommended: run without any
+file or code access) or TorchScript. Used by ``fpenc export``, the benchmarks and the experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fpenc.errors import FpencError
+
+
+def export_model(net: torch.nn.Module, input_shape, path) -> Path:
+    """Write ``net`` (images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores) as a file ``fpenc verify``
+    reads: ONNX for a ``.onnx`` name (needs the ``onnx`` extra), else TorchScript (traced). The batch
+    dimension stays dynamic. Returns ``path``."""
+    import contextlib
+    import io
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    x = torch.rand(2, *input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.suffix.lower() == ".onnx":
+            try:  # the TorchScript-based exporter: fast, no extra package (its failure prints the graph: kept quiet)
+                with contextlib.redirect_stderr(io.StringIO()):
+                    torch.onnx.export(
+                        net,
+                        (x,),
+                        str(path),
+                        input_names=["x"],
+                        output_names=["y"],
+                        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                        dynamo=False,
+                    )
+            except Exception as legacy:  # an operator it cannot express (e.g. adaptive pooling to a non-factor size)
+                _export_onnx_dynamo(net, x, path, legacy)
+        else:
+            torch.jit.save(torch.jit.trace(net, x), str(path))
+    return path
+
+
+def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legacy: Exception) -> None:
+    """torch.export-based ONNX export (needs onnxscript, in the ``onnx`` extra), quietly."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            torch.onnx.export(
+                net,
+                (x,),
+                str(path),
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_shapes={"x": {0: torch.export.Dim("b")}},
+                dynamo=True,
+            )
+    except Exception as err:
+        raise FpencError(
+            f"ONNX export of {type(net).__name__} failed ({type(legacy).__name__}; then {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); install the onnx extra (onnxscript), or write TorchScript (.pt)"
+        ) from None

@@ -1,0 +1,137 @@
+"""LightningModules whose only parameter is a universal perturbation ``v`` of a frozen victim.
+
+* :class:`SGDUAPModule` — SGD-UAP (Shafahi et al., "Universal adversarial training", AAAI 2020):
+  ascend the victim's (clipped) cross-entropy on ``clamp(x + v)`` over mini-batches, then project
+  ``v`` onto the epsilon ball after every step.
+* :class:`DeepFoolUAPModule` — the UAP algorithm of Moosavi-Dezfooli et al. (CVPR 2017) that the
+  paper cites, batched: for the images of a batch that ``v`` does not fool yet, DeepFool
+  perturbations of ``x + v`` are added to ``v`` one by one, projecting after each.
+
+Both log the fooling rate on held-out images: the share whose predicted class changes.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from fpenc.uap.deepfool import deepfool
+from fpenc.uap.loss import uap_ascent_loss
+from fpenc.uap.projection import check_norm, project
+
+
+class _UAPBase(pl.LightningModule):
+    def __init__(
+        self, victim: torch.nn.Module, input_shape: tuple[int, int, int], eps: float, norm: str, seed: int = 0
+    ):
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.victim = victim.eval().requires_grad_(False)
+        self.eps, self.norm = float(eps), check_norm(norm)
+        g = torch.Generator().manual_seed(seed)
+        init = (torch.rand((1, *input_shape), generator=g) * 2 - 1) * 1e-3  # seeded: bank members differ
+        self.v = torch.nn.Parameter(project(init, self.eps, self.norm))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.victim.eval()
+        return self
+
+    def perturb(self, x: torch.Tensor) -> torch.Tensor:
+        """``clamp(x + v, 0, 1)`` for images ``[B, C, H, W]`` in [0, 1]."""
+        return (x + self.v).clamp(0, 1)
+
+    @torch.no_grad()
+    def fooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool ``[B]``: the victim's class of ``x + v`` differs from its class of ``x``."""
+        return self.victim(self.perturb(x)).argmax(1) != self.victim(x).argmax(1)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/fooling_rate", self.fooled(batch[0]).float().mean(), prog_bar=True, on_epoch=True)
+
+    def perturbation(self) -> torch.Tensor:
+        """The UAP, ``[C, H, W]``, on CPU."""
+        return self.v.detach()[0].cpu()
+
+
+class SGDUAPModule(_UAPBase):
+    """SGD-UAP. ``loss_clip`` caps each image's cross-entropy (Shafahi et al.'s clipped loss) so
+    already-fooled images stop dominating the gradient."""
+
+    def __init__(
+        self,
+        victim,
+        input_shape,
+        eps: float = 0.3,
+        norm: str = "linf",
+        lr: float = 0.01,
+        loss_clip: float = 10.0,
+        seed: int = 0,
+    ):
+        super().__init__(victim, input_shape, eps, norm, seed)
+        self.lr, self.loss_clip = lr, loss_clip
+
+    def training_step(self, batch, batch_idx):
+        x = batch[0]
+        loss = uap_ascent_loss(self.victim, x, self.perturb(x), self.loss_clip)
+        self.log("train/uap_loss", loss.mean(), prog_bar=True)
+        return -loss.mean()  # ascend the victim's loss
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():  # project right after every step: v never leaves the ball
+            self.v.copy_(project(self.v, self.eps, self.norm))
+
+    def configure_optimizers(self):
+        # Adam normalises the step per pixel: one learning rate works across eps, norms and models
+        return torch.optim.Adam([self.v], lr=self.lr)
+
+
+class DeepFoolUAPModule(_UAPBase):
+    """Moosavi-Dezfooli et al. (2017) UAP, batched, with manual optimisation.
+
+    The DeepFool update of ``v`` is applied through a plain SGD step of learning rate 1 on the
+    gradient ``v - v_new``: Lightning counts a step only when an optimiser steps, so without one
+    ``global_step`` would never advance and a ``max_steps`` bound would never end training.
+    """
+
+    def __init__(
+        self,
+        victim,
+        input_shape,
+        eps: float = 7.0,
+        norm: str = "l2",
+        overshoot: float = 0.02,
+        max_iter: int = 20,
+        num_candidates: int = 10,
+        seed: int = 0,
+    ):
+        super().__init__(victim, input_shape, eps, norm, seed)
+        self.automatic_optimization = False
+        self.overshoot, self.max_iter, self.num_candidates = overshoot, max_iter, num_candidates
+
+    def updated(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v_new [1, C, H, W], todo [B])``: DeepFool perturbations of ``x + v`` for the images of
+        ``x`` that ``v`` does not fool yet, added to ``v`` one by one, projecting after each."""
+        todo = ~self.fooled(x)
+        v = self.v.detach().clone()
+        if todo.any():
+            r = deepfool(self.victim, self.perturb(x[todo]), self.num_candidates, self.overshoot, self.max_iter)
+            with torch.no_grad():
+                for dv in r:  # sequential projection, as in the original algorithm
+                    v = project(v + dv.unsqueeze(0), self.eps, self.norm)
+        return v, todo
+
+    def training_step(self, batch, batch_idx):
+        v_new, todo = self.updated(batch[0])
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.v.grad = (self.v.detach() - v_new).contiguous()  # SGD at lr 1: v - grad = v_new
+        opt.step()  # counts the step (global_step), like any optimiser step
+        with torch.no_grad():
+            self.v.copy_(v_new)  # exactly v_new, without the subtraction's rounding
+        self.log("train/not_fooled", todo.float().mean(), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([self.v], lr=1.0)
