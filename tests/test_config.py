@@ -201,3 +201,17 @@ def test_non_utf8_config_is_one_line_error(tmp_path):
     path.write_bytes("pipeline:\n  name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load_pipeline_config([path])
+
+
+def test_shipped_configs_by_name_from_any_folder(tmp_path, monkeypatch):
+    from fpenc.config import load_pipeline_data
+    from fpenc.config.loader import SHIPPED_CONFIGS, resolve_config
+    from fpenc.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config("fmnist_demo") == SHIPPED_CONFIGS / "fmnist_demo.yaml"
+    assert load_pipeline_data(["fmnist_demo"])["name"] == "fmnist_demo"
+    with pytest.raises(ConfigError, match="the name of a shipped config: .*fmnist_demo"):
+        load_pipeline_data(["fmnist_dem"])
+    (tmp_path / "fmnist_demo").write_text("pipeline: {name: mine}\n")  # a file of that name wins
+    assert load_pipeline_data(["fmnist_demo"])["name"] == "mine"
