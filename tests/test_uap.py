@@ -173,3 +173,18 @@ def test_deepfool_uap_ends_at_max_steps_and_fools():
     fooled = fooling_rate(net, v, x)
     random_v = project(torch.randn(1, 1, 8, 8), 2.0, "l2")[0]
     assert fooled > 0.5 and fooled > 2 * fooling_rate(net, random_v, x)
+
+
+def test_deepfool_linf_steps_along_the_gradient_sign_and_flips():
+    """The L-inf variant (p = inf): smaller L-inf perturbations than the L2 one needs, for the same flips."""
+    net = tiny_net()
+    x = torch.rand(64, 1, 8, 8)
+    r_inf = deepfool(net, x, num_candidates=5, max_iter=50, norm="linf")
+    r_2 = deepfool(net, x, num_candidates=5, max_iter=50, norm="l2")
+    with torch.no_grad():
+        flipped = (net((x + r_inf).clamp(0, 1)).argmax(1) != net(x).argmax(1)).float().mean()
+    assert flipped >= 0.9
+    linf = lambda r: r.flatten(1).abs().max(1).values  # noqa: E731
+    assert linf(r_inf).median() < linf(r_2).median()
+    with pytest.raises(ValueError, match="norm l2 or linf"):
+        deepfool(net, x, norm="l1")

@@ -94,6 +94,11 @@ class DeepFoolUAPModule(_UAPBase):
     The DeepFool update of ``v`` is applied through a plain SGD step of learning rate 1 on the
     gradient ``v - v_new``: Lightning counts a step only when an optimiser steps, so without one
     ``global_step`` would never advance and a ``max_steps`` bound would never end training.
+
+    With an L-inf ball, one batch's sequential updates can undo the last batch's (the fooling rate
+    oscillates), so the module keeps the best ``v`` seen: before each update, ``v`` is scored on the
+    batch it has not seen yet, and :meth:`perturbation` returns the best-scored one (the final
+    update, never scored, only when nothing scored above 0).
     """
 
     def __init__(
@@ -110,6 +115,8 @@ class DeepFoolUAPModule(_UAPBase):
         super().__init__(victim, input_shape, eps, norm, seed)
         self.automatic_optimization = False
         self.overshoot, self.max_iter, self.num_candidates = overshoot, max_iter, num_candidates
+        self.best_v: torch.Tensor | None = None
+        self.best_rate = -1.0
 
     def updated(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(v_new [1, C, H, W], todo [B])``: DeepFool perturbations of ``x + v`` for the images of
@@ -117,13 +124,19 @@ class DeepFoolUAPModule(_UAPBase):
         todo = ~self.fooled(x)
         v = self.v.detach().clone()
         if todo.any():
-            r = deepfool(self.victim, self.perturb(x[todo]), self.num_candidates, self.overshoot, self.max_iter)
+            r = deepfool(
+                self.victim, self.perturb(x[todo]), self.num_candidates, self.overshoot, self.max_iter, self.norm
+            )
             with torch.no_grad():
                 for dv in r:  # sequential projection, as in the original algorithm
                     v = project(v + dv.unsqueeze(0), self.eps, self.norm)
         return v, todo
 
     def training_step(self, batch, batch_idx):
+        with torch.no_grad():
+            rate = float(self.fooled(batch[0]).float().mean())  # the current v on images it has not seen
+        if rate > self.best_rate:
+            self.best_rate, self.best_v = rate, self.v.detach().clone()
         v_new, todo = self.updated(batch[0])
         opt = self.optimizers()
         opt.zero_grad()
@@ -132,6 +145,12 @@ class DeepFoolUAPModule(_UAPBase):
         with torch.no_grad():
             self.v.copy_(v_new)  # exactly v_new, without the subtraction's rounding
         self.log("train/not_fooled", todo.float().mean(), prog_bar=True)
+
+    def perturbation(self) -> torch.Tensor:
+        """The best-scored ``v`` (``[C, H, W]``, CPU)."""
+        if self.best_v is None or self.best_rate <= 0:
+            return super().perturbation()
+        return self.best_v[0].cpu()
 
     def configure_optimizers(self):
         return torch.optim.SGD([self.v], lr=1.0)
