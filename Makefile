@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[onnx,test]'
+	$(PY) -m pip install -q -e '.[onnx,remote,test]'
 	touch $@
 
 setup: $(VENV)/.installed

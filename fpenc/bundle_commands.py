@@ -19,16 +19,42 @@ def suspect_paths(patterns: list[str]) -> list[str]:
         raise ConfigError("give the suspect model file(s): fpenc verify --bundle B SUSPECT [SUSPECT ...]")
     out: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        remote = pattern.startswith(("http://", "https://"))
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not remote else [pattern]
         if not matches:
             raise ConfigError(f"no file matches '{pattern}'; check the path or the pattern")
         out += [m for m in matches if m not in out]
     return out
 
 
+def remote_suspect(args, bundle, url: str, api: str):
+    """A suspect behind ``url``, its budget checked up front against what one verdict needs."""
+    import hashlib
+    from pathlib import Path
+
+    from fpenc.errors import ConfigError
+    from fpenc.remote_client import from_url
+    from fpenc.verification import queries_needed
+
+    log = args.answer_log or Path(".fpenc-answers") / (
+        hashlib.sha256(f"{url}|{bundle.commitment}".encode()).hexdigest()[:16] + ".jsonl"
+    )
+    need = queries_needed(bundle, args.fingerprints, args.seed)
+    if args.max_queries is not None and need > args.max_queries and not Path(log).is_file():
+        raise ConfigError(
+            f"a verdict needs {need} queries but --max-queries is {args.max_queries}: raise it, or use fewer "
+            "fingerprint pairs (--fingerprints)"
+        )
+    return from_url(
+        url, api=api, outputs=args.outputs, num_classes=bundle.num_classes, protocol=args.protocol,
+        model_name=args.model_name, max_queries=args.max_queries, answer_log=log, rate=args.rate, timeout=args.timeout,
+    )  # fmt: skip
+
+
 def cmd_verify(args) -> int:
     from fpenc.bundle import load_bundle
     from fpenc.errors import ConfigError, FpencError
+    from fpenc.remote_client import is_url
     from fpenc.suspects import from_file
     from fpenc.verdict import DEFAULT_ALPHA
     from fpenc.verification import verify_suspect
@@ -58,11 +84,19 @@ def cmd_verify(args) -> int:
     results = []
     for path in paths:
         try:
-            suspect = from_file(
-                path, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
-            )
+            if is_url(path):
+                suspect = remote_suspect(args, bundle, path, api)
+            else:
+                suspect = from_file(
+                    path, api=api, outputs=args.outputs, num_classes=bundle.num_classes, trusted=args.trusted_suspect
+                )
             r = verify_suspect(bundle, suspect, num_fingerprints=args.fingerprints, alpha=alpha, seed=args.seed)
-            results.append({"suspect": str(path), "api": str(suspect.api), **r})
+            extra = {}
+            if getattr(suspect, "remote", None) is not None:
+                m = suspect.remote
+                extra = {"remote": {"protocol": m.protocol, "model_name": m.model_name, "queries_spent": m.spent,
+                                    "answers_from_log": r["queries"] - m.spent, "answer_log": str(m.log.path)}}  # fmt: skip
+            results.append({"suspect": str(path), "api": str(suspect.api), **r, **extra})
         except ConfigError:
             raise  # the same for every suspect (alpha, --fingerprints): stop at once
         except FpencError as err:

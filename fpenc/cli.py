@@ -16,6 +16,7 @@ from fpenc.bench.command import add_parser as add_bench_parser
 from fpenc.bench.command import cmd_bench
 from fpenc.bundle_commands import cmd_calibrate, cmd_export, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
 from fpenc.cli_owner import add_owner_parsers
+from fpenc.cli_remote import add_remote_flags, add_serve_parser, cmd_serve
 from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
 
@@ -175,6 +176,7 @@ examples:
         help="text (default), json (one document, schema fpenc-verify/1) or csv (one row per suspect)",
     )
     p.add_argument("--json", action="store_true", help="same as --format json")
+    add_remote_flags(p)
     p.add_argument(
         "--fail-on",
         action="append",
@@ -183,6 +185,7 @@ examples:
         "'not shown', 'not assessable'), else 0; errors still exit 2",
     )
     add_owner_parsers(sub)
+    add_serve_parser(sub)
     p = sub.add_parser(
         "keygen",
         help="make an Ed25519 key pair for signing bundles",
@@ -229,6 +232,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "protect": cmd_protect,
     "export": cmd_export,
+    "serve": cmd_serve,
     "calibrate": cmd_calibrate,
     "keygen": cmd_keygen,
     "sign": cmd_sign,

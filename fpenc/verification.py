@@ -37,7 +37,14 @@ from fpenc.verdict import (
     sanity_reasons,
 )
 
-__all__ = ["choose_pairs", "pair_fingerprints", "verify_suspect", "bundle_pvalue_floor", "check_alpha"]
+__all__ = [
+    "choose_pairs",
+    "pair_fingerprints",
+    "verify_suspect",
+    "bundle_pvalue_floor",
+    "check_alpha",
+    "queries_needed",
+]
 
 
 def choose_pairs(num_uaps: int, num_views: int, num_fingerprints: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -79,6 +86,14 @@ def check_alpha(alpha: float, floor: float) -> None:
             f"the victim itself against its reference models): no suspect could be shown derived; use "
             f"alpha > {floor:.3g}, or export a bundle with more reference models"
         )
+
+
+def queries_needed(bundle, num_fingerprints: int | None = None, seed: int = 0) -> int:
+    """Images one verdict asks the suspect: the labelled images, the clean images of the chosen
+    views and the perturbed images of the chosen pairs (``S + V_chosen N + F N``)."""
+    pairs = choose_pairs(bundle.num_uaps, bundle.num_views, num_fingerprints, seed)
+    n = int(bundle.view_images.shape[1])
+    return int(len(bundle.sanity_images)) + len(set(pairs[:, 1].tolist())) * n + len(pairs) * n
 
 
 def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:

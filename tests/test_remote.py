@@ -1,0 +1,157 @@
+"""Remote suspects: `fpenc serve` (a real uvicorn server on 127.0.0.1) and `fpenc verify --suspect
+http://...` over the Open Inference Protocol (v2) and the plain JSON protocol — the same verdict as
+the file; the query budget and the answer log (an interrupted run resumes without buying answers
+again); bad servers as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("onnxruntime")
+
+from test_bundle_verify import C, H, N, U, V, W, small_cnn, toy_encoder, write_toy_bundle  # noqa: E402
+
+from fpenc.cli import main  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A uvicorn server of a FastAPI app in a thread (stopped by :meth:`stop`)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    from fpenc.serve import make_app
+    from fpenc.suspect_export import export_model
+    from fpenc.suspects import load_model_file
+
+    tmp = tmp_path_factory.mktemp("remote")
+    g = torch.Generator().manual_seed(0)
+    victim = small_cnn(0)
+    uaps = (torch.rand(U, C, H, W, generator=g) - 0.5) * 0.5
+    view_images = torch.randint(0, 256, (V, N, C, H, W), generator=g, dtype=torch.uint8)
+    enc = toy_encoder(victim, [small_cnn(s) for s in (20, 21, 22)], uaps, view_images)
+    bundle = tmp / "victim.safetensors"
+    write_toy_bundle(bundle, victim, [small_cnn(s) for s in (10, 11, 12, 13)], enc, uaps, view_images)
+    files = {"copy": export_model(victim, (C, H, W), tmp / "copy.onnx")}
+    servers = {name: Server(make_app(load_model_file(path), model_name=name)) for name, path in files.items()}
+    yield {"tmp": tmp, "bundle": str(bundle), "files": files, "servers": servers}
+    for s in servers.values():
+        s.stop()
+
+
+def verify_json(capsys, *args) -> tuple[int, dict]:
+    rc = main(["verify", *args, "--format", "json"])
+    out = capsys.readouterr()
+    assert out.out, out.err
+    return rc, json.loads(out.out)
+
+
+def test_remote_verdict_equals_the_file_over_both_protocols(remote, capsys):
+    b, s = remote["bundle"], remote["servers"]["copy"]
+    rc_file, by_file = verify_json(capsys, "--bundle", b, str(remote["files"]["copy"]))
+    want = by_file["results"][0]
+    for url, protocol in ((s.url, "v2"), (f"{s.url}/predict", "json"), (f"{s.url}/v2/models/copy/infer", "v2")):
+        log = remote["tmp"] / f"log-{protocol}-{len(url)}.jsonl"
+        rc, doc = verify_json(capsys, "--bundle", b, url, "--answer-log", str(log))
+        got = doc["results"][0]
+        assert rc == rc_file == 10 and got["verdict"] == want["verdict"] == "derived"
+        assert got["p_value"] == want["p_value"] and got["agreement"] == want["agreement"]
+        assert got["remote"]["protocol"] == protocol and got["remote"]["queries_spent"] == want["queries"]
+
+
+def test_budget_refused_up_front_and_an_interrupted_run_resumes_from_the_answer_log(remote, capsys):
+    from fpenc.bundle import load_bundle
+    from fpenc.verification import queries_needed
+
+    b, url = remote["bundle"], remote["servers"]["copy"].url
+    need = queries_needed(load_bundle(b))
+    log = remote["tmp"] / "resume.jsonl"
+    assert main(["verify", "--bundle", b, url, "--answer-log", str(log), "--max-queries", str(need - 1)]) == 2
+    assert f"a verdict needs {need} queries but --max-queries is {need - 1}" in capsys.readouterr().err
+    log.write_text("")  # a run that had started: the budget is checked as it goes
+    half = need // 2
+    assert main(["verify", "--bundle", b, url, "--answer-log", str(log), "--max-queries", str(half)]) == 2
+    assert "query budget of" in capsys.readouterr().err
+    bought = len(log.read_text().splitlines())
+    assert 0 < bought <= half
+    rc, doc = verify_json(capsys, "--bundle", b, url, "--answer-log", str(log), "--max-queries", str(need - bought))
+    r = doc["results"][0]
+    assert rc == 10 and r["remote"]["queries_spent"] == need - bought and r["remote"]["answers_from_log"] == bought
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("classes", "answered 5 classes, but the victim has 10"),
+        ("nan", "NaN or inf"),
+        ("rows", "answered shape"),
+        ("labels", "labels are not classes 0..9"),
+        ("crash", "answered HTTP 500"),
+    ],
+)
+def test_bad_remote_answers_are_one_line_errors(remote, capsys, kind, message):
+    from fastapi import FastAPI, Response
+
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict):
+        b = len(body["inputs"])
+        if kind == "classes":
+            return {"outputs": [[0.2] * 5] * b}
+        if kind == "nan":  # (JSON has no NaN; Python's json, like many servers, writes it anyway)
+            return Response(json.dumps({"outputs": [[float("nan")] * 10] * b}), media_type="application/json")
+        if kind == "rows":
+            return {"outputs": [[0.1] * 10] * max(b - 1, 0)}
+        if kind == "labels":
+            return {"labels": [12] * b}
+        raise RuntimeError("broken model")
+
+    server = Server(app)
+    try:
+        url = f"{server.url}/predict"
+        assert (
+            main(["verify", "--bundle", remote["bundle"], url, "--answer-log", str(remote["tmp"] / f"{kind}.jsonl")])
+            == 2
+        )
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("fpenc verify: error:") and message in err, err
+    finally:
+        server.stop()
+
+
+def test_unreachable_server(remote, capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["verify", "--bundle", remote["bundle"], url]) == 2
+    assert "cannot reach" in capsys.readouterr().err
