@@ -8,7 +8,6 @@ server that does not want to be fingerprinted: ``--answer label|topk:K`` (what i
 ``--round D`` (probabilities rounded to D decimals).
 """
 
-
 from pathlib import Path
 
 import numpy as np
