@@ -79,3 +79,33 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, trusted: 
 
     app = make_app(load_model_file(path, trusted), model_name=Path(path).stem, **kwargs)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class BackgroundServer:
+    """A uvicorn server of ``app`` in a daemon thread on ``host`` and a free port (or ``port``):
+    ``.url`` once started; :meth:`stop` ends it. For scripts and tests."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None, log_level: str = "critical"):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        if port is None:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise RuntimeError(f"the server on {host}:{port} did not start")
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)

@@ -3,6 +3,8 @@ file or code access) or TorchScript. Used by ``fpenc export``, the benchmarks an
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import torch
@@ -14,8 +16,6 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
     """Write ``net`` (images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores) as a file ``fpenc verify``
     reads: ONNX for a ``.onnx`` name (needs the ``onnx`` extra), else TorchScript (traced). The batch
     dimension stays dynamic. Returns ``path``."""
-    import contextlib
-    import io
     import warnings
 
     path = Path(path)
@@ -26,7 +26,7 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
         warnings.simplefilter("ignore")
         if path.suffix.lower() == ".onnx":
             try:  # the TorchScript-based exporter: fast, no extra package (its failure prints the graph: kept quiet)
-                with contextlib.redirect_stderr(io.StringIO()):
+                with _quiet_stderr():
                     torch.onnx.export(
                         net,
                         (x,),
@@ -45,11 +45,8 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
 
 def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legacy: Exception) -> None:
     """torch.export-based ONNX export (needs onnxscript, in the ``onnx`` extra), quietly."""
-    import contextlib
-    import io
-
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with _quiet_stderr():
             torch.onnx.export(
                 net,
                 (x,),
@@ -64,3 +61,28 @@ def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legac
             f"ONNX export of {type(net).__name__} failed ({type(legacy).__name__}; then {type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]}); install the onnx extra (onnxscript), or write TorchScript (.pt)"
         ) from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptors 1 and 2 (torch's exporters print graphs and progress from C++ and
+    Python), then restore them."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)

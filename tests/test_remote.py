@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 
 import pytest
 import torch
@@ -28,25 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """A uvicorn server of a FastAPI app in a thread (stopped by :meth:`stop`)."""
+def Server(app):
+    from fpenc.serve import BackgroundServer
 
-    def __init__(self, app):
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                break
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(5)
+    return BackgroundServer(app)
 
 
 @pytest.fixture(scope="module")
