@@ -48,6 +48,7 @@ def remote_suspect(args, bundle, url: str, api: str):
     return from_url(
         url, api=api, outputs=args.outputs, num_classes=bundle.num_classes, protocol=args.protocol,
         model_name=args.model_name, max_queries=args.max_queries, answer_log=log, rate=args.rate, timeout=args.timeout,
+        batch_size=args.batch_size,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ def add_remote_flags(p) -> None:
     g.add_argument("--answer-log", default=None, metavar="FILE", help="answers already bought (JSON lines): an "
                    "interrupted verification resumes from it (default: .fpenc-answers/<url and bundle>.jsonl)")  # fmt: skip
     g.add_argument("--rate", type=float, default=None, help="requests per second at most")
+    g.add_argument("--batch-size", type=int, default=256, help="images per request (default 256)")
     g.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
 
 

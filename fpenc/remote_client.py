@@ -36,12 +36,18 @@ class AnswerLog:
         self.path = None if path is None else Path(path)
         self.answers: dict[str, list[float]] = {}
         if self.path is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text()
+            for line in text.splitlines():
                 try:
                     row = json.loads(line)
                     self.answers[row["key"]] = row["scores"]
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut by a kill: that answer is bought again
+            if text and not text.endswith("\n"):  # drop the cut line, so that the next answers start a line
+                from fpenc.io import atomic_path
+
+                with atomic_path(self.path) as tmp:
+                    tmp.write_text("".join(json.dumps({"key": k, "scores": s}) + "\n" for k, s in self.answers.items()))
 
     @staticmethod
     def key(image: np.ndarray) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import torch
@@ -138,3 +139,35 @@ def test_unreachable_server(remote, capsys):
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["verify", "--bundle", remote["bundle"], url]) == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_a_killed_verifier_resumes_from_the_answer_log(remote, tmp_path):
+    """SIGKILL mid-run (the verifier in its own process, asking 8 images a request at 10 requests a
+    second): the rerun asks the server only what the log lacks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fpenc.bundle import load_bundle
+    from fpenc.verification import queries_needed
+
+    url, log = remote["servers"]["copy"].url, tmp_path / "killed.jsonl"
+    args = ["verify", "--bundle", remote["bundle"], url, "--answer-log", str(log), "--batch-size", "8"]
+    code = "import sys, fpenc.cli; sys.exit(fpenc.cli.main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, "--rate", "10"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(300):
+            if log.is_file() and len(log.read_text().splitlines()) >= 24:
+                break
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    bought = len([line for line in log.read_text().splitlines() if line.endswith("}")])
+    need = queries_needed(load_bundle(remote["bundle"]))
+    assert 24 <= bought < need
+    done = subprocess.run([sys.executable, "-c", code, *args, "--format", "json"], capture_output=True, text=True)
+    r = json.loads(done.stdout)["results"][0]
+    assert done.returncode == 10 and r["remote"]["queries_spent"] == need - bought
