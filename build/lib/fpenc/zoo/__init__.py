@@ -1,1 +1,0 @@
-"""The suspect-model zoo: victim, piracy (extracted) and homologous models (DESIGN.md stage 2)."""
