@@ -26,41 +26,30 @@ def export_model(net: torch.nn.Module, input_shape, path) -> Path:
         warnings.simplefilter("ignore")
         if path.suffix.lower() == ".onnx":
             try:  # the TorchScript-based exporter: fast, no extra package (its failure prints the graph: kept quiet)
-                with _quiet_stderr():
-                    torch.onnx.export(
-                        net,
-                        (x,),
-                        str(path),
-                        input_names=["x"],
-                        output_names=["y"],
-                        dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-                        dynamo=False,
-                    )
+                _onnx_export(net, x, path, dynamo=False)
             except Exception as legacy:  # an operator it cannot express (e.g. adaptive pooling to a non-factor size)
-                _export_onnx_dynamo(net, x, path, legacy)
+                try:  # the torch.export-based exporter (needs onnxscript, in the onnx extra)
+                    _onnx_export(net, x, path, dynamo=True)
+                except Exception as err:
+                    raise FpencError(
+                        f"ONNX export of {type(net).__name__} failed ({type(legacy).__name__}; then "
+                        f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); install the "
+                        "onnx extra (onnxscript), or write TorchScript (.pt)"
+                    ) from None
         else:
             torch.jit.save(torch.jit.trace(net, x), str(path))
     return path
 
 
-def _export_onnx_dynamo(net: torch.nn.Module, x: torch.Tensor, path: Path, legacy: Exception) -> None:
-    """torch.export-based ONNX export (needs onnxscript, in the ``onnx`` extra), quietly."""
-    try:
-        with _quiet_stderr():
-            torch.onnx.export(
-                net,
-                (x,),
-                str(path),
-                input_names=["x"],
-                output_names=["y"],
-                dynamic_shapes={"x": {0: torch.export.Dim("b")}},
-                dynamo=True,
-            )
-    except Exception as err:
-        raise FpencError(
-            f"ONNX export of {type(net).__name__} failed ({type(legacy).__name__}; then {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}); install the onnx extra (onnxscript), or write TorchScript (.pt)"
-        ) from None
+def _onnx_export(net: torch.nn.Module, x: torch.Tensor, path: Path, dynamo: bool) -> None:
+    """``torch.onnx.export`` with a dynamic batch dimension, quietly (either exporter)."""
+    dynamic = (
+        {"dynamic_shapes": {"x": {0: torch.export.Dim("b")}}}
+        if dynamo
+        else {"dynamic_axes": {"x": {0: "b"}, "y": {0: "b"}}}
+    )
+    with _quiet_stderr():
+        torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=dynamo, **dynamic)
 
 
 @contextlib.contextmanager
