@@ -32,10 +32,26 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--answer", default="probs", help="what it reveals: probs, topk:K or label (a defence)")
     p.add_argument("--round", type=int, default=None, metavar="D", help="round probabilities to D decimals (a defence)")
     p.add_argument("--trusted-suspect", action="store_true", help="allow a .pt2 file (its loader unpickles)")
+    p.add_argument(
+        "--jpeg", type=int, default=None, metavar="Q", help="re-encode every query as JPEG of quality Q (a defence)"
+    )
+    p.add_argument(
+        "--input-noise", type=float, default=0.0, metavar="STD", help="Gaussian noise on the queries (a defence)"
+    )
+    p.add_argument(
+        "--median", type=int, default=0, metavar="K", help="a K x K median filter on the queries (a defence)"
+    )
+    p.add_argument(
+        "--prob-noise", type=float, default=0.0, metavar="STD", help="Gaussian noise on the probabilities (a defence)"
+    )
 
 
 def cmd_serve(args) -> int:
     from fpenc.serve import serve
+    from fpenc.serve_defences import Defences
 
-    serve(args.model, args.host, args.port, args.trusted_suspect, answer=args.answer, round_to=args.round)
+    guard = Defences(jpeg=args.jpeg, input_noise=args.input_noise, median=args.median, prob_noise=args.prob_noise)
+    serve(
+        args.model, args.host, args.port, args.trusted_suspect, answer=args.answer, round_to=args.round, defences=guard
+    )
     return 0

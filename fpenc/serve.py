@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 
-def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: int | None = None):
-    """The FastAPI app serving ``fn`` (float images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores)."""
+def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: int | None = None, defences=None):
+    """The FastAPI app serving ``fn`` (float images ``[B, C, H, W]`` in [0, 1] -> ``[B, K]`` scores);
+    ``defences``: a :class:`fpenc.serve_defences.Defences` (input transforms, noisy answers)."""
     import torch
     from fastapi import FastAPI, HTTPException, Request
 
@@ -24,15 +25,19 @@ def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: i
     api = parse_api(answer)
     app = FastAPI(title=f"fpenc serve: {model_name}")
 
+    from fpenc.serve_defences import Defences
+
+    guard = defences or Defences()
+
     def predict(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = torch.as_tensor(fn(torch.from_numpy(x))).float()
+            out = torch.as_tensor(fn(guard.inputs(torch.from_numpy(x)))).float()
         probs = (
             out
             if bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3)
             else out.softmax(1)
         )
-        probs = apply_api(probs, api).numpy()
+        probs = apply_api(guard.answers(probs), api).numpy()
         return np.round(probs, round_to) if round_to is not None else probs
 
     async def images(request: Request, protocol: str) -> np.ndarray:
