@@ -1,5 +1,5 @@
 """What a server that does not want to be fingerprinted can do to its inputs and answers, for
-``fpenc serve`` and the evasion measurements (issue of remote verification):
+``fpenc serve`` and the evasion measurements (``benchmarks/remote_evasion.py``):
 
 * input transforms, applied to every query before the model sees it: ``jpeg`` (re-encoding at a
   quality), ``input_noise`` (Gaussian pixel noise of a standard deviation, clipped to [0, 1]),
