@@ -102,6 +102,8 @@ def test_budget_refused_up_front_and_an_interrupted_run_resumes_from_the_answer_
         ("rows", "answered shape"),
         ("labels", "labels are not classes 0..9"),
         ("crash", "answered HTTP 500"),
+        ("notjson", "answered with something that is not JSON"),
+        ("layout", "has neither outputs nor labels"),
     ],
 )
 def test_bad_remote_answers_are_one_line_errors(remote, capsys, kind, message):
@@ -120,6 +122,10 @@ def test_bad_remote_answers_are_one_line_errors(remote, capsys, kind, message):
             return {"outputs": [[0.1] * 10] * max(b - 1, 0)}
         if kind == "labels":
             return {"labels": [12] * b}
+        if kind == "notjson":
+            return Response("<html>busy</html>", media_type="text/html")
+        if kind == "layout":
+            return {"predictions": [[0.1] * 10] * b}
         raise RuntimeError("broken model")
 
     server = Server(app)
