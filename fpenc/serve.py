@@ -21,6 +21,7 @@ def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: i
 
     from fpenc.api import apply_api, parse_api
     from fpenc.remote_protocols import json_response, parse_request, v2_response
+    from fpenc.suspects import Suspect
 
     api = parse_api(answer)
     app = FastAPI(title=f"fpenc serve: {model_name}")
@@ -29,14 +30,10 @@ def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: i
 
     guard = defences or Defences()
 
+    model = Suspect(fn, "probs", name=model_name)  # logits or probabilities -> probabilities, checked
+
     def predict(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = torch.as_tensor(fn(guard.inputs(torch.from_numpy(x)))).float()
-        probs = (
-            out
-            if bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3)
-            else out.softmax(1)
-        )
+        probs = model(guard.inputs(torch.from_numpy(x)))
         probs = apply_api(guard.answers(probs), api).numpy()
         return np.round(probs, round_to) if round_to is not None else probs
 

@@ -10,15 +10,16 @@ import socket
 import time
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("onnxruntime")
 
-from test_bundle_verify import C, H, N, U, V, W, small_cnn, toy_encoder, write_toy_bundle  # noqa: E402
+from test_bundle_verify import C, H, W, toy  # noqa: E402, F401 (toy: the bundle fixture, shared)
 
 from fpenc.cli import main  # noqa: E402
+from fpenc.serve import BackgroundServer as Server  # noqa: E402
+from fpenc.serve import make_app  # noqa: E402
 
 
 def free_port() -> int:
@@ -27,29 +28,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def Server(app):
-    from fpenc.serve import BackgroundServer
-
-    return BackgroundServer(app)
-
-
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    from fpenc.serve import make_app
+def remote(tmp_path_factory, request):
+    """The toy bundle of test_bundle_verify, and its victim exported to ONNX and served on 127.0.0.1."""
     from fpenc.suspect_export import export_model
     from fpenc.suspects import load_model_file
 
+    shared = request.getfixturevalue("toy")
     tmp = tmp_path_factory.mktemp("remote")
-    g = torch.Generator().manual_seed(0)
-    victim = small_cnn(0)
-    uaps = (torch.rand(U, C, H, W, generator=g) - 0.5) * 0.5
-    view_images = torch.randint(0, 256, (V, N, C, H, W), generator=g, dtype=torch.uint8)
-    enc = toy_encoder(victim, [small_cnn(s) for s in (20, 21, 22)], uaps, view_images)
-    bundle = tmp / "victim.safetensors"
-    write_toy_bundle(bundle, victim, [small_cnn(s) for s in (10, 11, 12, 13)], enc, uaps, view_images)
-    files = {"copy": export_model(victim, (C, H, W), tmp / "copy.onnx")}
+    files = {"copy": export_model(shared["victim"], (C, H, W), tmp / "copy.onnx")}
     servers = {name: Server(make_app(load_model_file(path), model_name=name)) for name, path in files.items()}
-    yield {"tmp": tmp, "bundle": str(bundle), "files": files, "servers": servers}
+    yield {"tmp": tmp, "bundle": str(shared["path"]), "files": files, "servers": servers}
     for s in servers.values():
         s.stop()
 
