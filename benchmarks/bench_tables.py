@@ -25,7 +25,10 @@ def compact_table(results: dict) -> str:
     for name, entry in results["methods"].items():
         cells = []
         for b in budgets:
-            r = entry["budgets"][b]
+            r = entry["budgets"].get(b)
+            if r is None:  # the method cannot spend this budget
+                cells.append("-")
+                continue
             star = "*" if r["queries"] < int(b) else ""
             cells.append(
                 f"{r['auc']:.3f}{star} / {r['tpr_at_1pct_fpr']:.2f} / {r['detected']:.2f} / {r['false_accusations']}"

@@ -20,6 +20,7 @@ from fpenc.baselines import (
     RankedPool,
     linear_cka,
 )
+from fpenc.baselines.follows import RankedFollows, UAPFollows, follows_uaps, fooled_queries
 from fpenc.baselines.ipguard import boundary_points
 from fpenc.baselines.key_methods import agreement_gain, key_image_order
 
@@ -148,6 +149,8 @@ def test_boundary_points_narrow_the_victims_top_two_gap():
 def test_every_method_scores_the_victim_at_least_as_close_as_a_constant_model():
     d = defender()
     for name, cls in METHODS.items():
+        if name == "fpenc_encoder":  # needs a bundle: tests/test_bundle_verify.py
+            continue
         m = cls(max_queries=40).prepare(d)
         own = m.score(m.observe(d.victim)[0], 40)
         const = m.score(m.observe(Constant(2))[0], 40) if m.black_box else 0.0
@@ -186,3 +189,40 @@ def test_ranked_key_spends_the_budget_on_the_queries_training_copies_share_and_i
     assert all(tuple((x.float() / 255).flatten().tolist()) in rows for x in d.images)
     with pytest.raises(ValueError, match="training copies and independent models"):
         RankedKey().prepare(Defender(d.victim, d.images, d.labels, 5, key_images=d.key_images, uaps=d.uaps))
+
+
+def test_follows_queries_are_the_uap_images_that_change_the_victims_class_in_round_order():
+    d = defender()
+    uaps = follows_uaps(d, eps=0.3, num_uaps=3, ensemble=False, steps=20, batch_size=16)
+    assert uaps.shape == (3, 1, 8, 8) and uaps.abs().max() <= 0.3 + 1e-6
+    x = key_image_order(d)
+    got = fooled_queries(d, x, uaps, 10_000)
+    # naive reference: image by image, round by round
+    want = []
+    with torch.no_grad():
+        for r in range(3):
+            for i in range(len(x)):
+                p = (x[i] + uaps[(i + r) % 3]).clamp(0, 1)
+                if d.victim(p[None]).argmax(1) != d.victim(x[i][None]).argmax(1):
+                    want.append(p)
+    assert len(want) > 0 and torch.equal(got, torch.stack(want))
+    assert torch.equal(fooled_queries(d, x, uaps, 3), got[:3])
+    m = UAPFollows(max_queries=4000)
+    m.eps, m.num_uaps = 0.3, 3
+    m.prepare(d)
+    assert m.score(m.observe(d.victim)[0], 4000) == 1.0  # the victim follows itself
+    ranked = RankedFollows(max_queries=5).prepare(d)
+    assert len(ranked.queries) == 5
+    with pytest.raises(ValueError, match="training copies"):
+        follows_uaps(Defender(d.victim, d.images, d.labels, 5), 0.1, 2, ensemble=True, steps=2)
+
+
+def test_an_ensemble_of_one_network_twice_gives_that_networks_uaps():
+    from fpenc.uap.subspace import batched_sgd_uaps
+
+    d = defender()
+    one = batched_sgd_uaps(d.victim, d.images, 2, 0.2, "linf", steps=5, batch_size=8, seed=1)
+    twice = batched_sgd_uaps([d.victim, d.victim], d.images, 2, 0.2, "linf", steps=5, batch_size=8, seed=1)
+    torch.testing.assert_close(one, twice)
+    other = batched_sgd_uaps([d.victim, Net(7)], d.images, 2, 0.2, "linf", steps=5, batch_size=8, seed=1)
+    assert not torch.allclose(one, other)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -606,3 +607,30 @@ def test_commitment_covers_every_header_value(toy):
     assert commitment(header) == b.commitment
     header["meta"]["victim_id"] = "someone-else"
     assert commitment(header) != b.commitment and changed_fields(b.metadata, header) == ["meta.victim_id"]
+
+
+def test_encoder_bench_method_scores_prefixes_of_pairs_as_verify_does(toy):
+    from fpenc.baselines import Defender, EncoderSimilarity
+    from fpenc.baselines.encoder_similarity import pair_order
+
+    b = load_bundle(toy["path"])
+    order = pair_order(U, V)
+    assert order.shape == (U * V, 2) and len({tuple(p) for p in order.tolist()}) == U * V
+    assert order[:V, 1].tolist() == list(range(V))  # each view's first pair before any view's second
+    d = Defender(victim=toy["victim"], images=toy["view_images"][0], labels=torch.zeros(N), num_classes=K, bundle=b)
+    m = EncoderSimilarity(max_queries=10_000).prepare(d)
+    assert m.available == V * N + U * V * N
+    suspect = small_cnn(9)
+    answers = m.observe(suspect)[0]
+    full = verify_suspect(b, from_module(small_cnn(9)))  # naive reference: every pair, as fpenc verify
+    sims = {tuple(p): s for p, s in zip(full["pairs"], full["similarities"])}
+    assert m.score(answers, m.available) == pytest.approx(np.mean(list(sims.values())), abs=1e-5)
+    assert m.spent(2 * N) == 2 * N and m.score(answers, 2 * N + 1) == pytest.approx(sims[(0, 0)], abs=1e-5)
+    two = [sims[tuple(p)] for p in order[:2].tolist()]
+    assert m.score(answers, 4 * N) == pytest.approx(np.mean(two), abs=1e-5)
+    assert m.spent(2 * N - 1) == 0
+    with pytest.raises(ValueError, match="no fingerprint pair"):
+        m.score(answers, 2 * N - 1)
+    assert m.score(m.observe(toy["victim"])[0], m.available) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="bench --bundle"):
+        EncoderSimilarity().prepare(Defender(toy["victim"], d.images, d.labels, K))

@@ -11,6 +11,13 @@ name           what it queries and how it scores a suspect (higher: closer to th
                encoder's training models; label agreement (``fpenc_ranked_clean``: clean only;
                ``fpenc_ranked_pool``: every held-out image a candidate; ``fpenc_ranked_boundary``:
                IPGuard's boundary points too)
+``fpenc_follows`` the key's images plus a moderate (L-inf 0.1) victim UAP where it changes the
+               victim's class; label agreement: does the suspect follow the victim's new class
+               (``_ensemble``: UAPs of the victim and the owner's training copies together;
+               ``fpenc_ranked_follows``: those and the clean key images, ranked as above)
+``fpenc_encoder`` the bundle's fingerprint pairs (key views with and without a UAP); cosine
+               similarity of the suspect's and the victim's encoder representations (needs
+               ``fpenc bench --bundle``)
 ``paper``      Peng et al.'s key (k-means datapoints of the victim's training data) with the
                same UAP pairs, cosine similarity of probabilities (no encoder)
 ``akh_labels`` QuRD's Anna-Karenina heuristic (AAAI'25): images the victim misclassifies;
@@ -28,6 +35,8 @@ name           what it queries and how it scores a suspect (higher: closer to th
 from fpenc.baselines.akh import AKHLabels, AKHProbs
 from fpenc.baselines.base import Defender, Method
 from fpenc.baselines.cka import CKA, linear_cka
+from fpenc.baselines.encoder_similarity import EncoderSimilarity
+from fpenc.baselines.follows import EnsembleFollows, RankedFollows, UAPFollows
 from fpenc.baselines.ipguard import IPGuard, boundary_points
 from fpenc.baselines.key_methods import FpencKey, NoUAP, PaperKey, RankedBoundary, RankedCleanKey, RankedKey, RankedPool
 from fpenc.baselines.random_inputs import RandomInputs
@@ -42,6 +51,10 @@ METHODS: dict[str, type[Method]] = {
         RankedCleanKey,
         RankedPool,
         RankedBoundary,
+        EncoderSimilarity,
+        UAPFollows,
+        EnsembleFollows,
+        RankedFollows,
         AKHLabels,
         AKHProbs,
         IPGuard,
@@ -52,6 +65,10 @@ METHODS: dict[str, type[Method]] = {
 
 __all__ = [
     "CKA",
+    "EncoderSimilarity",
+    "EnsembleFollows",
+    "RankedFollows",
+    "UAPFollows",
     "METHODS",
     "AKHLabels",
     "AKHProbs",

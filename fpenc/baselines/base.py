@@ -43,11 +43,14 @@ class Defender:
     kmeans_images: torch.Tensor | None = None
     train_copies: tuple = ()
     train_independents: tuple = ()
+    bundle: object | None = None
 
     @torch.inference_mode()
     def victim_probs(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The victim's probabilities ``[B, K]`` on float images ``[B, C, H, W]``."""
         self.victim.eval()
+        if len(x) == 0:
+            return torch.zeros(0, self.num_classes)
         return torch.cat(
             [torch.softmax(self.victim(x[i : i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)]
         )
@@ -64,6 +67,8 @@ class Method:
     name = "method"
     answers = "label"
     black_box = True
+    needs_bundle = False  # reads Defender.bundle (fpenc bench runs it only with --bundle)
+    in_default = True  # False: fpenc bench runs it only when named in --methods
 
     def __init__(self, max_queries: int = 4000):
         self.max_queries = int(max_queries)
@@ -92,6 +97,8 @@ class Method:
         from fpenc.suspects import from_module
 
         suspect = from_module(net, api="label" if self.answers == "label" else "probs")
+        if self.available == 0:
+            return torch.zeros(0, self.victim_answers.shape[1]), 0
         out = torch.cat([suspect(self.queries[i : i + batch_size]) for i in range(0, self.available, batch_size)])
         return out, suspect.queries
 

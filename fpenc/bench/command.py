@@ -28,7 +28,12 @@ def add_parser(sub) -> None:
         "writes AUC, TPR at 1%%/5%% FPR, detection and false accusations at --alpha, per attack kind.",
     )
     p.add_argument("--config", "-c", action="append", required=True, help="config file(s), stacked in order")
-    p.add_argument("--methods", nargs="+", default=None, help="default: every method")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="default: every method but the dropped follows ones (those that need a bundle with --bundle)",
+    )
     p.add_argument("--budgets", nargs="+", type=int, default=None, help="queries per verdict (default 20 .. 4000)")
     p.add_argument("--alpha", type=float, default=0.01, help="significance of every method's verdict (default 0.01)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: runs/<name>/bench.json)")
@@ -42,6 +47,12 @@ def add_parser(sub) -> None:
         "--merge",
         action="store_true",
         help="keep the other methods of an existing --out file (same models and reference) and replace or add these",
+    )
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="fpenc's exported bundle of this victim (its encoder, key and UAPs), for the fpenc_encoder method",
     )
     p.add_argument("--no-progress", action="store_true")
 
@@ -108,9 +119,13 @@ def degenerate_models(victim, independent, input_shape, num_classes: int) -> lis
     return out
 
 
-def load_bench(cfg, degenerate: bool = True) -> tuple:
+def load_bench(cfg, degenerate: bool = True, bundle: Path | None = None) -> tuple:
     """``(defender, test models, reference models)`` of a built run; ``degenerate``: the test
-    models include :func:`degenerate_models` (built here, deterministic)."""
+    models include :func:`degenerate_models` (built here, deterministic); ``bundle``: fpenc's
+    exported bundle of the run's victim, for methods that need its encoder.
+
+    Raises:
+        ConfigError: ``bundle`` was exported for another victim."""
     import torch
 
     from fpenc.baselines import Defender
@@ -159,6 +174,12 @@ def load_bench(cfg, degenerate: bool = True) -> tuple:
         independent = (same_arch or [m for m in models if not m.positive] or reference)[0].net
         models += degenerate_models(victim, independent, tuple(arrays.test_x.shape[1:]), arrays.num_classes)
     defender.train_copies, defender.train_independents = tuple(copies), tuple(independents)
+    if bundle is not None:
+        from fpenc.bundle import load_bundle
+
+        defender.bundle = load_bundle(bundle)
+        if defender.bundle.meta.get("victim_sha256") != victim_entry["sha256"]:
+            raise ConfigError(f"--bundle {bundle} was exported for another victim than this run's; export this run's")
     return defender, models, reference
 
 
@@ -188,10 +209,12 @@ def cmd_bench(args) -> int:
 
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
-    methods = check_methods(args.methods or list(METHODS))
+    methods = check_methods(
+        args.methods or [n for n, m in METHODS.items() if m.in_default and (args.bundle or not m.needs_bundle)]
+    )
     cfg = load_pipeline_config(args.config)
     run_stages(cfg, until="key", progress=not args.no_progress)
-    defender, models, reference = load_bench(cfg, degenerate=not args.no_degenerate)
+    defender, models, reference = load_bench(cfg, degenerate=not args.no_degenerate, bundle=args.bundle)
     results = run_bench(
         defender,
         models,

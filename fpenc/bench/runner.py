@@ -88,6 +88,8 @@ def run_bench(
             bar.update(1)
         entry = {"black_box": method.black_box, "available_queries": method.available, "budgets": {}}
         for b in budgets:
+            if method.spent(b) < 1:  # a budget the method cannot spend (e.g. below one fingerprint pair)
+                continue
             ref = [method.score(answers[r.id], b) for r in reference]
             scores = [method.score(answers[m.id], b) for m in models]
             p = [prediction_pvalue(s, ref) for s in scores]

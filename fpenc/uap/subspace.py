@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
 
 
 def batched_sgd_uaps(
-    net: torch.nn.Module,
+    net: torch.nn.Module | Sequence[torch.nn.Module],
     images: torch.Tensor,
     num_uaps: int,
     eps: float,
@@ -61,12 +62,16 @@ def batched_sgd_uaps(
     uniform in ``[-1, 1]^d`` times ``init_scale * eps`` (projected onto the ball). Start near 0
     (the default, as :class:`~fpenc.uap.module.SGDUAPModule`): a start anywhere in the ball
     leaves a random component in every UAP (victim fooling 0.58 instead of 0.88 at L-inf 0.25
-    on the demo victim) that hides the subspace the gradients span."""
+    on the demo victim) that hides the subspace the gradients span. ``net`` may be a sequence of
+    networks (an ensemble, e.g. the victim and its modified copies): the UAPs then ascend the mean
+    of their losses, each against its own clean classes."""
     if num_uaps < 1 or steps < 1 or batch_size < 1:
         raise ValueError(f"num_uaps, steps and batch_size must be >= 1, got {num_uaps}, {steps}, {batch_size}")
     g = torch.Generator().manual_seed(seed)
-    net = net.eval().requires_grad_(False)
-    device = module_device(net)
+    nets = [n.eval().requires_grad_(False) for n in ([net] if isinstance(net, torch.nn.Module) else list(net))]
+    if not nets:
+        raise ValueError("batched_sgd_uaps needs at least one network")
+    device = module_device(nets[0])
     shape = images.shape[1:]
     v0 = (torch.rand((num_uaps, *shape), generator=g) * 2 - 1) * eps * init_scale
     v = project(v0, eps, norm).to(device).requires_grad_(True)
@@ -74,7 +79,8 @@ def batched_sgd_uaps(
     for _ in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
         idx = torch.randint(len(images), (num_uaps, batch_size), generator=g)
         x = (images[idx].float() / 255.0).to(device)  # [n, B, C, H, W]
-        loss = -uap_ascent_loss(net, x.flatten(0, 1), (x + v.unsqueeze(1)).clamp(0, 1).flatten(0, 1)).mean()
+        clean, perturbed = x.flatten(0, 1), (x + v.unsqueeze(1)).clamp(0, 1).flatten(0, 1)
+        loss = -torch.stack([uap_ascent_loss(n, clean, perturbed).mean() for n in nets]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
