@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config, tiny_grid
@@ -145,7 +146,7 @@ def test_merge_adds_methods_to_results_of_the_same_benchmark(tmp_path):
 def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
     sys.path.insert(0, str(REPO))
     try:
-        from benchmarks.intersection_union import main as iut
+        from benchmarks.combine_tests import main as iut
     finally:
         sys.path.remove(str(REPO))
     models = [
@@ -168,3 +169,41 @@ def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
     assert r["queries"] == 20 and r["false_accusations"] == 0 and r["detected"] == 0.5
     assert r["scores"]["ind"][1] == 0.5 and r["scores"]["copy2"][1] == 0.2  # max(p_a, p_b)
     assert r["auc"] == 1.0  # -log10 max p: copies 2.52, 0.70 above independents 0.30, 0.05
+
+
+def test_zsum_standardises_each_test_by_its_references_and_tests_the_sum(tmp_path):
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.combine_tests import main as combine
+    finally:
+        sys.path.remove(str(REPO))
+    from fpenc.verdict import prediction_pvalue
+
+    models = [
+        {"id": "copy", "positive": True, "kind": "prune"},
+        {"id": "ind", "positive": False, "kind": "independent"},
+    ]
+
+    def results(budget: int, scores: dict, ref: list) -> dict:
+        entry = {"queries": budget, "scores": {i: [s, 0.5] for i, s in scores.items()}, "reference_scores": ref}
+        return {
+            "models": models,
+            "alpha": 0.01,
+            "budgets": [budget],
+            "methods": {"m": {"budgets": {str(budget): entry}}},
+        }
+
+    ra, rb = [0.2, 0.3, 0.4, 0.3], [0.5, 0.7, 0.6, 0.6]
+    (tmp_path / "a.json").write_text(json.dumps(results(100, {"copy": 0.8, "ind": 0.35}, ra)))
+    (tmp_path / "b.json").write_text(json.dumps(results(200, {"copy": 0.9, "ind": 0.55}, rb)))
+    out = tmp_path / "z.json"
+    args = ["--a", f"{tmp_path / 'a.json'}:m", "--b", f"{tmp_path / 'b.json'}:m", "--rule", "zsum"]
+    assert combine([*args, "--pairs", "100:200", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())["budgets"]["100:200"]
+    # naive reference: z by hand (sample sd), the same prediction test on the references' sums
+    za = [(x - 0.3) / np.std(ra, ddof=1) for x in (0.8, 0.35, *ra)]
+    zb = [(x - 0.6) / np.std(rb, ddof=1) for x in (0.9, 0.55, *rb)]
+    sums = [x + y for x, y in zip(za, zb)]
+    assert r["scores"]["copy"][0] == pytest.approx(sums[0], abs=1e-4)
+    assert r["scores"]["ind"][1] == pytest.approx(prediction_pvalue(sums[1], sums[2:]), rel=1e-3)
+    assert r["queries"] == 300 and r["auc"] == 1.0

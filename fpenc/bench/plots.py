@@ -14,10 +14,11 @@ def plot_auc_vs_queries(results: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, entry in results["methods"].items():
+    colours = plt.get_cmap("tab20").colors  # one colour per method, even past ten methods
+    for i, (name, entry) in enumerate(results["methods"].items()):
         rows = sorted((r["queries"], r["auc"]) for r in entry["budgets"].values())
         style = "--" if not entry.get("black_box", True) else "-"
-        ax.plot([q for q, _ in rows], [a for _, a in rows], style, marker="o", ms=3, label=name)
+        ax.plot([q for q, _ in rows], [a for _, a in rows], style, marker="o", ms=3, label=name, color=colours[i % 20])
     ax.set_xscale("log")
     ax.set_xlabel("suspect queries per verdict")
     ax.set_ylabel("AUC (copies vs independent models)")
