@@ -7,7 +7,8 @@ types are one-line errors, with did-you-mean) and handed to jsonargparse as ``--
 :class:`~fpenc.config.PipelineConfig` (so ``--pipeline.seed 3`` overrides it), linked to
 ``data.pipeline``; the datamodule validates it. Its fingerprint width is linked to ``model.input_dim``. ``test`` refuses to run without ``--ckpt_path`` (Lightning
 would silently test untrained weights); ``--ckpt_path best`` or ``last`` names the run's own
-``runs/<name>/encoder/{best,last}.ckpt``.
+``runs/<name>/encoder/{best,last}.ckpt``. With ``--model.init_from BUNDLE`` instead, ``test`` judges
+this run's models with that bundle's trained encoder (encoder transfer, :mod:`fpenc.encoder.transfer`).
 
 The trainer gets, after the config's own callbacks, the encoder's checkpoints and the callbacks
 of ``test`` (:mod:`fpenc.callbacks`): bundle export, report, W&B dashboard (the last only acts
@@ -121,6 +122,15 @@ def _cli_class():
         def before_test(self) -> None:
             cfg = self.config_init[self.subcommand]
             ckpt = cfg.get("ckpt_path")
+            transfer = self._get(self.config, "model", default={}).get("init_from")
+            if transfer and ckpt:
+                raise ConfigError(
+                    f"--model.init_from {transfer} and --ckpt_path {ckpt} both give the encoder's weights; "
+                    "pass --ckpt_path to test a trained run, --model.init_from alone to test a transferred encoder"
+                )
+            if transfer:  # encoder transfer: the bundle's trained encoder, nothing of this run's
+                self._run_stages()
+                return
             if not ckpt:
                 raise ConfigError(
                     "test needs trained weights: pass --ckpt_path runs/<name>/encoder/best.ckpt (or --ckpt_path best); "

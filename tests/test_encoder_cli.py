@@ -329,3 +329,33 @@ def test_damaged_checkpoint_is_one_line(tested, tmp_path, capsys):
     assert main(["test", "--config", str(config), "--ckpt_path", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "is not a PyTorch checkpoint" in err[-1]
+
+
+def test_transfer_tests_another_victim_with_a_bundles_encoder(tested, capsys):
+    """Encoder transfer (App. E): V1's exported encoder judges V2's zoo with no checkpoint of V2's."""
+    from fpenc.bundle import load_bundle
+
+    tmp_path, config, _ = tested
+    v1 = tmp_path / "checkpoints/tinyenc.fpenc.safetensors"
+    text = (
+        config.read_text().replace("name: tinyenc", "name: tinyv2").replace("pipeline:\n", "pipeline:\n  seed: 1\n", 1)
+    )
+    v2 = tmp_path / "tinyv2.yaml"
+    v2.write_text(text)
+    assert main(["test", "--config", str(v2), "--model.init_from", str(v1)]) == 0
+    out = load_bundle(tmp_path / "checkpoints/tinyv2.fpenc.safetensors")
+    src = load_bundle(v1)
+    assert out.meta["victim_sha256"] != src.meta["victim_sha256"]  # another victim
+    for name, w in src.encoder().state_dict().items():
+        assert torch.equal(out.encoder().state_dict()[name], w), name  # V1's encoder, unchanged
+    report = json.loads((tmp_path / "runs/tinyv2/report.json").read_text())
+    assert 0.0 <= report["auc"] <= 1.0
+    capsys.readouterr()
+    for args, message in (
+        (["--model.init_from", str(v1), "--ckpt_path", "best"], "both give the encoder's weights"),
+        (["--model.init_from", str(tmp_path / "missing.safetensors")], "does not exist"),
+        (["--model.init_from", str(v1), "--model.hidden_dim", "64"], "hidden_dim 32 (this run: 64)"),
+    ):
+        assert main(["test", "--config", str(v2), *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -21,6 +21,7 @@ from fpenc.callbacks.checkpoints import encoder_checkpoints  # noqa: F401  (its 
 from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
 from fpenc.encoder.options import VerdictOptions, check_args
+from fpenc.errors import ConfigError
 from fpenc.verdict import DEFAULT_ALPHA, pair_similarities
 
 
@@ -41,6 +42,9 @@ class EncoderModule(pl.LightningModule):
         ood_margin: the out-of-distribution gate's limit is ``ood_margin`` x the largest distance of a
             validation or reference model to the encoder's training models (0: no gate).
         export_dir: where ``test`` writes the verification bundle (None: the run directory).
+        init_from: an exported bundle whose encoder (network and weights) this module starts from:
+            encoder transfer (Peng et al. App. E; :mod:`fpenc.encoder.transfer`). ``test`` then needs
+            no checkpoint; ``fit`` fine-tunes it. Its network options must equal the ones above.
         net: the encoder network, injected (None: a :class:`FingerprintEncoder` of the options above).
 
     The verdict and export options (alpha ... export_dir) are checked here and carried, as
@@ -66,6 +70,7 @@ class EncoderModule(pl.LightningModule):
         ood_margin: float = 1.5,
         sanity_images: int = 200,
         export_dir: str | None = "checkpoints",
+        init_from: str | None = None,
         net: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -84,6 +89,13 @@ class EncoderModule(pl.LightningModule):
             dims=(input_dim, hidden_dim, embed_dim, proj_dim),
         )
         self.save_hyperparameters(ignore=["net"])
+        if init_from is not None:
+            from fpenc.encoder.transfer import encoder_from_bundle
+
+            if net is not None:
+                raise ConfigError("model.init_from and model.net both give the encoder network; pass one of them")
+            wanted = {"input_dim": input_dim, "hidden_dim": hidden_dim, "embed_dim": embed_dim, "proj_dim": proj_dim}
+            net = encoder_from_bundle(init_from, {**wanted, "input_transform": input_transform})
         self.encoder = (
             net
             if net is not None
