@@ -28,6 +28,8 @@ SETTINGS = {
     "jpeg:30": {"jpeg": 30},
     "median:3": {"median": 3},
     "median:5": {"median": 5},
+    "detector:40": {"detector": 40},
+    "detector:25": {"detector": 25},
 }
 
 

@@ -44,13 +44,27 @@ def add_serve_parser(sub) -> None:
     p.add_argument(
         "--prob-noise", type=float, default=0.0, metavar="STD", help="Gaussian noise on the probabilities (a defence)"
     )
+    p.add_argument(
+        "--detector",
+        type=int,
+        default=0,
+        metavar="T",
+        help="answer at random the queries that share >= T of 50 window hashes with an earlier one "
+        "(a Blacklight-style near-duplicate detector; a defence)",
+    )
 
 
 def cmd_serve(args) -> int:
     from fpenc.serve import serve
     from fpenc.serve_defences import Defences
 
-    guard = Defences(jpeg=args.jpeg, input_noise=args.input_noise, median=args.median, prob_noise=args.prob_noise)
+    guard = Defences(
+        jpeg=args.jpeg,
+        input_noise=args.input_noise,
+        median=args.median,
+        prob_noise=args.prob_noise,
+        detector=args.detector,
+    )
     serve(
         args.model, args.host, args.port, args.trusted_suspect, answer=args.answer, round_to=args.round, defences=guard
     )

@@ -32,8 +32,15 @@ def make_app(fn, model_name: str = "suspect", answer: str = "probs", round_to: i
 
     model = Suspect(fn, "probs", name=model_name)  # logits or probabilities -> probabilities, checked
 
+    detector = guard.make_detector()
+
     def predict(x: np.ndarray) -> np.ndarray:
-        probs = model(guard.inputs(torch.from_numpy(x)))
+        queries = torch.from_numpy(x)
+        probs = model(guard.inputs(queries))
+        if detector is not None:  # flagged near-duplicates get random answers
+            flagged = detector.flag(queries)
+            probs = probs.clone()  # the model's answers may be inference tensors
+            probs[flagged] = detector.random_answers(int(flagged.sum()), probs.shape[1]).to(probs.dtype)
         probs = apply_api(guard.answers(probs), api).numpy()
         return np.round(probs, round_to) if round_to is not None else probs
 

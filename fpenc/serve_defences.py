@@ -5,7 +5,9 @@
   quality), ``input_noise`` (Gaussian pixel noise of a standard deviation, clipped to [0, 1]),
   ``median`` (a k x k median filter);
 * answer perturbations: ``prob_noise`` (Gaussian noise on the probabilities, clipped and
-  renormalised), then rounding and top-k / label answers (``fpenc.serve``).
+  renormalised), then rounding and top-k / label answers (``fpenc.serve``);
+* ``detector``: a stateful detector of near-duplicate queries (:mod:`fpenc.serve_detector`,
+  Blacklight-style) whose flagged queries get random answers; the value is its match threshold.
 
 Each is seeded, so that a measurement is repeatable.
 """
@@ -24,7 +26,17 @@ class Defences:
     input_noise: float = 0.0  # std of Gaussian pixel noise
     median: int = 0  # median filter size (odd, >= 3), 0: none
     prob_noise: float = 0.0  # std of Gaussian noise on the probabilities
+    detector: int = 0  # near-duplicate detector's threshold (shared hashes, 1..50), 0: none
     seed: int = 0
+
+    def make_detector(self):
+        """A fresh :class:`~fpenc.serve_detector.DuplicateDetector` (one per server: it remembers
+        the queries), or None."""
+        if not self.detector:
+            return None
+        from fpenc.serve_detector import DuplicateDetector
+
+        return DuplicateDetector(self.detector, seed=self.seed + 2)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Queries ``[B, C, H, W]`` in [0, 1] as the defended model sees them."""

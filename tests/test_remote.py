@@ -9,7 +9,9 @@ import json
 import socket
 import time
 
+import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -166,3 +168,24 @@ def test_a_killed_verifier_resumes_from_the_answer_log(remote, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, *args, "--format", "json"], capture_output=True, text=True)
     r = json.loads(done.stdout)["results"][0]
     assert done.returncode == 10 and r["remote"]["queries_spent"] == need - bought
+
+
+def test_a_server_with_the_detector_answers_repeated_queries_at_random(remote):
+    import httpx
+
+    from fpenc.serve_defences import Defences
+    from fpenc.suspects import load_model_file
+
+    server = Server(make_app(load_model_file(remote["files"]["copy"]), model_name="d", defences=Defences(detector=25)))
+    try:
+        x = torch.rand(4, C, H, W, generator=torch.Generator().manual_seed(0)).numpy()
+        body = {"inputs": x.tolist()}
+        first = np.asarray(httpx.post(f"{server.url}/predict", json=body, timeout=30).json()["outputs"])
+        again = np.asarray(httpx.post(f"{server.url}/predict", json=body, timeout=30).json()["outputs"])
+    finally:
+        server.stop()
+    fn = load_model_file(remote["files"]["copy"])
+    with torch.no_grad():
+        want = torch.softmax(torch.as_tensor(fn(torch.from_numpy(x))), 1).numpy()
+    assert np.allclose(first, want, atol=1e-5)  # new queries: the model's answers
+    assert not np.allclose(again, want, atol=1e-2) and np.allclose(again.sum(1), 1, atol=1e-5)  # repeats: random
