@@ -143,12 +143,18 @@ def test_merge_adds_methods_to_results_of_the_same_benchmark(tmp_path):
         merge_results({**old, "models": []}, new, tmp_path / "b.json")
 
 
-def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
+def combine_tests_main():
+    """``benchmarks/combine_tests.py``'s ``main`` (benchmarks/ is not a package on the path)."""
     sys.path.insert(0, str(REPO))
     try:
-        from benchmarks.combine_tests import main as iut
+        from benchmarks.combine_tests import main
     finally:
         sys.path.remove(str(REPO))
+    return main
+
+
+def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
+    iut = combine_tests_main()
     models = [
         {"id": "copy", "positive": True, "kind": "prune"},
         {"id": "copy2", "positive": True, "kind": "prune"},
@@ -172,11 +178,7 @@ def test_intersection_union_accuses_only_what_both_tests_accuse(tmp_path):
 
 
 def test_zsum_standardises_each_test_by_its_references_and_tests_the_sum(tmp_path):
-    sys.path.insert(0, str(REPO))
-    try:
-        from benchmarks.combine_tests import main as combine
-    finally:
-        sys.path.remove(str(REPO))
+    combine = combine_tests_main()
     from fpenc.verdict import prediction_pvalue
 
     models = [
