@@ -95,18 +95,29 @@ def forge(path: Path, honest, encoder, victim, references, zoo, uaps: torch.Tens
 
 
 def judge(bundle, net) -> dict:
+    """``fpenc verify``'s verdict on ``net`` at alpha 0.01 (the default) and 0.05 (an accuser's
+    choice); ``refused`` where the alpha is at or below the bundle's p-value floor."""
+    from fpenc.errors import ConfigError
     from fpenc.suspects import from_module
     from fpenc.verification import verify_suspect
 
-    r = verify_suspect(bundle, from_module(net))
-    return {
-        "verdict": r["verdict"],
-        "p_value": float(f"{r['p_value']:.4g}"),
-        "agreement": round(r["agreement"], 4),
-        "similarity": round(r["similarity"], 4),
-        "passes_sanity_gates": r["sanity"]["accuracy"] >= bundle.gates().min_accuracy,
-        "ood": r["ood_distance"] > (bundle.gates().ood_threshold or float("inf")),
-    }
+    out = {}
+    for alpha in (0.01, 0.05):
+        try:
+            r = verify_suspect(bundle, from_module(net), alpha=alpha)
+        except ConfigError as err:  # alpha at or below the bundle's p-value floor: no verdict at all
+            out[str(alpha)] = {"verdict": "refused", "reason": str(err)}
+            continue
+        out[str(alpha)] = {
+            "verdict": r["verdict"],
+            "p_value": float(f"{r['p_value']:.4g}"),
+            "p_value_floor": float(f"{r['p_value_floor']:.4g}"),
+            "agreement": round(r["agreement"], 4),
+            "similarity": round(r["similarity"], 4),
+            "passes_sanity_gates": r["sanity"]["accuracy"] >= bundle.gates().min_accuracy,
+            "ood": r["ood_distance"] > (bundle.gates().ood_threshold or float("inf")),
+        }
+    return out
 
 
 def main(argv=None) -> int:
@@ -180,10 +191,10 @@ def main(argv=None) -> int:
                     "commitment_matches_published": b.sha256 == honest.sha256,
                     "key_rederived": bool(torch.equal(rederived, b.view_images)),
                     "target": judge(b, s),
-                    "other_innocents": {i: judge(b, nets[i])["verdict"] for i in innocents if i != target},
-                    "copies": {i: judge(b, nets[i])["verdict"] for i in copies},
+                    "other_innocents": {i: judge(b, nets[i])["0.05"]["verdict"] for i in innocents if i != target},
+                    "copies": {i: judge(b, nets[i])["0.01"]["verdict"] for i in copies},
                 }
-                print(row["target"]["verdict"], row["target"]["p_value"])
+                print({a: (v["verdict"], v.get("p_value")) for a, v in row["target"].items()}, flush=True)
                 out["forgeries"].setdefault(target, {})[attack] = row
     write_results(args.out, out, seed=cfg.seed, argv=argv)
     return 0
