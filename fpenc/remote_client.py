@@ -130,7 +130,7 @@ class RemoteModel:
             except httpx.TimeoutException:
                 problem = f"{url} timed out"
             except httpx.ConnectError as err:
-                problem = f"cannot reach {url} ({_reason(err)})"
+                problem = _connect_problem(url, err)
             except httpx.TransportError as err:
                 problem = f"{url}: {type(err).__name__}: {_reason(err)}"
             else:
@@ -153,6 +153,8 @@ class RemoteModel:
             r = self.client.get(f"{self.base}/v2/health/ready")
             return "v2" if r.status_code == 200 else "json"
         except httpx.TransportError as err:
+            if _is_tls(err):
+                raise FpencError(_connect_problem(self.base, err)) from None
             raise FpencError(f"cannot reach {self.base} ({_reason(err)}); is the server up?") from None
 
     def _first_model(self) -> str:
@@ -189,6 +191,28 @@ class RemoteModel:
 
 def _reason(err: Exception) -> str:
     return str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+
+
+def _is_tls(err: Exception) -> bool:
+    """Whether a transport error is a failed TLS handshake or certificate check."""
+    import ssl
+
+    seen, e = set(), err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ssl.SSLError) or "SSL" in str(e) or "CERTIFICATE" in str(e).upper():
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _connect_problem(url: str, err: Exception) -> str:
+    if _is_tls(err):
+        return (
+            f"TLS with {url} failed ({_reason(err)}): check that the server speaks https at this address "
+            "and that its certificate is trusted (SSL_CERT_FILE), or use its http:// URL"
+        )
+    return f"cannot reach {url} ({_reason(err)})"
 
 
 def from_url(url: str, api="probs", outputs="auto", num_classes=None, **kwargs):

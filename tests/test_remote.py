@@ -189,3 +189,10 @@ def test_a_server_with_the_detector_answers_repeated_queries_at_random(remote):
         want = torch.softmax(torch.as_tensor(fn(torch.from_numpy(x))), 1).numpy()
     assert np.allclose(first, want, atol=1e-5)  # new queries: the model's answers
     assert not np.allclose(again, want, atol=1e-2) and np.allclose(again.sum(1), 1, atol=1e-5)  # repeats: random
+
+
+def test_a_tls_failure_is_one_line_that_names_tls(remote, capsys):
+    url = remote["servers"]["copy"].url.replace("http://", "https://")  # a plain-HTTP server
+    assert main(["verify", "--bundle", remote["bundle"], url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TLS" in err[0] and "http://" in err[0], err
