@@ -181,7 +181,8 @@ class RemoteModel:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         images = x.detach().cpu().float().numpy()
         keys = [AnswerLog.key(im) for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self.log.answers]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each distinct image asked once
+        todo = sorted(i for k, i in first.items() if k not in self.log.answers)
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start : start + self.batch_size]
             scores = self._ask(images[idx])

@@ -196,3 +196,14 @@ def test_a_tls_failure_is_one_line_that_names_tls(remote, capsys):
     assert main(["verify", "--bundle", remote["bundle"], url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "TLS" in err[0] and "http://" in err[0], err
+
+
+def test_a_repeated_image_is_asked_once_and_the_budget_counts_distinct_images(remote):
+    from fpenc.remote_client import RemoteModel
+
+    model = RemoteModel(remote["servers"]["copy"].url, num_classes=10, batch_size=2)
+    x = torch.rand(3, C, H, W, generator=torch.Generator().manual_seed(1))
+    out = model(torch.cat([x, x[:2], x[1:2]]))
+    assert model.spent == 3  # 6 images, 3 distinct
+    assert torch.equal(out[3], out[0]) and torch.equal(out[4], out[1]) and torch.equal(out[5], out[1])
+    assert torch.equal(model(x), out[:3]) and model.spent == 3  # asked again: answered from the log
