@@ -3,7 +3,8 @@ fpenc's queries, each stream sent to a fresh detector in the order a verifier se
 
 Streams: 6,000 random test images (ordinary traffic); the bundle's 200 labelled images; the key's
 first view (N distinct datapoints); every clean view; the clean views then every UAP-perturbed
-query (what `fpenc verify` sends after the labelled images). Writes the share flagged per
+query (what a verifier that repeats images would send after the labelled images); what `fpenc
+verify` sends a remote suspect: the labelled images, then each distinct image once. Writes the share flagged per
 stream and threshold, and how many distinct images the key's views hold.
 
     python benchmarks/detector_traffic.py -c configs/fmnist_demo.yaml \\
@@ -18,6 +19,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
 from benchmarks.harness import config_args, configs, load_run, write_results
+
+
+def distinct_in_order(x):
+    """The rows of ``x`` without repeats, each at its first place (as the remote client asks them)."""
+    import hashlib
+
+    seen, keep = set(), []
+    for i, image in enumerate(x):
+        key = hashlib.sha256(image.numpy().tobytes()).digest()
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return x[keep]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "the key's first view": views[0],
         "every clean view": clean,
         "clean views, then UAP-perturbed": torch.cat([clean, perturbed]),
+        "what fpenc verify sends a remote suspect (each distinct image once)": distinct_in_order(
+            torch.cat([b.sanity_images.float() / 255, clean, perturbed])
+        ),
     }
     distinct = len(torch.unique(b.view_images.reshape(len(clean), -1), dim=0))
     result = {"bundle_sha256": b.sha256, "key_view_images": len(clean), "key_distinct_images": distinct, "streams": {}}
