@@ -98,6 +98,19 @@ class Suspect:
                 f"{self.name} returned NaN or inf for {int(bad.sum())} of {len(x)} inputs; "
                 "its answers cannot be fingerprinted"
             )
+        if self.outputs == "probs":  # declared probabilities: hold the suspect to it
+            if bool((out < -1e-6).any()):
+                raise FpencError(
+                    f"{self.name} returned negative 'probabilities' (min {float(out.min()):.3g}); "
+                    "if it answers logits or scores, use --outputs logits (or auto)"
+                )
+            sums = out.sum(1)
+            if self.api.mode == "probs" and bool(((sums - 1).abs() > 0.05).any()):
+                worst = float(sums[(sums - 1).abs().argmax()])
+                raise FpencError(
+                    f"{self.name} returned 'probabilities' whose rows do not sum to 1 (one sums to {worst:.3g}); "
+                    "if it answers scores, use --outputs logits (or auto)"
+                )
         is_probs = self.outputs == "probs" or (
             self.outputs == "auto"
             and bool((out >= 0).all())

@@ -95,6 +95,10 @@ def test_budget_refused_up_front_and_an_interrupted_run_resumes_from_the_answer_
         ("crash", "answered HTTP 500"),
         ("notjson", "answered with something that is not JSON"),
         ("layout", "has neither outputs nor labels"),
+        ("negative", "negative 'probabilities'"),
+        ("sum", "do not sum to 1"),
+        ("missing", "answered HTTP 404"),
+        ("slow", "timed out"),
     ],
 )
 def test_bad_remote_answers_are_one_line_errors(remote, capsys, kind, message):
@@ -117,15 +121,23 @@ def test_bad_remote_answers_are_one_line_errors(remote, capsys, kind, message):
             return Response("<html>busy</html>", media_type="text/html")
         if kind == "layout":
             return {"predictions": [[0.1] * 10] * b}
+        if kind == "negative":
+            return {"outputs": [[-0.1] + [1.1 / 9] * 9] * b}
+        if kind == "sum":
+            return {"outputs": [[0.5] * 10] * b}
+        if kind == "missing":
+            return Response("no such model", status_code=404)
+        if kind == "slow":
+            time.sleep(2)
+            return {"outputs": [[0.1] * 10] * b}
         raise RuntimeError("broken model")
 
     server = Server(app)
     try:
         url = f"{server.url}/predict"
-        assert (
-            main(["verify", "--bundle", remote["bundle"], url, "--answer-log", str(remote["tmp"] / f"{kind}.jsonl")])
-            == 2
-        )
+        extra = {"negative": ["--outputs", "probs"], "sum": ["--outputs", "probs"], "slow": ["--timeout", "0.3"]}
+        log = ["--answer-log", str(remote["tmp"] / f"{kind}.jsonl")]
+        assert main(["verify", "--bundle", remote["bundle"], url, *log, *extra.get(kind, [])]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("fpenc verify: error:") and message in err, err
     finally:
