@@ -95,10 +95,9 @@ class DeepFoolUAPModule(_UAPBase):
     gradient ``v - v_new``: Lightning counts a step only when an optimiser steps, so without one
     ``global_step`` would never advance and a ``max_steps`` bound would never end training.
 
-    With an L-inf ball, one batch's sequential updates can undo the last batch's (the fooling rate
-    oscillates), so the module keeps the best ``v`` seen: before each update, ``v`` is scored on the
-    batch it has not seen yet, and :meth:`perturbation` returns the best-scored one (the final
-    update, never scored, only when nothing scored above 0).
+    The fooling rate still varies from batch to batch, so the module keeps the best ``v`` seen:
+    before each update, ``v`` is scored on the batch it has not seen yet, and :meth:`perturbation`
+    returns the best-scored one (the final update, never scored, only when nothing scored above 0).
     """
 
     def __init__(
@@ -119,8 +118,12 @@ class DeepFoolUAPModule(_UAPBase):
         self.best_rate = -1.0
 
     def updated(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(v_new [1, C, H, W], todo [B])``: DeepFool perturbations of ``x + v`` for the images of
-        ``x`` that ``v`` does not fool yet, added to ``v`` one by one, projecting after each."""
+        """``(v_new [1, C, H, W], todo [B])``: the DeepFool perturbations ``r_i`` of ``x_i + v`` for
+        the ``n`` images of ``x`` that ``v`` does not fool yet, all computed at the same ``v``, are
+        added as one step ``v <- P(v + sum_i r_i / sqrt(n))``. (The original algorithm adds them one
+        by one, each computed at the ``v`` its predecessors made; added one by one at a stale ``v``,
+        as a batch must, they drive ``v`` to the corners of the L-inf ball: 0.753 of the demo
+        victim's held-out images fooled against 0.795 with this step, ``benchmarks/uap_methods.py``.)"""
         todo = ~self.fooled(x)
         v = self.v.detach().clone()
         if todo.any():
@@ -128,8 +131,7 @@ class DeepFoolUAPModule(_UAPBase):
                 self.victim, self.perturb(x[todo]), self.num_candidates, self.overshoot, self.max_iter, self.norm
             )
             with torch.no_grad():
-                for dv in r:  # sequential projection, as in the original algorithm
-                    v = project(v + dv.unsqueeze(0), self.eps, self.norm)
+                v = project(v + r.sum(0, keepdim=True) / float(len(r)) ** 0.5, self.eps, self.norm)
         return v, todo
 
     def training_step(self, batch, batch_idx):
