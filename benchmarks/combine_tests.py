@@ -87,21 +87,20 @@ def main(argv=None) -> int:
         raise SystemExit("the two results files score different test models")
     alpha = float(ra["alpha"])
     budgets = {}
-    if args.pairs:
-        pairs = [tuple(int(x) for x in p.split(":")) for p in args.pairs]
+    if args.pairs:  # (label, budget of a, budget of b)
+        pairs = [(p, *(int(x) for x in p.split(":"))) for p in args.pairs]
     else:
-        pairs = [(t, t) if args.full else (t // 2, t // 2) for t in ra["budgets"]]
+        pairs = [(str(t), t, t) if args.full else (str(t), t // 2, t // 2) for t in ra["budgets"]]
     lines = [f"{na} {'AND' if args.rule == 'intersection-union' else '+'} {nb} ({args.rule})"]
     lines.append("| queries | AUC | TPR@1%FPR | detected | accused |")
     lines.append("|---|---|---|---|---|")
-    for ba, bb in pairs:
+    for label, ba, bb in pairs:
         if str(ba) not in a["budgets"] or str(bb) not in b["budgets"]:
             continue
         r = combine(a, b, ra["models"], ba, bb, alpha, args.rule)
-        total = ba + bb if args.pairs or not args.full else ba
-        budgets[str(total) if not args.pairs else f"{ba}:{bb}"] = r
+        budgets[label] = r
         lines.append(
-            f"| {total} ({r['queries']} spent) | {r['auc']:.3f} | {r['tpr_at_1pct_fpr']:.2f} | {r['detected']:.2f} | "
+            f"| {label} ({r['queries']} spent) | {r['auc']:.3f} | {r['tpr_at_1pct_fpr']:.2f} | {r['detected']:.2f} | "
             f"{r['false_accusations']}/{r['negatives']} |"
         )
     print("\n".join(lines))

@@ -23,11 +23,11 @@ from benchmarks.harness import config_args, configs, load_run, write_results
 
 def distinct_in_order(x):
     """The rows of ``x`` without repeats, each at its first place (as the remote client asks them)."""
-    import hashlib
+    from fpenc.remote_client import AnswerLog
 
     seen, keep = set(), []
     for i, image in enumerate(x):
-        key = hashlib.sha256(image.numpy().tobytes()).digest()
+        key = AnswerLog.key(image.numpy())
         if key not in seen:
             seen.add(key)
             keep.append(i)

@@ -59,6 +59,17 @@ def load_run(paths: list[str], overrides: dict | None = None):
     return cfg, RunDir(cfg.run_dir)
 
 
+def run_bundle(run) -> tuple:
+    """``(bundle, test entries)`` of a run (a :class:`fpenc.rundir.RunDir`): the bundle its last
+    ``fpenc test`` exported (named in its report) and the manifest entries of its test models."""
+    import json
+
+    from fpenc.bundle import load_bundle
+
+    bundle = load_bundle(json.loads(run.report_json.read_text())["bundle"])
+    return bundle, [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """``python <script relative to the repository> <arguments>`` of this process (or of ``argv``)."""
     script = Path(sys.argv[0]).resolve()

@@ -9,13 +9,12 @@ accuracy (on the bundle's labelled images).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, configs, load_run, write_results
+from benchmarks.harness import config_args, configs, load_run, run_bundle, write_results
 
 SETTINGS = {
     "none": {},
@@ -38,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     config_args(ap, required=False, default=["configs/fmnist_demo.yaml"])
     ap.add_argument("--out", default="benchmarks/results/remote_evasion.json")
     args = ap.parse_args(argv)
-    from fpenc.bundle import load_bundle
     from fpenc.remote_client import from_url
     from fpenc.serve import BackgroundServer, make_app
     from fpenc.serve_defences import Defences
@@ -47,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from fpenc.verification import verify_suspect
 
     cfg, run = load_run(configs(args))
-    bundle = load_bundle(json.loads(run.report_json.read_text())["bundle"])
+    bundle, entries = run_bundle(run)
     alpha, api = float(bundle.meta.get("alpha", 0.01)), bundle.meta.get("api", "probs")
-    entries = [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for entry in entries:

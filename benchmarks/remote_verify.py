@@ -10,14 +10,13 @@ Run ``fpenc zoo``, ``fpenc fit`` and ``fpenc test --ckpt_path best`` on the conf
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, configs, load_run, write_results
+from benchmarks.harness import config_args, configs, load_run, run_bundle, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     config_args(ap, required=False, default=["configs/fmnist_demo.yaml"])
     ap.add_argument("--out", default="benchmarks/results/remote_verify.json")
     args = ap.parse_args(argv)
-    from fpenc.bundle import load_bundle
     from fpenc.remote_client import from_url
     from fpenc.serve import BackgroundServer, make_app
     from fpenc.suspect_export import export_model
@@ -33,10 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from fpenc.verification import verify_suspect
 
     cfg, run = load_run(configs(args))
-    report = json.loads(run.report_json.read_text())
-    bundle = load_bundle(report["bundle"])
+    bundle, entries = run_bundle(run)
     alpha = float(bundle.meta.get("alpha", 0.01))
-    entries = [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for entry in entries:
@@ -70,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     judged = [r for r in rows.values() if "file" in r]
     result = {
         "benchmark": "remote_verify",
-        "bundle": report["bundle"],
+        "bundle": str(bundle.path),
         "models": rows,
         "all_same": all(r["same_verdict_and_p"] for r in judged),
         "judged": len(judged),

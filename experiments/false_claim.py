@@ -94,15 +94,15 @@ def forge(path: Path, honest, encoder, victim, references, zoo, uaps: torch.Tens
     )
 
 
-def judge(bundle, net) -> dict:
-    """``fpenc verify``'s verdict on ``net`` at alpha 0.01 (the default) and 0.05 (an accuser's
+def judge(bundle, net, alphas=(0.01, 0.05)) -> dict:
+    """``fpenc verify``'s verdict on ``net`` at each alpha (0.01: the default; 0.05: an accuser's
     choice); ``refused`` where the alpha is at or below the bundle's p-value floor."""
     from fpenc.errors import ConfigError
     from fpenc.suspects import from_module
     from fpenc.verification import verify_suspect
 
     out = {}
-    for alpha in (0.01, 0.05):
+    for alpha in alphas:
         try:
             r = verify_suspect(bundle, from_module(net), alpha=alpha)
         except ConfigError as err:  # alpha at or below the bundle's p-value floor: no verdict at all
@@ -145,14 +145,10 @@ def main(argv=None) -> int:
     copies = [i for i, s in sets.items() if s == "test" and entries[i]["role"] == "piracy"]
     nets = {i: run.load_model(entries[i]) for i in innocents + copies}
     arrays = load_data(cfg.data)
-    sanity = {tuple(x.flatten().tolist()) for x in honest.sanity_images}
-    pool = torch.tensor(
-        [i for i in range(len(arrays.test_x)) if tuple(arrays.test_x[i].flatten().tolist()) not in sanity]
-    )
-    images = arrays.test_x[pool]
-    rederived = load_key(run.key)[
-        "view_images"
-    ]  # the key the pipeline derives from the victim and the recorded settings
+    sanity = {x.numpy().tobytes() for x in honest.sanity_images}  # the gates' images never enter a key
+    images = arrays.test_x[[i for i, x in enumerate(arrays.test_x) if x.numpy().tobytes() not in sanity]]
+    # the key the pipeline derives from the victim and the recorded settings
+    rederived = load_key(run.key)["view_images"]
     enc = honest.encoder()
     shape = honest.view_images.shape
     out = {
@@ -191,8 +187,10 @@ def main(argv=None) -> int:
                     "commitment_matches_published": b.sha256 == honest.sha256,
                     "key_rederived": bool(torch.equal(rederived, b.view_images)),
                     "target": judge(b, s),
-                    "other_innocents": {i: judge(b, nets[i])["0.05"]["verdict"] for i in innocents if i != target},
-                    "copies": {i: judge(b, nets[i])["0.01"]["verdict"] for i in copies},
+                    "other_innocents": {
+                        i: judge(b, nets[i], (0.05,))["0.05"]["verdict"] for i in innocents if i != target
+                    },
+                    "copies": {i: judge(b, nets[i], (0.01,))["0.01"]["verdict"] for i in copies},
                 }
                 print({a: (v["verdict"], v.get("p_value")) for a, v in row["target"].items()}, flush=True)
                 out["forgeries"].setdefault(target, {})[attack] = row

@@ -181,8 +181,11 @@ class RemoteModel:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         images = x.detach().cpu().float().numpy()
         keys = [AnswerLog.key(im) for im in images]
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each distinct image asked once
-        todo = sorted(i for k, i in first.items() if k not in self.log.answers)
+        first: dict[str, int] = {}  # each distinct image asked once, at its first place
+        for i, k in enumerate(keys):
+            if k not in self.log.answers:
+                first.setdefault(k, i)
+        todo = sorted(first.values())
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start : start + self.batch_size]
             scores = self._ask(images[idx])

@@ -92,14 +92,14 @@ def queries_needed(bundle, num_fingerprints: int | None = None, seed: int = 0) -
     """Distinct images one verdict asks a remote suspect: the labelled images, the clean images of
     the chosen views and the perturbed images of the chosen pairs (at most ``S + V_chosen N + F N``;
     an image the key holds twice is asked once, its answer reused from the answer log)."""
-    import hashlib
+    from fpenc.remote_client import AnswerLog  # the answer log's key: one image, one answer
 
     pairs = choose_pairs(bundle.num_uaps, bundle.num_views, num_fingerprints, seed)
     x = bundle.view_images.float() / 255.0
     uaps = bundle.uaps.float()
     images = [bundle.sanity_images.float() / 255.0, x[torch.unique(pairs[:, 1])].flatten(0, 1)]
     images += [(x[v] + uaps[u]).clamp(0, 1) for u, v in pairs.tolist()]
-    return len({hashlib.sha256(im.numpy().astype(np.float32).tobytes()).digest() for im in torch.cat(images)})
+    return len({AnswerLog.key(im.numpy()) for im in torch.cat(images)})
 
 
 def sanity_check(bundle, suspect, batch_size: int = 2000) -> dict:

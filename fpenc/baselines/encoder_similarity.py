@@ -33,7 +33,7 @@ class EncoderSimilarity(Method):
         if b is None:
             raise ValueError("fpenc_encoder needs fpenc's bundle of this victim (fpenc bench --bundle)")
         self.answers = "label" if b.meta.get("api", "probs") == "label" else "probs"
-        self.api, self.k = b.meta.get("api", "probs"), b.num_classes
+        self.api = b.meta.get("api", "probs")
         x, u, n_img = b.view_images.float() / 255.0, b.uaps.float(), b.num_datapoints
         queries, clean_at, pairs, ends, size = [], {}, [], [], 0
         for uu, vv in pair_order(b.num_uaps, b.num_views).tolist():
