@@ -17,6 +17,7 @@ from fpenc.bench.command import cmd_bench
 from fpenc.bundle_commands import cmd_calibrate, cmd_export, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
 from fpenc.cli_owner import add_owner_parsers
 from fpenc.cli_remote import add_remote_flags, add_serve_parser, cmd_serve
+from fpenc.executor import add_executor_flags
 from fpenc.stage_commands import cmd_fingerprint, cmd_subspace, cmd_uap, cmd_zoo
 
 
@@ -31,6 +32,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs-dir", default=None, help="where runs/<name>/ lives (default: the config's runs_dir, 'runs')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor_flags(p)  # the zoo's models: one after another here, or Ray tasks
 
 
 def build_parser() -> argparse.ArgumentParser:

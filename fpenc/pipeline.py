@@ -27,10 +27,10 @@ class Stage:
     run: Callable
 
 
-def _zoo(cfg, api: str, progress: bool):
+def _zoo(cfg, api: str, progress: bool, executor=None):
     from fpenc.zoo.builder import build_zoo
 
-    return build_zoo(cfg, progress=progress)
+    return build_zoo(cfg, progress=progress, executor=executor)
 
 
 def _uap(cfg, api: str, progress: bool):
@@ -68,15 +68,20 @@ FIT_SETS = ("victim", "train", "val")
 """The sets ``fpenc fit`` reads: the encoder never sees (nor queries) a reference or test model."""
 
 
-def run_stages(cfg, until: str = "fingerprints", api: str = "probs", progress: bool = True, sets=None) -> dict:
+def run_stages(
+    cfg, until: str = "fingerprints", api: str = "probs", progress: bool = True, sets=None, executor=None
+) -> dict:
     """Run the stages of :data:`STAGES` up to and including ``until`` (each cached: a finished
     stage only checks its outputs); returns ``{stage name: its result}``. ``sets``: fingerprint only
-    the models of these sets (:data:`FIT_SETS` for ``fpenc fit``; default every model)."""
+    the models of these sets (:data:`FIT_SETS` for ``fpenc fit``; default every model); ``executor``:
+    where the zoo's models train (:class:`fpenc.executor.ExecutorOptions`; default this process)."""
     if until not in STAGE_NAMES:
         raise ValueError(f"until must be one of {STAGE_NAMES}, got {until!r}")
     results = {}
     for stage in STAGES:
         extra = {"sets": sets} if stage.name == "fingerprints" and sets is not None else {}
+        if stage.name == "zoo" and executor is not None:
+            extra = {"executor": executor}
         results[stage.name] = stage.run(cfg, api, progress, **extra)
         if stage.name == until:
             break

@@ -14,6 +14,12 @@ def _pipeline_config(args):
     return load_pipeline_config(args.config, overrides)
 
 
+def _executor(args):
+    from fpenc.executor import executor_options
+
+    return executor_options(args)
+
+
 def cmd_zoo(args) -> int:
     cfg = _pipeline_config(args)
     from fpenc.pipeline import run_stages
@@ -21,7 +27,7 @@ def cmd_zoo(args) -> int:
     from fpenc.zoo.manifest import format_table
 
     print(f"fpenc zoo: {cfg.name} -> {cfg.run_dir}/", file=sys.stderr)
-    manifest = run_stages(cfg, until="zoo", progress=not args.no_progress)["zoo"]
+    manifest = run_stages(cfg, until="zoo", progress=not args.no_progress, executor=_executor(args))["zoo"]
     print(format_table(manifest["models"]))
     print(f"\nmanifest: {RunDir(cfg.run_dir).manifest}")
     return 0
@@ -30,7 +36,7 @@ def cmd_zoo(args) -> int:
 def _stages_up_to_uap(cfg, args):
     from fpenc.pipeline import run_stages
 
-    return run_stages(cfg, until="uap", progress=not args.no_progress)["uap"]
+    return run_stages(cfg, until="uap", progress=not args.no_progress, executor=_executor(args))["uap"]
 
 
 def cmd_uap(args) -> int:
@@ -66,7 +72,9 @@ def cmd_fingerprint(args) -> int:
     from fpenc.api import parse_api
     from fpenc.pipeline import run_stages
 
-    run_stages(cfg, until="fingerprints", api=str(parse_api(args.api)), progress=not args.no_progress)
+    run_stages(
+        cfg, until="fingerprints", api=str(parse_api(args.api)), progress=not args.no_progress, executor=_executor(args)
+    )
     return 0
 
 
@@ -75,7 +83,7 @@ def cmd_subspace(args) -> int:
     from fpenc.uap.subspace import format_subspace, subspace_analysis
     from fpenc.zoo.builder import build_zoo
 
-    build_zoo(cfg, progress=not args.no_progress)
+    build_zoo(cfg, progress=not args.no_progress, executor=_executor(args))
     print(
         format_subspace(
             subspace_analysis(

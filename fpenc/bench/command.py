@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fpenc.errors import ConfigError
+from fpenc.executor import add_executor_flags, executor_options
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +56,7 @@ def add_parser(sub) -> None:
         help="fpenc's exported bundle of this victim (its encoder, key and UAPs), for the fpenc_encoder method",
     )
     p.add_argument("--no-progress", action="store_true")
+    add_executor_flags(p)  # the zoo's models, when they are not built yet
 
 
 def model_kind(entry: dict, victim_arch: str, overlap: float) -> str:
@@ -213,7 +215,7 @@ def cmd_bench(args) -> int:
         args.methods or [n for n, m in METHODS.items() if m.in_default and (args.bundle or not m.needs_bundle)]
     )
     cfg = load_pipeline_config(args.config)
-    run_stages(cfg, until="key", progress=not args.no_progress)
+    run_stages(cfg, until="key", progress=not args.no_progress, executor=executor_options(args))
     defender, models, reference = load_bench(cfg, degenerate=not args.no_degenerate, bundle=args.bundle)
     results = run_bench(
         defender,

@@ -1,7 +1,8 @@
 """Build a zoo from a pipeline config: plan the models, train what is missing, write the manifest.
 
-Resumable at model granularity: each model's weights are written atomically, then its manifest
-entry (also atomically). A rerun skips every model whose entry, spec and weights hash match, so
+Models train as tasks of an executor (:mod:`fpenc.executor`: one after another in this process by
+default, or on Ray); this driver alone writes files. Resumable at model granularity: each model's
+weights are written atomically, then its manifest entry (also atomically). A rerun skips every model whose entry, spec and weights hash match, so
 a run killed at any point (even SIGKILL) finishes without retraining finished models and never
 leaves a truncated file behind. A piracy model is rebuilt when its victim changed.
 """
@@ -9,47 +10,48 @@ leaves a truncated file behind. A piracy model is rebuilt when its victim change
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from fpenc.config import PipelineConfig, to_dict
 from fpenc.errors import WeightsFileError
+from fpenc.executor import ExecutorOptions
 from fpenc.io import load_weights, save_weights
 from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
 from fpenc.zoo.plan import SPEC_DEFAULTS, ModelSpec, model_id, plan_zoo  # noqa: F401 (re-exported)
 from fpenc.zoo.sets import assign_sets, reference_ids  # noqa: F401 (re-exported)
-from fpenc.zoo.training import fit_module, quiet_lightning
-
-
-def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std of uint8 images ``[N, C, H, W]`` in [0, 1] units."""
-    x = images.float().div_(255.0)
-    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+from fpenc.zoo.training import quiet_lightning
 
 
 class ZooBuilder:
-    """Trains the models of :func:`plan_zoo` that are not complete yet and records them."""
+    """Trains the models of :func:`plan_zoo` that are not complete yet and records them.
 
-    def __init__(self, cfg: PipelineConfig, progress: bool = True, log=print):
+    Each model is a task (:func:`fpenc.zoo.task.train_task`) handed to an executor
+    (:mod:`fpenc.executor`: this process by default, or Ray); a model starts as soon as the model it
+    is copied from (its ``parent``) is recorded. This driver alone writes weights files and the
+    manifest, as each task finishes; the manifest lists models in plan order whatever the order
+    they finished in. A model finished before the victim waits in memory for the victim's test
+    probabilities (its ``agreement``), then is recorded.
+    """
+
+    def __init__(self, cfg: PipelineConfig, progress: bool = True, log=print, executor: ExecutorOptions | None = None):
         self.cfg = cfg
         self.run_dir = RunDir(cfg.run_dir)
         self.manifest_path = self.run_dir.manifest
         self.progress = progress
         self.log = log
+        self.executor_options = executor or ExecutorOptions()
 
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self):
-        from fpenc.data.datasets import load_data
         from fpenc.data.splits import load_splits, make_splits, read_indices, save_splits
         from fpenc.io import sha256_file
+        from fpenc.zoo.task import load_arrays
 
         d = self.cfg.data
-        arrays = load_data(d)
+        arrays = load_arrays(self.cfg)
         meta = {
             "dataset": d.dataset,
             "n_train": int(len(arrays.train_y)),
@@ -72,94 +74,6 @@ class ZooBuilder:
             save_splits(path, splits, meta)
         return arrays, splits
 
-    def _attacker_pool(self, splits: dict, fraction: float) -> dict:
-        """``splits`` with the attacker's half cut to the share of it an extraction queries (seeded)."""
-        if fraction >= 1.0:
-            return splits
-        rng = np.random.default_rng(self.cfg.data.split_seed + 1)
-        pool = splits["attacker"]
-        return dict(splits, attacker=np.sort(rng.permutation(pool)[: max(1, int(fraction * len(pool)))]))
-
-    # -- one model -----------------------------------------------------------------------------
-    def _train(self, spec: ModelSpec, arrays, splits, parent_net) -> tuple[torch.nn.Module, dict]:
-        """``(net, info)`` of one model; ``parent_net``: the model a copy is made from (the victim, or
-        the ``parent`` of a homologous grid of copies)."""
-        from fpenc.data.images import train_loader
-        from fpenc.models import build_model
-        from fpenc.zoo.classifier import ClassifierModule
-        from fpenc.zoo.extraction import ExtractionModule
-
-        torch.manual_seed(spec.seed)
-        if spec.weights_sha256 is not None:  # the owner's own victim: loaded, never trained
-            return self._owner_victim(spec, arrays), {"train_seconds": 0.0}
-        if spec.attack:  # a copy made from the parent's weights (fine-tuned, pruned, quantized, ...)
-            from fpenc.config.attack_spec import parse_attacks
-            from fpenc.zoo.attacks import apply_attack
-
-            steps, net, info = parse_attacks(spec.attack), parent_net, {"train_seconds": 0.0}
-            if steps[0].kind == "extract":  # a composite on an extracted copy: extract it first
-                net, info = self._train(replace(spec, attack=None), arrays, splits, parent_net)
-                steps, splits = steps[1:], self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
-            reads = any(a.reads_data for a in steps)
-            loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed) if reads else None
-            start = time.perf_counter()
-            for attack in steps:
-                net = apply_attack(net, attack, loader, spec.optimizer, spec.lr, spec.epochs)
-            return net.cpu().eval(), info | {
-                "train_seconds": info["train_seconds"] + round(time.perf_counter() - start, 2)
-            }
-        if spec.extraction is not None:
-            splits = self._attacker_pool(splits, spec.extraction.get("pool_fraction", 1.0))
-        from fpenc.models.user_model import is_class_path
-
-        split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
-        # a user's class normalises inside itself; fpenc's architectures take the split's statistics
-        mean, std = (None, None) if is_class_path(spec.architecture) else _channel_stats(split_images)
-        net = build_model(
-            spec.architecture,
-            num_classes=arrays.num_classes,
-            input_shape=tuple(arrays.input_shape),
-            mean=mean,
-            std=std,
-            **spec.options,
-        )
-        loader = train_loader(arrays, splits, spec.split, spec.batch_size, spec.seed)
-        if spec.extraction is not None:
-            ex = spec.extraction
-            module = ExtractionModule(
-                net,
-                parent_net,
-                api=ex.get("api", "probs"),
-                optimizer=spec.optimizer,
-                lr=spec.lr,
-                adversarial_queries=ex.get("adversarial_queries", 0),
-                adversarial_eps=ex.get("adversarial_eps", 0.1),
-            )
-        else:
-            from fpenc.config.recipe_spec import Recipe
-
-            module = ClassifierModule(net, optimizer=spec.optimizer, lr=spec.lr, recipe=Recipe.from_dict(spec.training))
-        seconds = fit_module(module, loader, spec.epochs, spec.id, self.progress)
-        info = {"train_seconds": round(seconds, 2)}
-        if spec.extraction is not None:
-            info["queries"] = module.queries
-        return net.cpu().eval(), info
-
-    def _owner_victim(self, spec: ModelSpec, arrays) -> torch.nn.Module:
-        """The owner's model from ``zoo.victim.weights`` (a plain state dict of its class)."""
-        from fpenc.errors import ConfigError
-        from fpenc.io import sha256_file
-        from fpenc.models import build_model
-        from fpenc.models.user_model import load_user_state_dict
-
-        path = self.cfg.zoo.victim.weights
-        if sha256_file(path) != spec.weights_sha256:
-            raise ConfigError(f"{path} changed while the zoo was planned; rerun the command")
-        net = build_model(spec.architecture, arrays.num_classes, tuple(arrays.input_shape), **spec.options)
-        load_user_state_dict(net, path)
-        self.log(f"[load] victim: the owner's {spec.architecture} from {path} (not trained)")
-        return net
-
     def _is_complete(self, entry: dict | None, spec: ModelSpec, parent_sha: str | None) -> bool:
         if not entry or {**SPEC_DEFAULTS, **entry.get("spec", {})} != asdict(spec):  # (older specs: fewer fields)
             return False
@@ -169,16 +83,58 @@ class ZooBuilder:
             return False
         return spec.parent is None or entry.get("parent_sha256") == parent_sha
 
+    def _entry(self, spec: ModelSpec, result: dict, parent_sha: str | None, victim) -> dict:
+        """Write one trained model's weights; its manifest entry. ``victim``: (probs, accuracy)."""
+        from fpenc.zoo.evaluate import accuracy, agreement
+
+        weights_rel = self.run_dir.model_weights(spec.id)
+        sha = save_weights(
+            self.run_dir / weights_rel, result["state"], result["arch"], model_id=spec.id, role=spec.role
+        )
+        probs, info = result["probs"], result["info"]
+        acc = accuracy(probs, self.arrays.test_y)
+        is_victim = spec.role == "victim"
+        entry = {
+            "id": spec.id,
+            "role": spec.role,
+            "architecture": spec.architecture,
+            "optimizer": spec.optimizer,
+            "seed": spec.seed,
+            "batch_size": spec.batch_size,
+            "epochs": spec.epochs,
+            "split": spec.split,
+            "parent": spec.parent,
+            "test_accuracy": round(acc, 4),
+            "agreement": 1.0 if is_victim else round(agreement(probs, victim[0]), 4),
+            "recovery_rate": round(acc / victim[1], 4) if spec.role == "piracy" else None,
+            "queries": info.get("queries"),
+            "train_seconds": info["train_seconds"],
+            "weights": weights_rel,
+            "sha256": sha,
+            "parent_sha256": parent_sha,
+            "spec": asdict(spec),
+        }
+        tqdm.write(f"[done] {spec.id}: test acc {acc:.4f} in {info['train_seconds']:.1f}s", file=sys.stderr)
+        if acc < 1.5 / self.arrays.num_classes:
+            tqdm.write(
+                f"warning: {spec.id} did not learn (test acc {acc:.4f}, chance "
+                f"{1 / self.arrays.num_classes:.2f}); try another lr or optimizer for it",
+                file=sys.stderr,
+            )
+        return entry
+
     # -- the zoo -------------------------------------------------------------------------------
     def build(self) -> dict:
-        from fpenc.zoo.evaluate import accuracy, agreement, predict_probs
+        from fpenc.executor import make_executor
+        from fpenc.zoo.evaluate import accuracy, predict_probs
+        from fpenc.zoo.task import train_task
 
         quiet_lightning()
         specs = plan_zoo(self.cfg)
         sets = assign_sets(self.cfg, complete=False)  # the split policy, decided before anything trains
         for stale in self.run_dir.path.rglob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
-        arrays, splits = self._load_data()
+        self.arrays, splits = self._load_data()
         try:
             old = entries_by_id(load_manifest(self.manifest_path))
         except WeightsFileError as err:
@@ -187,101 +143,81 @@ class ZooBuilder:
         manifest = {
             "format": FORMAT,
             "name": self.cfg.name,
-            "dataset": arrays.name,
-            "data_source": arrays.source,
-            "input_shape": list(arrays.input_shape),
-            "num_classes": arrays.num_classes,
+            "dataset": self.arrays.name,
+            "data_source": self.arrays.source,
+            "input_shape": list(self.arrays.input_shape),
+            "num_classes": self.arrays.num_classes,
             "splits": SPLITS,
             "config": to_dict(self.cfg),
             "models": [],
         }
-        victim_probs, victim_acc = None, None
-        built: dict[str, dict] = {}  # id -> entry of every model so far (parents of later copies)
-        parents: dict[str, torch.nn.Module] = {}  # id -> loaded net of a parent (the victim at least)
+        built: dict[str, dict] = {}  # id -> recorded entry (parents of later copies)
+        handles: dict[str, object] = {}  # id -> the executor's handle of a parent's loaded net
+        victim: list = []  # [(test probs, accuracy)] once the victim is recorded
+        held: list = []  # (spec, result, parent_sha) trained before the victim was recorded
+        waiting = list(specs)
+        executor = make_executor(self.executor_options)
+        local = executor.name == "local"
+        splits_handle = executor.put(splits)
+        bar = tqdm(total=len(specs), desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
 
-        def parent_of(spec: ModelSpec) -> tuple[torch.nn.Module | None, str | None]:
-            if spec.parent is None:
-                return None, None
-            if spec.parent not in parents:
-                parents[spec.parent] = self.run_dir.load_model(built[spec.parent])
-            return parents[spec.parent], built[spec.parent]["sha256"]
-
-        bar = tqdm(specs, desc="zoo", unit="model", disable=not self.progress, dynamic_ncols=True)
-        for spec in bar:
-            entry = old.get(spec.id)
-            parent_net, parent_sha = parent_of(spec)
-            if self._is_complete(entry, spec, parent_sha):
-                self.log(f"[skip] {spec.id}: complete (test acc {entry['test_accuracy']:.4f})")
-                net = self.run_dir.load_model(entry) if spec.role == "victim" else None
-            else:
-                bar.set_postfix_str(spec.id)
-                net, info = self._train(spec, arrays, splits, parent_net)
-                weights_rel = self.run_dir.model_weights(spec.id)
-                sha = save_weights(
-                    self.run_dir / weights_rel, state_of(net), _arch_config(net), model_id=spec.id, role=spec.role
-                )
-                probs = predict_probs(net, arrays.test_x)
-                acc = accuracy(probs, arrays.test_y)
-                entry = {
-                    "id": spec.id,
-                    "role": spec.role,
-                    "architecture": spec.architecture,
-                    "optimizer": spec.optimizer,
-                    "seed": spec.seed,
-                    "batch_size": spec.batch_size,
-                    "epochs": spec.epochs,
-                    "split": spec.split,
-                    "parent": spec.parent,
-                    "test_accuracy": round(acc, 4),
-                    "agreement": None if victim_probs is None else round(agreement(probs, victim_probs), 4),
-                    "recovery_rate": round(acc / victim_acc, 4) if spec.role == "piracy" else None,
-                    "queries": info.get("queries"),
-                    "train_seconds": info["train_seconds"],
-                    "weights": weights_rel,
-                    "sha256": sha,
-                    "parent_sha256": parent_sha,
-                    "spec": asdict(spec),
-                }
-                if spec.role == "victim":
-                    entry["agreement"] = 1.0
-                tqdm.write(f"[done] {spec.id}: test acc {acc:.4f} in {info['train_seconds']:.1f}s", file=sys.stderr)
-                if acc < 1.5 / arrays.num_classes:
-                    tqdm.write(
-                        f"warning: {spec.id} did not learn (test acc {acc:.4f}, chance "
-                        f"{1 / arrays.num_classes:.2f}); try another lr or optimizer for it",
-                        file=sys.stderr,
-                    )
+        def record(spec: ModelSpec, entry: dict, net=None) -> None:
             if spec.role == "victim":
-                parents["victim"] = net
-                victim_probs = predict_probs(net, arrays.test_x)
-                victim_acc = accuracy(victim_probs, arrays.test_y)
-            entry = {**entry, "set": sets[spec.id]}  # not part of the spec: a changed policy retrains nothing
-            built[spec.id] = entry
-            manifest["models"] = [m for m in manifest["models"] if m["id"] != spec.id] + [entry]
+                net = net if net is not None else self.run_dir.load_model(entry)
+                probs = predict_probs(net, self.arrays.test_x)
+                victim.append((probs, accuracy(probs, self.arrays.test_y)))
+            built[spec.id] = {**entry, "set": sets[spec.id]}  # set: not part of the spec (changing it retrains nothing)
+            manifest["models"] = [built[s.id] for s in specs if s.id in built]
             save_manifest(self.manifest_path, manifest)  # after every model: resumable at any point
-        bar.close()
+            bar.update(1)
+
+        def parent_sha_of(spec: ModelSpec) -> str | None:
+            return None if spec.parent is None else built[spec.parent]["sha256"]
+
+        def schedule() -> None:  # start (or skip) every waiting model whose parent is recorded
+            progressed = True
+            while progressed:
+                progressed = False
+                for spec in [s for s in waiting if s.parent is None or s.parent in built]:
+                    waiting.remove(spec)
+                    entry, parent_sha = old.get(spec.id), parent_sha_of(spec)
+                    if self._is_complete(entry, spec, parent_sha):
+                        self.log(f"[skip] {spec.id}: complete (test acc {entry['test_accuracy']:.4f})")
+                        record(spec, entry)
+                        progressed = True
+                        continue
+                    if spec.parent is not None and spec.parent not in handles:
+                        handles[spec.parent] = executor.put(self.run_dir.load_model(built[spec.parent]))
+                    parent = handles.get(spec.parent) if spec.parent is not None else None
+                    executor.submit(spec.id, train_task, self.cfg, spec, splits_handle, parent, self.progress and local)
+
+        by_id = {s.id: s for s in specs}
+        try:
+            schedule()
+            while executor.pending:
+                spec_id, result = executor.next_done()
+                spec = by_id[spec_id]
+                bar.set_postfix_str(spec_id)
+                held.append((spec, result, parent_sha_of(spec)))
+                for item in [h for h in held if victim or h[0].role == "victim"]:
+                    held.remove(item)
+                    record(item[0], self._entry(*item, victim[0] if victim else None))
+                schedule()
+        finally:
+            executor.shutdown()
+            bar.close()
+        if waiting:  # a parent that is not in the plan (plan_zoo checks this; kept as a guard)
+            raise RuntimeError(f"zoo models never started, their parent missing: {[s.id for s in waiting]}")
         return manifest
 
 
-def state_of(net: torch.nn.Module) -> dict:
-    """What a zoo weights file stores of ``net``: its state dict, as plain tensors for a real INT8 model."""
-    from fpenc.models.quantized import QUANTIZED, plain_state_dict
-
-    return plain_state_dict(net) if getattr(net, "config", {}).get(QUANTIZED) else net.state_dict()
-
-
-def _arch_config(net: torch.nn.Module) -> dict:
-    from fpenc.models import arch_config
-
-    return arch_config(net)
-
-
-def build_zoo(cfg: PipelineConfig, progress: bool = True) -> dict:
-    """Build (or finish) the zoo of ``cfg`` and return its manifest."""
+def build_zoo(cfg: PipelineConfig, progress: bool = True, executor: ExecutorOptions | None = None) -> dict:
+    """Build (or finish) the zoo of ``cfg`` and return its manifest; ``executor``: where its models
+    train (default: this process, one after another)."""
     from fpenc.io import lock_run_dir
 
     lock_run_dir(cfg.run_dir)
-    manifest = ZooBuilder(cfg, progress=progress).build()
+    manifest = ZooBuilder(cfg, progress=progress, executor=executor).build()
     return manifest
 
 

@@ -22,6 +22,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
     warnings.filterwarnings("ignore", ".*but have no `validation_step`.*")
+    warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")  # the zoo trains without validation
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen victim
 
 
