@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[onnx,remote,test]'
+	$(PY) -m pip install -q -e '.[onnx,remote,test,ray]'
 	touch $@
 
 setup: $(VENV)/.installed

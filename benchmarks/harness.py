@@ -70,6 +70,33 @@ def run_bundle(run) -> tuple:
     return bundle, [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
 
 
+def run_fpenc(*args: str) -> None:
+    """``fpenc <args>`` in a child process (its own Lightning state), output passed through."""
+    cmd = [sys.executable, "-m", "fpenc.cli", *args]
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"failed: fpenc {' '.join(args)}")
+
+
+def report_summary(report: dict) -> dict:
+    """What comparisons read of a run's report (``fpenc test``): the encoder's AUCs, the similarity
+    gap (mean similarity of the test copies minus that of the independent test models) and the
+    verdicts of the test models."""
+    test = [m for m in report["models"] if m.get("split") == "test"]
+    copies = [m["similarity"] for m in test if m["role"] == "piracy"]
+    independent = [m["similarity"] for m in test if m["role"] == "homologous"]
+    return {
+        "auc_pairs": report["auc"],
+        "auc_models": report["auc_models"],
+        "auc_models_agreement": report["auc_models_agreement"],
+        "similarity_copies": sum(copies) / len(copies),
+        "similarity_independent": sum(independent) / len(independent),
+        "similarity_gap": sum(copies) / len(copies) - sum(independent) / len(independent),
+        "piracy_derived": report["piracy_derived"],
+        "homologous_derived": report["homologous_derived"],
+        "models": {m["id"]: {"role": m["role"], "similarity": m["similarity"], "verdict": m["verdict"]} for m in test},
+    }
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """``python <script relative to the repository> <arguments>`` of this process (or of ``argv``)."""
     script = Path(sys.argv[0]).resolve()

@@ -50,7 +50,7 @@ class FingerprintDataModule(pl.LightningDataModule):
         pipeline: the ``pipeline:`` section of the run's config (``fpenc fit`` passes the merged one);
             which models train, validate, calibrate and test is its ``sets`` policy
             (:func:`fpenc.zoo.sets.assign_sets`), decided at zoo-plan time.
-        batch_size: fingerprints per batch; contrastive training wants large batches.
+        batch_size: fingerprints per batch (per process under DDP); contrastive training wants large batches.
         api: what the zoo's suspects reveal when fingerprinted (probs, topk:K, label).
         progress: progress bars while running earlier stages.
     """
@@ -204,10 +204,14 @@ class FingerprintDataModule(pl.LightningDataModule):
         return TensorDataset(x, label, model, pair)
 
     def _loader(self, models: list[ModelRecord], shuffle: bool) -> DataLoader:
+        """A plain DataLoader: under DDP Lightning swaps its sampler for a ``DistributedSampler`` (each
+        process a distinct share, padded to equal sizes). ``batch_size`` is per process, at most its
+        share: a full-batch config stays full-batch (the loss gathers the processes' batches)."""
         ds = self._dataset(models)
+        processes = self.trainer.world_size if self.trainer is not None else 1
         return DataLoader(
             ds,
-            batch_size=min(self.batch_size, len(ds)),
+            batch_size=min(self.batch_size, -(-len(ds) // processes)),
             shuffle=shuffle,
             drop_last=shuffle,
             num_workers=self.num_workers,

@@ -18,38 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import write_results
-
-
-def fpenc(*args: str) -> None:
-    """``fpenc <args>`` in a child process (its own Lightning state), output passed through."""
-    cmd = [sys.executable, "-m", "fpenc.cli", *args]
-    if subprocess.run(cmd).returncode != 0:
-        raise SystemExit(f"failed: fpenc {' '.join(args)}")
-
-
-def summary(report: dict) -> dict:
-    """What the comparison reads of a run's report: AUCs, the similarity gap and the verdicts of its test models."""
-    test = [m for m in report["models"] if m.get("split") == "test"]
-    copies = [m["similarity"] for m in test if m["role"] == "piracy"]
-    independent = [m["similarity"] for m in test if m["role"] == "homologous"]
-    return {
-        "auc_pairs": report["auc"],
-        "auc_models": report["auc_models"],
-        "auc_models_agreement": report["auc_models_agreement"],
-        "similarity_copies": sum(copies) / len(copies),
-        "similarity_independent": sum(independent) / len(independent),
-        "similarity_gap": sum(copies) / len(copies) - sum(independent) / len(independent),
-        "piracy_derived": report["piracy_derived"],
-        "homologous_derived": report["homologous_derived"],
-        "models": {m["id"]: {"role": m["role"], "similarity": m["similarity"], "verdict": m["verdict"]} for m in test},
-    }
+from benchmarks.harness import report_summary, run_fpenc, write_results
 
 
 def run_target(name: str, configs: list[str], source: Path, export_dir: Path) -> dict:
@@ -63,7 +37,7 @@ def run_target(name: str, configs: list[str], source: Path, export_dir: Path) ->
     quiet = ["--trainer.logger", "false"]
     t0 = time.perf_counter()
     if not run.checkpoint("best").is_file():
-        fpenc("fit", *stack, *quiet)
+        run_fpenc("fit", *stack, *quiet)
     fit_s = time.perf_counter() - t0
     result = {"configs": configs, "victim_architecture": None, "fit_seconds": round(fit_s, 1)}
     for mode, extra in (
@@ -71,9 +45,9 @@ def run_target(name: str, configs: list[str], source: Path, export_dir: Path) ->
         ("own", ["--ckpt_path", "best"]),  # last, so that the run directory keeps its own report
     ):
         t0 = time.perf_counter()
-        fpenc("test", *stack, *quiet, *extra, "--model.export_dir", str(out_dir / mode))
+        run_fpenc("test", *stack, *quiet, *extra, "--model.export_dir", str(out_dir / mode))
         report = json.loads(run.report_json.read_text())
-        result[mode] = {**summary(report), "test_seconds": round(time.perf_counter() - t0, 1)}
+        result[mode] = {**report_summary(report), "test_seconds": round(time.perf_counter() - t0, 1)}
         result["victim_architecture"] = report.get("victim_architecture")
     return result
 

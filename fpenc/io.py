@@ -197,6 +197,8 @@ _LOCKS: dict[str, int] = {}
 def lock_run_dir(run_dir: str | os.PathLike) -> None:
     """Hold ``<run_dir>/.lock`` for the rest of this process: one fpenc process at a time per run
     directory. Reentrant within a process; released when the process exits (even on SIGKILL).
+    The other processes of a multi-device run (``fpenc fit --trainer.strategy ddp``), which
+    Lightning starts with ``LOCAL_RANK`` > 0 from the process holding the lock, share it.
 
     Raises:
         FpencError: another process holds it (says which, and what to do).
@@ -216,6 +218,9 @@ def lock_run_dir(run_dir: str | os.PathLike) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
+        if os.environ.get("LOCAL_RANK", "0") != "0" and holder == str(os.getppid()):
+            _LOCKS[key] = -1  # a DDP worker of the process that holds it (Lightning's launcher: rank 0)
+            return
         raise FpencError(
             f"another fpenc process (pid {holder}) is working in {run_dir}; wait for it to finish "
             "(or stop it), then rerun: it resumes where that one stopped"

@@ -14,6 +14,11 @@ The trainer gets, after the config's own callbacks, the encoder's checkpoints an
 of ``test`` (:mod:`fpenc.callbacks`): bundle export, report, W&B dashboard (the last only acts
 with a ``WandbLogger``); the model's verdict options (``model.alpha``, ``model.export_dir``...)
 reach them through :attr:`EncoderModule.verdict_options`.
+
+Several devices (``--trainer.strategy ddp --trainer.devices N``): this process runs the earlier
+stages, then Lightning starts the other N - 1 by rerunning its command line (so start it as the
+``fpenc`` command or a script, not from a notebook or test runner); they skip the stages and share
+its run-directory lock (:func:`fpenc.io.lock_run_dir`). What they gather: :mod:`fpenc.encoder.distributed`.
 """
 
 from __future__ import annotations
@@ -95,18 +100,32 @@ def _cli_class():
 
         def _run_stages(self, sets=None) -> None:
             """The pipeline's stages up to the fingerprints (cached: a finished stage only checks its
-            outputs); ``sets``: fingerprint only those models (fit: never a reference or test model)."""
+            outputs); ``sets``: fingerprint only those models (fit: never a reference or test model).
+            Not in the other processes of a DDP run: the first ran them before it started them."""
+            import os
+
             from fpenc.pipeline import run_stages
+
+            if os.environ.get("LOCAL_RANK", "0") != "0":
+                return
 
             dm = self.datamodule
             run_stages(dm.cfg, api=dm.api, progress=dm.progress, sets=sets)
 
         def before_fit(self) -> None:
-            """``--ckpt_path best|last|FILE`` resumes from that checkpoint, or refuses: never a silent restart."""
-            cfg = self.config_init[self.subcommand]
-            ckpt = cfg.get("ckpt_path")
+            """``--ckpt_path best|last|FILE`` resumes from that checkpoint, or refuses: never a silent restart.
+            ``sync_batchnorm`` with several CPU processes is refused (torch's SyncBatchNorm needs GPUs)."""
+            from pytorch_lightning.accelerators import CPUAccelerator
+
             from fpenc.pipeline import FIT_SETS
 
+            cfg = self.config_init[self.subcommand]
+            ckpt = cfg.get("ckpt_path")
+            sync_bn = self._get(self.config, "trainer", default={}).get("sync_batchnorm")
+            if sync_bn and self.trainer.world_size > 1 and isinstance(self.trainer.accelerator, CPUAccelerator):
+                raise ConfigError(
+                    "--trainer.sync_batchnorm needs GPUs (torch's SyncBatchNorm does not run on CPU): drop it"
+                )
             if not ckpt:
                 self._run_stages(FIT_SETS)
                 return

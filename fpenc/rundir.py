@@ -166,6 +166,28 @@ class RunDir:
     def verdict_suite_dir(self) -> Path:
         return self.path / VERDICT_SUITE
 
+    def share_zoo_of(self, other: RunDir | str | os.PathLike) -> list[Path]:
+        """Give this run another run's zoo and UAP bank (splits, manifest, model weights, UAPs), as
+        hard links (copies across file systems), so that a variant of a config (another key, API or
+        encoder) reuses them instead of retraining. Files this run has already are kept; the stages
+        rewrite files atomically (a new file), never through a link. Returns the files added."""
+        import shutil
+
+        other, added = RunDir(other), []
+        sources = [other.splits, other.manifest, other.uaps, other.uap_transfer]
+        sources += sorted((other / MODELS).glob("*.pt")) if (other / MODELS).is_dir() else []
+        for src in sources:
+            dst = self.path / src.relative_to(other.path)
+            if not src.is_file() or dst.exists():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+            added.append(dst)
+        return added
+
     # -- readers ----------------------------------------------------------------------------------
     def load_manifest(self) -> dict:
         """The zoo's manifest (an empty one if there is none yet)."""

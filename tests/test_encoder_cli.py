@@ -359,3 +359,68 @@ def test_transfer_tests_another_victim_with_a_bundles_encoder(tested, capsys):
         assert main(["test", "--config", str(v2), *args]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_fit_with_ddp_on_two_cpu_processes(fitted, tmp_path_factory, capsys):
+    """`fpenc fit --trainer.strategy ddp --trainer.devices 2` (gloo on CPU) on a copy of the fitted run's
+    earlier stages: both processes finish, best.ckpt is rank 0's one file and loads; the validation
+    separation the two processes agreed on (each from both processes' representations, without
+    DistributedSampler's padding) is what one process computes for those weights; `fpenc test
+    --ckpt_path best` on it writes a report with finite metrics. `--trainer.sync_batchnorm` on CPU
+    processes is a one-line error."""
+    import math
+    import os
+    import shutil
+    import signal
+
+    import pytorch_lightning as pl
+
+    from datamodules.fingerprints import FingerprintDataModule
+    from fpenc.config import load_pipeline_config
+    from fpenc.encoder.module import EncoderModule
+
+    src, _ = fitted
+    tmp_path = tmp_path_factory.mktemp("ddp")
+    keep = shutil.ignore_patterns("encoder", "report*", "*.png", "config.yaml", ".lock")
+    shutil.copytree(src / "runs/tinyenc", tmp_path / "runs/tinyenc", ignore=keep)  # zoo, UAPs, key, fingerprints
+    config = encoder_config(tmp_path, src / "fmnist")
+
+    def fpenc(*args: str) -> subprocess.CompletedProcess:
+        """The command in a subprocess (DDP reruns the command line), killed with its workers on a hang."""
+        cmd = [sys.executable, "-m", "fpenc.cli", *args, "--config", str(config)]
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            out, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"fpenc {args[0]} did not finish in 180 s (a deadlock between the DDP processes?)")
+        assert proc.returncode == 0, err[-3000:]
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    ddp_cpu = ("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
+    # refused before any process starts, so in this one (torch's SyncBatchNorm runs on GPUs only)
+    assert main(["fit", "--config", str(config), *ddp_cpu, "--trainer.sync_batchnorm", "true"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("fpenc fit: error: --trainer.sync_batchnorm")
+    ddp = fpenc("fit", *ddp_cpu)
+    assert "another fpenc process" not in ddp.stderr
+    best = tmp_path / "runs/tinyenc/encoder/best.ckpt"
+    assert best.is_file() and (tmp_path / "runs/tinyenc/encoder/last.ckpt").is_file()
+    ckpt = torch.load(best, weights_only=False)
+    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # the module's weights, not DDP's wrapper
+    assert ckpt["global_step"] == ckpt["epoch"] + 1  # full-batch: per process half the data, one step an epoch
+    score = next(s["best_model_score"] for s in ckpt["callbacks"].values() if s.get("best_model_score") is not None)
+
+    fpenc("test", "--ckpt_path", "best")
+    report = json.loads((tmp_path / "runs/tinyenc/report.json").read_text())
+    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "auc_models"):
+        assert math.isfinite(report[key]), key
+    assert (tmp_path / "checkpoints/tinyenc.fpenc.safetensors").is_file()
+
+    # (after the commands: reading the fingerprints here takes the run's lock for the rest of pytest)
+    module = EncoderModule.load_from_checkpoint(best)
+    dm = FingerprintDataModule(load_pipeline_config([config]), batch_size=256, progress=False)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.validate(module, datamodule=dm, verbose=False)
+    assert metrics["val/separation"] == pytest.approx(float(score), rel=1e-5)

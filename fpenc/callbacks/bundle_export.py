@@ -13,7 +13,8 @@ class BundleExportCallback(pl.Callback):
     path is :attr:`path` afterwards. The settings (``export_dir`` — None: the run directory —,
     alpha, statistic, gates) are the module's :attr:`~fpenc.encoder.module.EncoderModule.verdict_options`
     (the ``model:`` options of the config). At setup (fit and test) it refuses a zoo with fewer
-    than 2 reference models: the verdict could not be calibrated."""
+    than 2 reference models: the verdict could not be calibrated. Under DDP only the first process
+    (global rank 0) writes; the others' :attr:`path` stays None."""
 
     def __init__(self) -> None:
         self.path: Path | None = None
@@ -38,11 +39,14 @@ class BundleExportCallback(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from fpenc.encoder.export import export_from_run
 
+        representations = pl_module.test_representations()  # under DDP a collective: every process
+        if not trainer.is_global_zero:
+            return  # one process writes the bundle
         dm, opts = trainer.datamodule, pl_module.verdict_options
         self.path = export_from_run(
             pl_module.encoder,
             dm,
-            pl_module.test_representations(),
+            representations,
             opts.export_dir or dm.run_dir,
             alpha=opts.alpha,
             statistic=opts.verdict_statistic,

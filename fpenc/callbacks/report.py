@@ -19,7 +19,8 @@ class ReportCallback(pl.Callback):
     ``report.md`` and ``similarity_cdf.png`` in the run directory (:mod:`fpenc.report`) and logs
     ``test/<metric>`` for :data:`TEST_METRICS`. Afterwards :attr:`report` is the report, :attr:`rows`
     the verify results per model (with their pair similarities), :attr:`reference` the bundle's
-    reference models' pair similarities and :attr:`paths` the files."""
+    reference models' pair similarities and :attr:`paths` the files. Under DDP only the first
+    process (global rank 0) does this; the others' attributes stay None."""
 
     def __init__(self) -> None:
         self.report: dict | None = None
@@ -37,6 +38,8 @@ class ReportCallback(pl.Callback):
         from fpenc.report import build_report, evaluate_models, write_report
         from fpenc.rundir import victim_entry
 
+        if not trainer.is_global_zero:
+            return  # under DDP the first process verifies and writes the report
         export = find_callback(trainer, BundleExportCallback)
         if export is None or export.path is None:
             raise FpencError(

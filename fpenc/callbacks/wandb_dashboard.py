@@ -89,7 +89,7 @@ class WandbDashboardCallback(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loggers = wandb_loggers(trainer)
-        if not loggers:
+        if not loggers or not trainer.is_global_zero:  # under DDP the first process logs
             return
         import wandb
 

@@ -5,6 +5,8 @@
   separation of the validation models' pair similarities (Cohen's d of piracy vs homologous)
   and their AUC.
 * test: collects the encoder's representations of every model (:meth:`test_representations`).
+* several processes (``--trainer.strategy ddp``): the loss sees the global batch, the validation
+  metrics and test representations every process's samples (:mod:`fpenc.encoder.distributed`).
 
 What ``fpenc test`` does with them — export the verification bundle, verify the zoo's models,
 write the report, fill a W&B dashboard — and the checkpoints of ``fpenc fit`` are Lightning
@@ -18,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from fpenc.callbacks.checkpoints import encoder_checkpoints  # noqa: F401  (its former home; re-exported)
+from fpenc.encoder.distributed import gather_batch, unique_samples, world_size
 from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
 from fpenc.encoder.options import VerdictOptions, check_args
@@ -107,10 +110,17 @@ class EncoderModule(pl.LightningModule):
         self._test_representations: dict[int, torch.Tensor] | None = None
 
     # -- training -----------------------------------------------------------------------------------
+    def contrastive_loss(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """SupCon of fingerprints ``x [B, input_dim]`` with labels ``label [B]``, on the global batch:
+        under DDP the projections ``z [B, proj_dim]`` (with their gradients) and labels of every
+        process, ``[W * B, ...]`` (:mod:`fpenc.encoder.distributed`); with one process this batch."""
+        z = gather_batch(self.encoder(x), sync_grads=True)
+        return self.criterion(z, gather_batch(label))
+
     def training_step(self, batch, batch_idx):
         x, label, _, _ = batch
-        loss = self.criterion(self.encoder(x), label)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
+        loss = self.contrastive_loss(x, label)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def configure_optimizers(self):
@@ -122,9 +132,14 @@ class EncoderModule(pl.LightningModule):
         self._outputs.append((self.encoder.encode(x).detach().float().cpu(), model.cpu(), pair.cpu()))
 
     def _representations(self) -> dict[int, torch.Tensor]:
-        """``{model index: representations h [P, D]}`` in pair order, from the collected outputs."""
+        """``{model index: representations h [P, D]}`` in pair order, from the collected outputs (of
+        every process under DDP: a collective call, which every process must make)."""
         h, model, pair = (torch.cat(t) for t in zip(*self._outputs))
         self._outputs.clear()
+        if world_size() > 1:  # every process's share, then each sample once (DistributedSampler pads)
+            h, model, pair = (gather_batch(t.to(self.device)).cpu() for t in (h, model, pair))
+            keep = unique_samples(model, pair)
+            h, model, pair = h[keep], model[keep], pair[keep]
         by_model = {}
         for idx in model.unique().tolist():
             sel = model == idx
@@ -140,7 +155,7 @@ class EncoderModule(pl.LightningModule):
     # -- validation ---------------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         x, label, _, _ = batch
-        self.log("val/loss", self.criterion(self.encoder(x), label), on_epoch=True, batch_size=len(x))
+        self.log("val/loss", self.contrastive_loss(x, label), on_epoch=True, batch_size=len(x), sync_dist=True)
         self._collect(batch)
 
     def on_validation_epoch_end(self) -> None:
@@ -162,6 +177,7 @@ class EncoderModule(pl.LightningModule):
                 "val/sim_homologous": float(neg.mean()),
             },
             prog_bar=True,
+            sync_dist=True,  # equal on every process (from every process's representations): a no-op mean
         )
 
     # -- test ---------------------------------------------------------------------------------------
