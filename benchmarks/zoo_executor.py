@@ -40,8 +40,7 @@ def build(config: list[str], runs: Path, flags: list[str]) -> tuple[float, list[
     start = time.perf_counter()
     subprocess.run([*cmd, "--no-progress", *flags], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    name = load_run(config, {"runs_dir": str(runs)})[0].name
-    return seconds, json.loads((runs / name / "manifest.json").read_text())["models"]
+    return seconds, load_run(config, {"runs_dir": str(runs)})[1].load_manifest()["models"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,9 +64,18 @@ def cmd_verify(args) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     fail_on = check_fail_on(args.fail_on)
+    bundles = args.bundle if isinstance(args.bundle, list) else [args.bundle]
+    if getattr(args, "suspects_from", None):
+        from fpenc.cli_batch import cmd_verify_batch
+
+        return cmd_verify_batch(args, fail_on)
+    if len(bundles) > 1 or getattr(args, "out", None) or getattr(args, "executor", "local") != "local":
+        raise ConfigError(
+            "several --bundle, --out and --executor are for batch verification: add --suspects DIR_OR_LIST"
+        )
     paths = suspect_paths([*args.suspects, *(args.suspect or [])])
     fmt = "json" if args.json else args.format
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(bundles[0])
     signed = None
     if args.public_key:
         from fpenc.signing import verify_signature
@@ -76,7 +85,7 @@ def cmd_verify(args) -> int:
     api = args.api if args.api is not None else meta.get("api", "probs")
     alpha = args.alpha if args.alpha is not None else float(meta.get("alpha", DEFAULT_ALPHA))
     header = {
-        "bundle": str(args.bundle),
+        "bundle": str(bundles[0]),
         "bundle_commitment": bundle.commitment,
         "signature": signed,
         "victim": meta.get("victim_id"),

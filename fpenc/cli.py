@@ -15,6 +15,7 @@ from fpenc import __version__
 from fpenc.bench.command import add_parser as add_bench_parser
 from fpenc.bench.command import cmd_bench
 from fpenc.bundle_commands import cmd_calibrate, cmd_export, cmd_keygen, cmd_protect, cmd_sign, cmd_verify
+from fpenc.cli_batch import add_batch_flags
 from fpenc.cli_owner import add_owner_parsers
 from fpenc.cli_remote import add_remote_flags, add_serve_parser, cmd_serve
 from fpenc.executor import add_executor_flags
@@ -123,9 +124,12 @@ verdicts (exit codes; several suspects: the highest; with --fail-on: 1 if any ma
 
 examples:
   fpenc verify --bundle owner.fpenc.safetensors suspect.onnx
-  fpenc verify --bundle owner.fpenc.safetensors 'suspects/*.onnx' b.pt --format csv --fail-on derived""",
+  fpenc verify --bundle owner.fpenc.safetensors 'suspects/*.onnx' b.pt --format csv --fail-on derived
+  fpenc verify --suspects suspects/ --bundle a.fpenc.safetensors --bundle b.fpenc.safetensors --out results.jsonl""",
     )
-    p.add_argument("--bundle", required=True, help="the exported bundle (.safetensors)")
+    p.add_argument(
+        "--bundle", required=True, action="append", help="the exported bundle (.safetensors); several with --suspects"
+    )
     p.add_argument(
         "suspects",
         nargs="*",
@@ -179,6 +183,7 @@ examples:
     )
     p.add_argument("--json", action="store_true", help="same as --format json")
     add_remote_flags(p)
+    add_batch_flags(p)
     p.add_argument(
         "--fail-on",
         action="append",
