@@ -39,6 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository: fpenc, datamodules, benchmarks.harness
 from benchmarks.harness import config_args, load_run, write_results
+from fpenc.executor import add_executor_flags, executor_options
 
 STATS = ("fidelity", "key_clean", "key_uap", "neg_kl", "adv_follow")
 
@@ -129,6 +130,7 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--include-test", action="store_true", help="also the run's test models")
     ap.add_argument("--out", type=Path, default=None)
+    add_executor_flags(ap)  # the extra zoos: one model after another here, or Ray tasks
     args = ap.parse_args(argv)
     from fpenc.data.datasets import load_data
     from fpenc.rundir import load_zoo_model
@@ -149,7 +151,7 @@ def main(argv=None) -> dict:
     same_victim = {}
     for extra in args.extra_config:
         ecfg, _ = load_run(args.config + [extra])
-        zman = build_zoo(ecfg)
+        zman = build_zoo(ecfg, executor=executor_options(args))
         zoos.append((ecfg.run_dir, zman, Path(extra).stem))
         # its copies must be copies of this very victim (weights hashed by content)
         same_victim[Path(extra).stem] = (

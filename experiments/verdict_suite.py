@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository: fpenc, benchmarks.harness
 from benchmarks.harness import config_args, load_run, write_results
+from fpenc.executor import add_executor_flags, executor_options
 
 ALPHAS = (0.05, 0.01)
 SETTINGS = [("all pairs", None, 0)] + [(f"20 pairs, seed {s}", 20, s) for s in range(5)]
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--negatives-config", required=True)
     ap.add_argument("--bundle", default=None, help="default: checkpoints/<name>.fpenc.safetensors")
     ap.add_argument("--out", default=None, help="results JSON (default experiments/results/verdict_suite_<name>.json)")
+    add_executor_flags(ap)  # the extra zoos: one model after another here, or Ray tasks
     args = ap.parse_args(argv)
     from fpenc.bundle import load_bundle
     from fpenc.calibration import calibrate, format_calibration, plot_calibration
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     cfg, run_dir = load_run(args.config)
     neg_cfg, neg_run = load_run([*args.config, args.negatives_config])
-    neg_manifest = build_zoo(neg_cfg, progress=False)
+    neg_manifest = build_zoo(neg_cfg, progress=False, executor=executor_options(args))
     manifest = run_dir.load_manifest()
     bundle = load_bundle(args.bundle or bundle_path(REPO / "checkpoints", cfg.name))
     victim = run_dir.load_model(run_dir.victim_entry())
