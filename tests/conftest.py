@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import struct
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +91,33 @@ def tiny_zoo_config(tmp_path: Path, data_root: Path, extra: str = "") -> Path:
         tiny_grid("homologous", "fmnist_c", opts="sgd, adam", more="options: {channels: [8, 8]}"),
     ]
     return tiny_config(tmp_path, data_root, "tiny", grids, extra=extra)
+
+
+def run_cli_without_lightning(args: list[str], timeout: float = 120, env: dict | None = None):
+    """``fpenc <args>`` in a fresh process that fails if it imports Lightning (verify must not)."""
+    code = (
+        "import sys, fpenc.cli\n"
+        f"rc = fpenc.cli.main({args!r})\n"
+        "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules, 'Lightning was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env
+    )
+
+
+def sigkill_once_recorded(args: list[str], manifest: Path, count: int = 2, timeout: float = 240) -> None:
+    """Start ``args``, SIGKILL it as soon as ``manifest`` lists ``count`` models; fails the test if
+    the process ends first or nothing is recorded in ``timeout`` seconds."""
+    import json
+
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if manifest.exists() and len(json.loads(manifest.read_text())["models"]) >= count:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"{' '.join(map(str, args[2:4]))} ended before it could be killed")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -10,14 +10,13 @@ import io
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from test_bundle_verify import C, H, N, U, V, W, small_cnn, toy_encoder, write_toy_bundle
 
-from conftest import REPO
+from conftest import run_cli_without_lightning
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning"),
@@ -229,14 +228,8 @@ def test_bad_batch_arguments_are_one_line_errors(two, tmp_path, capsys):
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
     """``fpenc`` in a fresh process, which must not import Lightning."""
-    code = (
-        "import sys, fpenc.cli\n"
-        f"rc = fpenc.cli.main({args!r})\n"
-        "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules, 'Lightning was imported'\n"
-        "sys.exit(rc)\n"
-    )
     env = {**os.environ, "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+    return run_cli_without_lightning(args, timeout=300, env=env)
 
 
 def test_batch_command_stays_off_lightning(two, local_lines, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import run_cli_without_lightning
 from fpenc.bundle import BundleError, export_bundle, load_bundle
 from fpenc.encoder.network import FingerprintEncoder
 from fpenc.errors import FpencError, WeightsFileError
@@ -313,13 +313,7 @@ def test_verify_rejects_bad_suspects(toy):
 
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
-    code = (
-        "import sys, fpenc.cli\n"
-        f"rc = fpenc.cli.main({args!r})\n"
-        "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules, 'Lightning was imported'\n"
-        "sys.exit(rc)\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return run_cli_without_lightning(args)
 
 
 @pytest.mark.parametrize("kind", ["torchscript", "onnx"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, tiny_zoo_config
+from conftest import REPO, sigkill_once_recorded, tiny_zoo_config
 from fpenc.cli import main
 from fpenc.config import load_pipeline_config
 from fpenc.rundir import load_zoo_model
@@ -139,21 +137,8 @@ def test_sigkill_midway_then_resume(tmp_path, tiny_fmnist):
         "      - {role: homologous, architectures: [fmnist_c], optimizers: [sgd, adam], seeds: [0], epochs: 15, batch_sizes: [64]}\n"
     )
     manifest = tmp_path / "runs/tiny/manifest.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow), "--no-progress"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if manifest.exists() and len(json.loads(manifest.read_text())["models"]) >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail("fpenc zoo ended before it could be killed")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = [sys.executable, "-m", "fpenc.cli", "zoo", "--config", str(config), "--config", str(slow), "--no-progress"]
+    sigkill_once_recorded(cmd, manifest)
     before = {m["id"]: m for m in json.loads(manifest.read_text())["models"]}
     assert 2 <= len(before) < 5
     result = run_cli(["zoo", "--config", str(config), "--config", str(slow), "--no-progress"])

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import operator
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, tiny_zoo_config
+from conftest import REPO, sigkill_once_recorded, tiny_zoo_config
 from fpenc.cli import main
 from fpenc.errors import ConfigError
 from fpenc.executor import ExecutorOptions, LocalExecutor, make_executor
@@ -105,16 +102,7 @@ def test_sigkilled_ray_driver_resumes_with_finished_models_kept(tmp_path, tiny_f
     args = [sys.executable, "-m", "fpenc.cli", "zoo", "-c", str(config), "-c", str(slow), "--no-progress"]
     args += ["--executor", "ray", "--cpus-per-task", "1"]
     manifest = tmp_path / "runs/tiny/manifest.json"
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if manifest.exists() and len(json.loads(manifest.read_text())["models"]) >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail("fpenc zoo ended before it could be killed")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_once_recorded(args, manifest)
     before = {m["id"]: m for m in json.loads(manifest.read_text())["models"]}  # a whole manifest, never torn
     assert 2 <= len(before) < 5
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
