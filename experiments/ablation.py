@@ -112,7 +112,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = result["values"]
-    labels = [str(r["value"]) for r in rows]
+    labels = ["/".join(map(str, v.values())) if isinstance(v, dict) else str(v) for v in (r["value"] for r in rows)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     for key, style in (("auc_pairs", "o-"), ("auc_models", "s--")):
         a.plot(labels, [r[key] for r in rows], style, label=key.replace("_", " "))
