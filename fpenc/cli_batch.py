@@ -177,7 +177,11 @@ def cmd_verify_batch(args, fail_on: list[str]) -> int:
             except Exception as err:  # noqa: BLE001 - a task that died (not a bad suspect: that is a line)
                 failed += 1
                 why = (str(err).strip().splitlines() or [""])[0][:200]
-                print(f"fpenc verify: a task failed ({type(err).__name__}: {why}); rerun to judge it", file=sys.stderr)
+                which = getattr(err, "task_tag", "a suspect")
+                print(
+                    f"fpenc verify: {which}: its task failed ({type(err).__name__}: {why}); rerun to judge it",
+                    file=sys.stderr,
+                )
                 continue
             append_lines(out, rows)
             k += 1

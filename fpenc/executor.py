@@ -7,7 +7,8 @@ Both executors have the same three calls, so a driver loop is written once::
     ex.submit("model-a", train_one, spec_a)        # tag, function, arguments
     ex.submit("model-b", train_one, spec_b)
     while ex.pending:
-        tag, result = ex.next_done()               # in finishing order; a task's error is raised here
+        tag, result = ex.next_done()               # in finishing order; a task's error is raised here,
+                                                   # with the task's tag as its ``task_tag``
     ex.shutdown()
 
 The driver alone writes files (the zoo's manifest, a batch verification's JSON lines): tasks only
@@ -92,7 +93,11 @@ class LocalExecutor:
 
     def next_done(self) -> tuple[Any, Any]:
         tag, fn, args, kwargs = self._queue.popleft()
-        return tag, _with_threads(self.options.cpus_per_task, fn, args, kwargs)
+        try:
+            return tag, _with_threads(self.options.cpus_per_task, fn, args, kwargs)
+        except Exception as err:
+            err.task_tag = tag  # which task failed, for the driver's message
+            raise
 
     def shutdown(self) -> None:
         self._queue.clear()
@@ -150,9 +155,11 @@ class RayExecutor:
             self._start(*self._waiting.popleft())
         try:
             return tag, self.ray.get(ready[0])
-        except self.ray.exceptions.RayTaskError as err:  # the task's own exception, as raised locally
+        except self.ray.exceptions.RayError as err:  # the task's own exception, as raised locally
             cause = getattr(err, "cause", None)
-            raise (cause if isinstance(cause, BaseException) else err) from None
+            exc = cause if isinstance(cause, Exception) else err
+            exc.task_tag = tag  # which task failed, for the driver's message
+            raise exc from None
 
     def shutdown(self) -> None:
         for ref in self._refs:

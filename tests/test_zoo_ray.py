@@ -27,6 +27,10 @@ def test_local_executor_runs_in_submission_order_with_its_threads():
     assert ex.next_done() == ("a", 2)
     assert ex.next_done() == ("b", 1)  # the task ran with its thread count ...
     assert torch.get_num_threads() == before and ex.pending == 0  # ... and the driver's is restored
+    ex.submit("bad", int, "x")
+    with pytest.raises(ValueError) as err:
+        ex.next_done()
+    assert err.value.task_tag == "bad"
 
 
 @pytest.mark.parametrize(
@@ -66,8 +70,9 @@ def test_ray_executor_returns_results_and_raises_the_task_error(ray_cluster):
     assert ex.pending == 3
     assert sorted(ex.next_done() for _ in range(3)) == [(0, 0), (1, 21), (2, 42)]
     ex.submit("bad", int, "no such model")
-    with pytest.raises(ValueError, match="no such model"):  # the task's own exception, not a wrapper
+    with pytest.raises(ValueError, match="no such model") as err:  # the task's own exception, not a wrapper
         ex.next_done()
+    assert err.value.task_tag == "bad"  # naming the task that failed
     ex.shutdown()
     assert ray_cluster.is_initialized()  # a cluster the executor did not start is left running
 
