@@ -97,6 +97,19 @@ def report_summary(report: dict) -> dict:
     }
 
 
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure (tight layout, 120 dpi), close it, say where."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """``python <script relative to the repository> <arguments>`` of this process (or of ``argv``)."""
     script = Path(sys.argv[0]).resolve()

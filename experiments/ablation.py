@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, configs, load_run, report_summary, run_fpenc, write_results
+from benchmarks.harness import config_args, configs, load_run, report_summary, run_fpenc, save_figure, write_results
 from fpenc.config.parse import merge
 
 ALPHAS = (0.01, 0.05, 0.2)
@@ -128,11 +128,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fixed = ", ".join(f"{k}={v}" for k, v in _flat(result["fixed"]))
     fig.suptitle(f"{result['name']}: {result['base']}" + (f" with {fixed}" if fixed else ""), fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import report_summary, run_fpenc, write_results
+from benchmarks.harness import report_summary, run_fpenc, save_figure, write_results
 
 
 def run_target(name: str, configs: list[str], source: Path, export_dir: Path) -> dict:
@@ -73,11 +73,7 @@ def plot(results: dict, path: Path) -> None:
     axes[0][0].scatter([], [], c="tab:red", label="copies (test)")
     axes[0][0].scatter([], [], c="tab:blue", label="independent (test)")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

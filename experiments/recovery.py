@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, load_run, write_results
+from benchmarks.harness import config_args, load_run, save_figure, write_results
 from fpenc.executor import add_executor_flags, executor_options
 
 
@@ -47,11 +47,7 @@ def plot(rows: list[dict], path: Path) -> None:
     b.legend(fontsize=7)
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
