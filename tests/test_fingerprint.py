@@ -232,6 +232,37 @@ def test_key_from_the_victims_errors_on_the_test_set(tmp_path, tiny_fmnist):
     assert main(args) == 2
 
 
+def test_conferrable_key_on_the_tiny_zoo(tmp_path, tiny_fmnist):
+    """`fpenc fingerprint` with selection: conferrable: the key's images are crafted images of the test
+    pool, within eps of their source images; too few passing images is a one-line error."""
+    from fpenc.cli import main
+    from fpenc.data.datasets import load_dataset
+    from fpenc.fingerprint.key import load_key
+
+    key = (
+        "{num_datapoints: 4, num_views: 2, neighbours: 2, pool: test, selection: conferrable, "
+        "reference: [homologous-fmnist_c-sgd-s0, homologous-fmnist_c-adam-s0], reference_quorum: 0.5, "
+        "candidates: 120, conferrable_eps: 0.3, conferrable_steps: 8}"
+    )
+    args, overlay = _fingerprint_args(
+        tmp_path, tiny_fmnist, "{num_uaps: 1, steps: 2, batch_size: 32, holdout: 50}", key
+    )
+    assert main(args) == 0
+    k = load_key(tmp_path / "runs/tiny/key.pt")
+    assert k["config"]["surrogates"] == ["piracy-fmnist_b-adam-s0", "piracy-fmnist_c-adam-s0"]
+    arrays = load_dataset("fashion_mnist", root=tiny_fmnist)
+    source = arrays.test_x[k["views"]]  # [V, N, C, H, W]
+    diff = (k["view_images"].int() - source.int()).abs()
+    assert diff.max() <= round(0.3 * 255) + 1 and not torch.equal(k["view_images"], source)
+    overlay.write_text(overlay.read_text().replace("candidates: 120", "candidates: 3"))
+    assert main(args) == 2
+    from fpenc.config import load_pipeline_config
+    from fpenc.fingerprint.key import build_key
+
+    with pytest.raises(FpencError, match="conferrable examples pass"):
+        build_key(load_pipeline_config([args[2], args[4]]), log=lambda *_: None)
+
+
 def test_victim_errors_mask():
     from fpenc.fingerprint.key import victim_errors
 
@@ -278,7 +309,7 @@ def test_idiosyncratic_key_refuses_bad_references(tmp_path, tiny_fmnist):
     text = overlay.read_text()
     for ref, message in (
         ("homologous-nope", "not in the zoo"),
-        ("piracy-fmnist_b-adam-s0", "must name homologous"),
+        ("piracy-fmnist_b-adam-s0", "must be homologous models"),
         ("homologous-fmnist_c-sgd-s0", "pass key.selection 'idiosyncratic'"),
     ):
         overlay.write_text(text.replace("REF", ref))

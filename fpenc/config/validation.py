@@ -205,12 +205,19 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         raise ConfigError(f"pipeline.key: selection_layer and view_layer must be one of {', '.join(layers)}")
     if k.pool not in ("victim", "test"):
         raise ConfigError(f"pipeline.key.pool: unknown pool '{k.pool}'; known: victim, test")
-    if k.selection not in ("kmeans", "errors", "idiosyncratic"):
+    if k.selection not in ("kmeans", "errors", "idiosyncratic", "conferrable"):
         raise ConfigError(
-            f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors, idiosyncratic"
+            f"pipeline.key.selection: unknown selection '{k.selection}'; known: kmeans, errors, idiosyncratic, "
+            "conferrable"
         )
-    if k.reference and k.selection != "idiosyncratic":
-        raise ConfigError("pipeline.key: reference is used by no other selection than 'idiosyncratic'; remove it")
+    if k.reference and k.selection not in ("idiosyncratic", "conferrable"):
+        raise ConfigError(
+            "pipeline.key: reference is used by no other selection than 'idiosyncratic' and 'conferrable'; remove it"
+        )
+    if not 0.0 < k.conferrable_eps <= 1.0 or k.conferrable_steps < 1 or k.candidates < 1:
+        raise ConfigError(
+            "pipeline.key: need 0 < conferrable_eps <= 1 (images in [0, 1]), conferrable_steps >= 1 and candidates >= 1"
+        )
     if not 0.0 < k.reference_quorum <= 1.0:
         raise ConfigError(
             f"pipeline.key.reference_quorum must be in (0, 1] (the share of reference models that must "

@@ -11,7 +11,9 @@ model mostly does not (``experiments/role_signal.py``; an idea of ours, not the 
 defender's own independently trained models; every one of them, or the share
 ``key.reference_quorum``) predict another class than the victim: errors
 that are the victim's own rather than the data's (in the spirit of Lukas et al.'s conferrable
-examples, without crafting anything).
+examples, without crafting anything). ``conferrable`` crafts Lukas et al.'s conferrable adversarial
+examples of ``key.candidates`` random pool images with the training copies and the ``key.reference``
+models (:mod:`fpenc.fingerprint.conferrable`); the key's images are the crafted ones.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def victim_errors(
     return (np.asarray(predicted) != np.asarray(labels)) & references_disagree(predicted, references, quorum)
 
 
-def _reference_models(run_dir, ids: list[str]) -> list:
+def _reference_models(run_dir, ids: list[str], role: str = "homologous") -> list:
     from fpenc.rundir import RunDir
     from fpenc.zoo.manifest import entries_by_id
 
@@ -67,12 +69,39 @@ def _reference_models(run_dir, ids: list[str]) -> list:
             f"key.reference names models that are not in the zoo: {', '.join(missing)}; "
             f"known: {', '.join(sorted(entries))}"
         )
-    if any(entries[i]["role"] != "homologous" for i in ids):
+    if any(entries[i]["role"] != role for i in ids):
         raise FpencError(
-            "key.reference must name homologous (independently trained) models, not "
-            + ", ".join(i for i in ids if entries[i]["role"] != "homologous")
+            f"the key's models must be {role} models, not " + ", ".join(i for i in ids if entries[i]["role"] != role)
         )
     return [run_dir.load_model(entries[i]) for i in ids]
+
+
+def _conferrable_pool(run_dir, victim, surrogates, k, images, labels, pool_idx, seed: int):
+    """The crafted images that pass (``[M', C, H, W]`` uint8), their true labels and pool indices."""
+    from fpenc.fingerprint.conferrable import conferrable_examples
+
+    pick = np.sort(np.random.default_rng(seed).permutation(len(pool_idx))[: k.candidates])
+    crafted = conferrable_examples(
+        victim,
+        _reference_models(run_dir, surrogates, role="piracy"),
+        _reference_models(run_dir, k.reference),
+        images[torch.as_tensor(pick)],
+        k.conferrable_eps,
+        k.conferrable_steps,
+    )
+    passed = (
+        crafted["victim_hit"]
+        & (crafted["surrogate_share"] >= k.reference_quorum - 1e-9)
+        & (crafted["reference_share"] <= 1 - k.reference_quorum + 1e-9)
+    ).numpy()
+    keep = torch.as_tensor(np.flatnonzero(passed))
+    if len(keep) < max(k.num_datapoints, k.neighbours):
+        raise FpencError(
+            f"only {len(keep)} of {len(pick)} conferrable examples pass (victim, copies and references); fewer "
+            f"than key.num_datapoints ({k.num_datapoints}) / key.neighbours ({k.neighbours}): raise "
+            "key.candidates or key.conferrable_eps, or lower key.reference_quorum"
+        )
+    return crafted["images"][keep], labels[torch.as_tensor(pick)][keep], pool_idx[pick][keep.numpy()]
 
 
 def build_key(cfg: PipelineConfig, log=print) -> dict:
@@ -88,11 +117,13 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     path = run_dir.key
     ve = run_dir.victim_entry()
     k = cfg.key
-    if k.selection == "idiosyncratic":  # the reference models resolved (default: the training homologous models)
-        from fpenc.zoo.sets import key_reference_ids
+    surrogates = []
+    if k.selection in ("idiosyncratic", "conferrable"):  # resolved (default: the training homologous models)
+        from fpenc.zoo.sets import key_reference_ids, key_surrogate_ids
 
         k = replace(k, reference=key_reference_ids(cfg))
-    meta = {"victim_sha256": ve["sha256"], "config": asdict(k), "seed": cfg.seed}
+        surrogates = key_surrogate_ids(cfg) if k.selection == "conferrable" else []
+    meta = {"victim_sha256": ve["sha256"], "config": asdict(k) | {"surrogates": surrogates}, "seed": cfg.seed}
     if path.exists():
         key = load_key(path)
         if {k: key.get(k) for k in meta} == meta:
@@ -108,7 +139,9 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
     else:
         pool_idx = np.arange(len(arrays.test_y))
         images, labels = arrays.test_x, arrays.test_y
-    if k.selection in ("errors", "idiosyncratic"):
+    if k.selection == "conferrable":
+        images, labels, pool_idx = _conferrable_pool(run_dir, victim, surrogates, k, images, labels, pool_idx, cfg.seed)
+    elif k.selection in ("errors", "idiosyncratic"):
         predicted = representations(victim, images, "probs").argmax(1)
         references = (
             []

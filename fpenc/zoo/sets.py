@@ -2,7 +2,7 @@
 
 Four disjoint sets (plus the victim), each with one use:
 
-* ``train``: the models the encoder trains on (and, for ``key.selection: idiosyncratic``, the
+* ``train``: the models the encoder trains on (and, for ``key.selection: idiosyncratic`` or ``conferrable``, the
   independent models that choose the key);
 * ``val``: checkpoint selection only;
 * ``reference``: the verdict's reference population (calibration only);
@@ -132,8 +132,32 @@ def key_reference_ids(cfg: PipelineConfig, sets: dict[str, str] | None = None) -
     found = sorted(mid for mid in ids_in(sets, "train") if mid in homologous)
     if not found:
         raise ConfigError(
-            "pipeline.key: selection 'idiosyncratic' needs independent models to choose the key with: the "
+            f"pipeline.key: selection '{cfg.key.selection}' needs independent models to choose the key with: the "
             "training set has no homologous models; list them in key.reference, or add homologous grids of "
             "pipeline.sets.train_architectures"
+        )
+    return found
+
+
+def key_surrogate_ids(cfg: PipelineConfig, sets: dict[str, str] | None = None) -> list[str]:
+    """The copies that craft a conferrable key (``key.selection: conferrable``): the piracy models of
+    the training set, in plan order; a zoo without a training set (built for the stages alone): its
+    copies extracted from the victim.
+
+    Raises:
+        ConfigError: the training set has no piracy model.
+    """
+    from fpenc.zoo.plan import plan_zoo
+
+    sets = assign_sets(cfg, complete=False) if sets is None else sets
+    specs = plan_zoo(cfg)
+    piracy = {s.id for s in specs if s.role == "piracy"}
+    found = [mid for mid in ids_in(sets, "train") if mid in piracy]
+    if not ids_in(sets, "train"):
+        found = [s.id for s in specs if s.role == "piracy" and s.attack is None and s.parent in (None, "victim")]
+    if not found:
+        raise ConfigError(
+            "pipeline.key: selection 'conferrable' needs copies of the victim to craft the key with: the "
+            "training set has no piracy models; add piracy grids of pipeline.sets.train_architectures"
         )
     return found
