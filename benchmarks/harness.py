@@ -70,6 +70,32 @@ def run_bundle(run) -> tuple:
     return bundle, [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
 
 
+def overlay_verdicts(configs_: list[str], bundle_file, keep, executor=None, base_run=None):
+    """Train the models of an overlay zoo on the first config's zoo (shared: only the overlay's new
+    models train) and judge those that ``keep(entry)`` selects with a bundle, as ``fpenc verify``
+    judges a file. Returns ``(cfg, bundle, [(entry, verify result)])``.
+
+    ``configs_``: the base config, then the overlay; ``bundle_file``: default
+    ``checkpoints/<base name>.fpenc.safetensors``; ``base_run``: the run whose zoo to share."""
+    from fpenc.bundle import load_bundle
+    from fpenc.encoder.export import bundle_path
+    from fpenc.suspects import from_module
+    from fpenc.verification import verify_suspect
+    from fpenc.zoo.builder import build_zoo
+
+    base_cfg, base = load_run(configs_[:1])
+    cfg, run = load_run(configs_)
+    run.share_zoo_of(base_run or base)
+    manifest = build_zoo(cfg, progress=False, executor=executor)
+    bundle = load_bundle(bundle_file or bundle_path(Path(__file__).resolve().parents[1] / "checkpoints", base_cfg.name))
+    judged = [
+        (m, verify_suspect(bundle, from_module(run.load_model(m), num_classes=bundle.num_classes)))
+        for m in manifest["models"]
+        if keep(m)
+    ]
+    return cfg, bundle, judged
+
+
 def run_fpenc(*args: str) -> None:
     """``fpenc <args>`` in a child process (its own Lightning state), output passed through."""
     cmd = [sys.executable, "-m", "fpenc.cli", *args]

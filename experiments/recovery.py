@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, load_run, save_figure, write_results
+from benchmarks.harness import config_args, overlay_verdicts, save_figure, write_results
 from fpenc.executor import add_executor_flags, executor_options
 
 
@@ -60,23 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, default=None)
     add_executor_flags(ap)
     args = ap.parse_args(argv)
-    from fpenc.bundle import load_bundle
-    from fpenc.encoder.export import bundle_path
-    from fpenc.suspects import from_module
-    from fpenc.verification import verify_suspect
-    from fpenc.zoo.builder import build_zoo
-
     t0 = time.perf_counter()
-    base_cfg, base_run = load_run(args.config[:1])
-    cfg, run = load_run(args.config)
-    run.share_zoo_of(args.base_run or base_run)
-    manifest = build_zoo(cfg, progress=False, executor=executor_options(args))
-    bundle = load_bundle(args.bundle or bundle_path(REPO / "checkpoints", base_cfg.name))
+    cfg, bundle, judged = overlay_verdicts(
+        args.config,
+        args.bundle,
+        lambda m: m["role"] == "piracy" and m["seed"] == args.seed,
+        executor_options(args),
+        args.base_run,
+    )
     rows = []
-    for m in manifest["models"]:
-        if m["role"] != "piracy" or m["seed"] != args.seed:
-            continue
-        r = verify_suspect(bundle, from_module(run.load_model(m), num_classes=bundle.num_classes))
+    for m, r in judged:
         rows.append(
             {
                 "id": m["id"],

@@ -95,3 +95,39 @@ def test_declared_victim_subset(tmp_path):
     np.save(tmp_path / "all.npy", np.arange(20))
     with pytest.raises(ConfigError, match="leave some for the attacker"):
         read_indices(tmp_path / "all.npy", 20)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 1.0])
+def test_overlap_split_for_one_grid(fraction):
+    """`data: overlap:F`: a victim-sized subset sharing exactly round(F * |victim|) samples with the
+    victim's half, the same for one F, another for another F."""
+    from fpenc.data.splits import overlap_split, parse_overlap
+
+    splits = make_splits(1000, seed=3)
+    idx = overlap_split(splits, parse_overlap(f"overlap:{fraction}"), seed=3)
+    assert len(idx) == len(splits["victim"]) == len(np.unique(idx))
+    assert len(np.intersect1d(idx, splits["victim"])) == round(fraction * 500)
+    assert set(idx) <= set(splits["victim"]) | set(splits["attacker"])
+    assert np.array_equal(idx, overlap_split(splits, fraction, seed=3))
+    if 0 < fraction < 1:
+        assert not np.array_equal(idx, overlap_split(splits, fraction, seed=4))
+
+
+def test_overlap_grid_data_is_checked(tmp_path):
+    from fpenc.config import load_pipeline_config
+    from fpenc.data.splits import parse_overlap
+    from fpenc.zoo.plan import plan_zoo
+
+    assert parse_overlap("victim") is None
+    for bad in ("overlap:1.5", "overlap:x"):
+        with pytest.raises(ConfigError, match="overlap must be a number in"):
+            parse_overlap(bad)
+    cfg = tmp_path / "c.yaml"
+    grid = "{role: ROLE, architectures: [fmnist_a], seeds: [7], epochs: 1, data: 'overlap:0.25'}"
+    cfg.write_text(f"pipeline:\n  zoo:\n    grids:\n      - {grid.replace('ROLE', 'homologous')}\n")
+    specs = plan_zoo(load_pipeline_config([cfg]))
+    spec = next(s for s in specs if s.role == "homologous")
+    assert spec.id == "homologous-fmnist_a-adam-s7-overlap0p25data" and spec.split == "overlap:0.25"
+    cfg.write_text(f"pipeline:\n  zoo:\n    grids:\n      - {grid.replace('ROLE', 'piracy')}\n")
+    with pytest.raises(ConfigError, match="for independent models"):
+        load_pipeline_config([cfg])

@@ -12,6 +12,7 @@ from fpenc.config.attack_spec import parse_attacks
 from fpenc.config.parse import unknown_key
 from fpenc.config.recipe_spec import Recipe
 from fpenc.config.schema import GRID_DATA, GRID_SPLITS, OPTIMIZERS, ROLES, PipelineConfig
+from fpenc.data.splits import parse_overlap
 from fpenc.errors import ConfigError
 
 
@@ -136,8 +137,12 @@ def validate(cfg: PipelineConfig) -> PipelineConfig:
         g.optimizers = [check_opt(o, f"{where}.optimizers") for o in g.optimizers]
         for a in g.architectures:
             check_options(a, g.options, f"{where}.options")
-        if g.data not in GRID_DATA:
-            raise ConfigError(f"{where}.data: unknown training data '{g.data}'; known: {', '.join(GRID_DATA)}")
+        if g.data not in GRID_DATA and parse_overlap(g.data) is None:
+            raise ConfigError(
+                f"{where}.data: unknown training data '{g.data}'; known: {', '.join(GRID_DATA)}, overlap:F (F in [0, 1])"
+            )
+        if parse_overlap(g.data) is not None and g.role != "homologous":
+            raise ConfigError(f"{where}.data: '{g.data}' is for independent models (role: homologous)")
         if g.split not in GRID_SPLITS:
             raise ConfigError(f"{where}.split: unknown split '{g.split}'; known: {', '.join(GRID_SPLITS)}")
         if g.split == "reference" and g.role != "homologous":

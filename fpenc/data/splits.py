@@ -88,6 +88,44 @@ def make_splits(
     return {name: np.sort(arr).astype(np.int64) for name, arr in zip(SPLIT_NAMES, (victim, attacker, homologous))}
 
 
+OVERLAP = "overlap:"
+"""A grid's ``data: overlap:F``: a homologous-like subset sharing the share ``F`` of its samples with
+the victim's half (:func:`overlap_split`), whatever ``data.homologous_overlap`` says."""
+
+
+def parse_overlap(name: str) -> float | None:
+    """``F`` of a split name ``overlap:F`` (None for any other name).
+
+    Raises:
+        ConfigError: ``F`` not a number in [0, 1].
+    """
+    if not name.startswith(OVERLAP):
+        return None
+    try:
+        fraction = float(name[len(OVERLAP) :])
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"data '{name}': the overlap must be a number in [0, 1], e.g. overlap:0.25")
+    return fraction
+
+
+def overlap_split(splits: dict[str, np.ndarray], fraction: float, seed: int) -> np.ndarray:
+    """``len(victim)`` sorted indices: ``round(fraction * len(victim))`` drawn from ``splits["victim"]``,
+    the rest from ``splits["attacker"]`` (paper App. C.2: homologous models of every overlap rate);
+    seeded by ``seed`` and ``fraction``, so one overlap gives one subset."""
+    victim, attacker = np.asarray(splits["victim"]), np.asarray(splits["attacker"])
+    n_shared = max(int(round(fraction * len(victim))), len(victim) - len(attacker))
+    rng = np.random.default_rng([int(seed), int(round(fraction * 1_000_000))])
+    chosen = np.concatenate(
+        [
+            rng.choice(victim, size=n_shared, replace=False),
+            rng.choice(attacker, size=len(victim) - n_shared, replace=False),
+        ]
+    )
+    return np.sort(chosen).astype(np.int64)
+
+
 def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], meta: dict) -> None:
     """Write ``splits`` (name -> int64 indices) and JSON-able ``meta`` to an ``.npz`` atomically.
 

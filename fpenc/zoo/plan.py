@@ -38,7 +38,7 @@ SPEC_DEFAULTS = {"options": {}, "attack": None, "training": {}, "weights_sha256"
 
 def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
     """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
-    return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{data}data")
+    return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{_slug(data)}data")
 
 
 def _slug(value) -> str:

@@ -95,8 +95,11 @@ def train_net(
         return net.cpu().eval(), info | {"train_seconds": info["train_seconds"] + round(time.perf_counter() - start, 2)}
     if spec.extraction is not None:
         splits = attacker_pool(splits, pool_fraction, cfg.data.split_seed)
+    from fpenc.data.splits import overlap_split, parse_overlap
     from fpenc.models.user_model import is_class_path
 
+    if (fraction := parse_overlap(spec.split)) is not None:  # data: overlap:F
+        splits = {**splits, spec.split: overlap_split(splits, fraction, cfg.data.split_seed)}
     split_images = arrays.train_x[torch.as_tensor(splits[spec.split])]
     # a user's class normalises inside itself; fpenc's architectures take the split's statistics
     mean, std = (None, None) if is_class_path(spec.architecture) else channel_stats(split_images)
