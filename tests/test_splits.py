@@ -131,3 +131,18 @@ def test_overlap_grid_data_is_checked(tmp_path):
     cfg.write_text(f"pipeline:\n  zoo:\n    grids:\n      - {grid.replace('ROLE', 'piracy')}\n")
     with pytest.raises(ConfigError, match="for independent models"):
         load_pipeline_config([cfg])
+
+
+def test_zoo_trains_a_model_on_an_overlap_split(tmp_path, tiny_fmnist):
+    """A grid with data: overlap:F trains to completion; its model's spec records the split."""
+    from conftest import tiny_config, tiny_grid
+
+    from fpenc.config import load_pipeline_config
+    from fpenc.zoo.builder import build_zoo
+
+    grids = [tiny_grid("homologous", "fmnist_c", more="data: 'overlap:0.25', options: {channels: [8, 8]}")]
+    cfg = load_pipeline_config([tiny_config(tmp_path, tiny_fmnist, "ov", grids)])
+    manifest = build_zoo(cfg, progress=False)
+    (m,) = [m for m in manifest["models"] if m["role"] == "homologous"]
+    assert m["id"] == "homologous-fmnist_c-adam-s0-overlap0p25data" and m["spec"]["split"] == "overlap:0.25"
+    assert m["test_accuracy"] > 0.2
