@@ -136,7 +136,8 @@ class KeyConfig:
     # reference or test model here would bias the evaluation)
     reference_quorum: float = 1.0  # idiosyncratic: share of `reference` models that must predict another class
     # than the victim (1.0: every one; 0.8 of 5: any 4), lower it when too few images pass
-    # conferrable: conferrable adversarial examples (Lukas et al., ICLR 2021) of `candidates` random pool images,
+    # conferrable (experimental, not for verdicts: it accused an independent model on the demo, docs/results.md):
+    # conferrable adversarial examples (Lukas et al., ICLR 2021) of `candidates` random pool images,
     # crafted with the training copies and `reference` models; kept where the victim, a `reference_quorum` share
     # of the copies and at most 1 - reference_quorum of the references answer the target class
     conferrable_eps: float = 0.1  # L-inf budget of the conferrable perturbation (images in [0, 1])

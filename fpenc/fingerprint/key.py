@@ -140,6 +140,11 @@ def build_key(cfg: PipelineConfig, log=print) -> dict:
         pool_idx = np.arange(len(arrays.test_y))
         images, labels = arrays.test_x, arrays.test_y
     if k.selection == "conferrable":
+        log(
+            "[warn] key.selection 'conferrable' is experimental: on the demo's zoo an independent model of an "
+            "architecture that conferrable examples transfer to was judged derived (docs/results.md); keep "
+            "the bundle for research, do not accuse with it"
+        )
         images, labels, pool_idx = _conferrable_pool(run_dir, victim, surrogates, k, images, labels, pool_idx, cfg.seed)
     elif k.selection in ("errors", "idiosyncratic"):
         predicted = representations(victim, images, "probs").argmax(1)
