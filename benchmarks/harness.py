@@ -70,6 +70,17 @@ def run_bundle(run) -> tuple:
     return bundle, [m for m in run.load_manifest()["models"] if m.get("set") == "test"]
 
 
+def overlay_args(ap: argparse.ArgumentParser) -> None:
+    """The flags of a script that judges an overlay zoo with a bundle (:func:`overlay_verdicts`):
+    ``--bundle``, ``--out``, ``--plot`` and the executor's."""
+    from fpenc.executor import add_executor_flags
+
+    ap.add_argument("--bundle", default=None, help="default: checkpoints/<first config's name>.fpenc.safetensors")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--plot", type=Path, default=None)
+    add_executor_flags(ap)
+
+
 def overlay_verdicts(configs_: list[str], bundle_file, keep, executor=None, base_run=None):
     """Train the models of an overlay zoo on the first config's zoo (shared: only the overlay's new
     models train) and judge those that ``keep(entry)`` selects with a bundle, as ``fpenc verify``

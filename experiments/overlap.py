@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, overlay_verdicts, save_figure, write_results
+from benchmarks.harness import config_args, overlay_args, overlay_verdicts, save_figure, write_results
 from fpenc.data.splits import parse_overlap
-from fpenc.executor import add_executor_flags, executor_options
+from fpenc.executor import executor_options
 
 
 def plot(rows: list[dict], path: Path, alpha: float) -> None:
@@ -51,10 +51,7 @@ def plot(rows: list[dict], path: Path, alpha: float) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     config_args(ap)
-    ap.add_argument("--bundle", default=None, help="default: checkpoints/<first config's name>.fpenc.safetensors")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--plot", type=Path, default=None)
-    add_executor_flags(ap)
+    overlay_args(ap)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     cfg, bundle, judged = overlay_verdicts(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, overlay_verdicts, save_figure, write_results
-from fpenc.executor import add_executor_flags, executor_options
+from benchmarks.harness import config_args, overlay_args, overlay_verdicts, save_figure, write_results
+from fpenc.executor import executor_options
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -54,11 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     config_args(ap)
     ap.add_argument("--base-run", default=None, help="the run whose zoo to share (default: the first config's)")
-    ap.add_argument("--bundle", default=None, help="default: checkpoints/<first config's name>.fpenc.safetensors")
     ap.add_argument("--seed", type=int, default=500, help="the overlay's copies: the seed of its grids (default 500)")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--plot", type=Path, default=None)
-    add_executor_flags(ap)
+    overlay_args(ap)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     cfg, bundle, judged = overlay_verdicts(
