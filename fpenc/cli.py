@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--num-uaps", type=int, default=64, help="UAPs per model (default 64; the paper: 784 = d on FMNIST)")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per batch of UAPs (default 60)")
+    p.add_argument(
+        "--reading",
+        choices=["profile_l1", "principal_angles", "projection_energy"],
+        default="profile_l1",
+        help="the reading of eq. 5 shown as D and plotted (all three are computed; default profile_l1)",
+    )
+    p.add_argument(
+        "--energy-share",
+        type=float,
+        default=0.9,
+        help="the victim subspace: the fewest principal directions holding this share of its energy (default 0.9)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per UAP per step (default 32)")
     p.add_argument("--norm", choices=["linf", "l2"], help="default: the config's uap.norm")
     p.add_argument("--eps", type=float, help="default: the config's uap.eps")

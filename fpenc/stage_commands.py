@@ -98,6 +98,8 @@ def cmd_subspace(args) -> int:
                 chunk=args.chunk,
                 models=args.models,
                 progress=not args.no_progress,
+                reading=args.reading,
+                energy_share=args.energy_share,
             )
         )
     )

@@ -136,7 +136,6 @@ def test_overlap_grid_data_is_checked(tmp_path):
 def test_zoo_trains_a_model_on_an_overlap_split(tmp_path, tiny_fmnist):
     """A grid with data: overlap:F trains to completion; its model's spec records the split."""
     from conftest import tiny_config, tiny_grid
-
     from fpenc.config import load_pipeline_config
     from fpenc.zoo.builder import build_zoo
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fpenc.uap.subspace import batched_sgd_uaps, inconsistency, principal_basis, profile
+from fpenc.uap.subspace import batched_sgd_uaps, principal_basis
+from fpenc.uap.subspace_readings import profile
+from fpenc.uap.subspace_readings import profile_distance as inconsistency
 
 
 def _structured(n: int, d: int, k: int, seed: int) -> torch.Tensor:
@@ -58,6 +60,32 @@ def test_inconsistency_matches_naive_and_separates_same_subspace_from_another():
     assert 3 * d_same < d_other  # same subspace, other draw: far closer than an unrelated one
 
 
+def test_subspace_readings_match_naive_references_and_separate():
+    """principal_angles against scipy's subspace angles; projection_energy one UAP at a time;
+    both ~0 for the victim's own subspace, and small for the same subspace drawn again."""
+    from scipy.linalg import subspace_angles
+
+    from fpenc.uap.subspace_readings import energy_rank, principal_angle_distance, projection_deficit, readings
+
+    victim, same, other = _structured(60, 30, 5, 1), _structured(60, 30, 5, 2), torch.randn(60, 30, dtype=torch.float64)
+    basis, s = principal_basis(victim)
+    k = energy_rank(s, 0.9)
+    assert 1 <= k <= 5 and energy_rank(s, 1.0) == len(s)
+    assert (s[:k] ** 2).sum() / (s**2).sum() >= 0.9 > (s[: k - 1] ** 2).sum() / (s**2).sum()
+    for m in (same, other):
+        own = torch.linalg.svd(torch.nn.functional.normalize(m, dim=1), full_matrices=False)[2][:k].T
+        naive = float(np.mean(np.sin(subspace_angles(basis[:, :k].numpy(), own.numpy())) ** 2))
+        assert principal_angle_distance(m, basis[:, :k]) == pytest.approx(naive, abs=1e-9)
+        outside = np.mean([1 - float(((r / r.norm()) @ basis[:, :k]).pow(2).sum()) for r in m])
+        assert projection_deficit(m, basis[:, :k]) == pytest.approx(outside, abs=1e-9)
+    own_values = readings(victim, basis, 30, profile(victim, basis))
+    assert all(v == pytest.approx(0, abs=1e-9) for v in own_values.values())  # the full basis explains it
+    near, far = readings(same, basis, k, profile(victim, basis)), readings(other, basis, k, profile(victim, basis))
+    assert all(3 * near[n] < far[n] for n in near)
+    with pytest.raises(ValueError, match="energy share"):
+        energy_rank(s, 0.0)
+
+
 def test_batched_uaps_stay_in_ball_and_differ():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8)
@@ -93,7 +121,7 @@ def test_subspace_command_writes_results_and_resumes(tmp_path, tiny_fmnist, caps
         "--no-progress",
     ]
     assert main(args) == 0
-    assert "D (eq. 5" in capsys.readouterr().out
+    assert "principal_angles" in capsys.readouterr().out
     sub = tmp_path / "runs/tiny/subspace"
     result = json.loads((sub / "subspace_linf_eps0.25_n6.json").read_text())
     assert (sub / "subspace_linf_eps0.25_n6.png").stat().st_size > 1000
@@ -110,6 +138,12 @@ def test_subspace_command_writes_results_and_resumes(tmp_path, tiny_fmnist, caps
     both = json.loads((sub / "subspace_linf_eps0.25_n6.json").read_text())
     assert [r["role"] for r in both["rows"]] == ["victim", "piracy", "homologous"]
     assert both["ratio_homologous_to_piracy"] > 0 and "homologous / piracy" in capsys.readouterr().out
+    assert set(both["ratios"]) == {"profile_l1", "principal_angles", "projection_energy"}
+    assert both["ratio_homologous_to_piracy"] == both["ratios"]["profile_l1"]
+    assert set(both["victim_noise"]) == set(both["ratios"]) and 1 <= both["subspace_dimension"] <= both["rank"]
+    assert main(args + ["--reading", "projection_energy"]) == 0  # D is that reading now; the cache is reused
+    other = json.loads((sub / "subspace_linf_eps0.25_n6.json").read_text())
+    assert [r["D"] for r in other["rows"]] == [r["readings"]["projection_energy"] for r in other["rows"]]
     assert both["rows"][1]["D"] == result["rows"][1]["D"]  # the piracy model's UAPs came from the cache
     assert main(args + ["--models", "victim"]) == 2  # one clear line, no traceback
     assert "not suspects of the zoo" in capsys.readouterr().err

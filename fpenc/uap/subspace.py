@@ -12,7 +12,9 @@ where ``p_V`` is the profile of a second, independently seeded set of victim UAP
 of the first. (The basis set's own profile is its singular-value spectrum, fitted to it: every
 other set, even the victim's, scatters away from it, so it would measure sampling noise.) A third
 victim set gives the victim's own sampling noise, reported as "victim". The paper (n = d = 784
-UAPs per model on FMNIST) finds the homologous inconsistency about 3x the piracy one.
+UAPs per model on FMNIST) finds the homologous inconsistency about 3x the piracy one. Two
+other readings (principal angles between the subspaces, and the share of a model's UAP energy
+outside the victim's subspace) are computed beside it: :mod:`fpenc.uap.subspace_readings`.
 
 Every model's UAP matrix is cached in ``runs/<name>/subspace/`` chunk by chunk (atomically,
 keyed by the model's weights and the settings), so an interrupted analysis resumes; the
@@ -38,6 +40,7 @@ from fpenc.io import load_tensors, save_tensors, write_json
 from fpenc.models.classifier import module_device
 from fpenc.uap.loss import uap_ascent_loss
 from fpenc.uap.projection import check_norm, project
+from fpenc.uap.subspace_readings import READINGS, energy_rank, profile, readings
 from fpenc.uap.subspace_report import format_subspace, plot_subspace  # noqa: F401 (re-exported)
 
 SUBSPACE_FORMAT = "fpenc-subspace-uaps/1"
@@ -96,17 +99,6 @@ def principal_basis(uaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _, s, vh = torch.linalg.svd(m, full_matrices=False)
     r = int((s > s[0] * 1e-6).sum())
     return vh[:r].T, s[:r]
-
-
-def profile(uaps: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
-    """Share of the (unit-normalised) UAPs' energy along each basis direction, ``[r]``, sums to 1."""
-    p = (F.normalize(uaps.flatten(1).double(), dim=1) @ basis).pow(2).mean(0)
-    return (p / p.sum()).numpy()
-
-
-def inconsistency(uaps_m: torch.Tensor, reference_profile: np.ndarray, basis: torch.Tensor) -> float:
-    """``D(M, V) = || p_M - p_V ||_1`` (see the module docstring)."""
-    return float(np.abs(profile(uaps_m, basis) - reference_profile).sum())
 
 
 def _settings_tag(model_sha: str, settings: dict, seed: int) -> str:
@@ -168,14 +160,21 @@ def subspace_analysis(
     chunk: int = 64,
     models: list[str] | None = None,
     progress: bool = True,
+    reading: str = "profile_l1",
+    energy_share: float = 0.9,
 ) -> dict:
     """Inconsistency D of a second victim UAP set, and of each chosen suspect's UAPs, against the
     victim's UAP subspace. ``models``: zoo ids (default: the piracy and homologous models of the
-    first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s."""
+    first piracy model's architecture and optimizer). ``norm``/``eps``/``lr`` default to ``cfg.uap``'s.
+    Every reading of :mod:`fpenc.uap.subspace_readings` is computed; ``reading`` is the one shown as
+    ``D`` (and in the figure); ``energy_share`` sets the victim subspace's dimension k for the
+    subspace readings."""
     from fpenc.data.datasets import load_data
     from fpenc.data.splits import load_splits
     from fpenc.rundir import RunDir
 
+    if reading not in READINGS:
+        raise ConfigError(f"unknown subspace reading '{reading}'; known: {', '.join(READINGS)}")
     if num_uaps < 2 or chunk < 1 or steps < 1 or batch_size < 1:
         raise ConfigError(
             f"need --num-uaps >= 2 and --chunk, --steps, --batch-size >= 1; got {num_uaps}, "
@@ -229,6 +228,7 @@ def subspace_analysis(
     t_start = time.perf_counter()
     basis_uaps, _ = uaps_of(victim, 1000, "victim-basis")
     basis, singular = principal_basis(basis_uaps)
+    k = energy_rank(singular, energy_share)
     ref = profile(uaps_of(victim, 2000, "victim-reference")[0], basis)
     jobs = [(victim, 4000, "victim-check", "victim (3rd UAP set)", "victim")]
     jobs += [(m, 3000, m["id"], m["id"], m["role"]) for m in chosen]
@@ -236,22 +236,28 @@ def subspace_analysis(
     for entry, seed, label, shown, role in jobs:
         got, sec = uaps_of(entry, seed, label)
         profiles[shown] = profile(got, basis)
+        values = readings(got, basis, k, ref)
         rows.append(
             {
                 "id": shown,
                 "role": role,
                 "architecture": entry["architecture"],
-                "D": inconsistency(got, ref, basis),
+                "D": values[reading],
+                "readings": values,
                 "seconds": round(sec, 1),
             }
         )
-    pir = [r["D"] for r in rows if r["role"] == "piracy"]
-    hom = [r["D"] for r in rows if r["role"] == "homologous"]
+    ratios = {name: _ratio(rows, name) for name in READINGS}
     result = {
         "settings": settings,
         "rank": int(basis.shape[1]),
+        "reading": reading,
+        "subspace_dimension": k,
+        "energy_share": energy_share,
         "rows": rows,
-        "ratio_homologous_to_piracy": float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None,
+        "ratio_homologous_to_piracy": ratios[reading],
+        "ratios": ratios,
+        "victim_noise": next(r["readings"] for r in rows if r["role"] == "victim"),
         "singular_values": singular.tolist(),
         "seconds": round(time.perf_counter() - t_start, 1),
         "device": device,
@@ -259,6 +265,13 @@ def subspace_analysis(
     }
     paths = run_dir.subspace_results(settings["norm"], settings["eps"], num_uaps)
     write_json(paths["json"], result)
-    plot_subspace(profiles, rows, paths["png"])
+    plot_subspace(profiles, rows, paths["png"], reading=reading)
     result["paths"] = {k: str(v) for k, v in paths.items()}
     return result
+
+
+def _ratio(rows: list[dict], name: str) -> float | None:
+    """Mean homologous over mean piracy value of reading ``name`` (None without both roles)."""
+    pir = [r["readings"][name] for r in rows if r["role"] == "piracy"]
+    hom = [r["readings"][name] for r in rows if r["role"] == "homologous"]
+    return float(np.mean(hom) / max(np.mean(pir), 1e-12)) if pir and hom else None

@@ -9,7 +9,9 @@ import numpy as np
 from fpenc.io import save_figure
 
 
-def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str | Path, top: int = 50) -> Path:
+def plot_subspace(
+    profiles: dict[str, np.ndarray], rows: list[dict], path: str | Path, top: int = 50, reading: str = "profile_l1"
+) -> Path:
     """Figure 2: (a) the energy profile over the victim's first ``top`` principal directions,
     per model; (b) the inconsistency D per model, coloured by role."""
     import matplotlib
@@ -47,7 +49,7 @@ def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str |
         ha="right",
         fontsize=7,
     )
-    bx.set_ylabel("inconsistency D (eq. 5, our reading)")
+    bx.set_ylabel(f"inconsistency D (eq. 5 read as {reading})")
     bx.set_title("(b) inconsistency with the victim")
     bx.grid(alpha=0.3, axis="y")
     return save_figure(fig, path, dpi=110)
@@ -55,13 +57,24 @@ def plot_subspace(profiles: dict[str, np.ndarray], rows: list[dict], path: str |
 
 def format_subspace(result: dict) -> str:
     s = result["settings"]
-    lines = [f"{'model':<32} {'role':<11} {'D (eq. 5, our reading)':<24} seconds"]
-    lines += [f"{r['id']:<32} {r['role']:<11} {r['D']:<24.4f} {r['seconds']:.1f}" for r in result["rows"]]
+    names = list(result["ratios"])
+    lines = [f"{'model':<32} {'role':<11} " + " ".join(f"{n:>18}" for n in names) + "  seconds"]
+    lines += [
+        f"{r['id']:<32} {r['role']:<11} "
+        + " ".join(f"{r['readings'][n]:>18.4f}" for n in names)
+        + f"  {r['seconds']:.1f}"
+        for r in result["rows"]
+    ]
     if result["ratio_homologous_to_piracy"] is not None:
-        lines.append(f"homologous / piracy = {result['ratio_homologous_to_piracy']:.2f} (paper, FMNIST: about 3)")
+        lines.append(
+            f"{'homologous / piracy':<44} "
+            + " ".join(f"{result['ratios'][n]:>18.2f}" for n in names)
+            + "  (paper, FMNIST: about 3)"
+        )
     lines.append(
         f"({s['num_uaps']} {s['norm']} UAPs of eps {s['eps']} per model, {s['steps']} steps of "
-        f"{s['batch_size']} images; victim subspace rank {result['rank']}; {result['seconds']:.0f} s on "
+        f"{s['batch_size']} images; victim subspace rank {result['rank']}, k = {result['subspace_dimension']} "
+        f"directions hold {result['energy_share']:.0%} of its energy; {result['seconds']:.0f} s on "
         f"{result['device']})"
     )
     if "paths" in result:
