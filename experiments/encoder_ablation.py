@@ -98,16 +98,10 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
     from fpenc.fingerprint.zoo import fingerprint_zoo
-    from fpenc.zoo.sets import assign_sets
 
     t0 = time.perf_counter()
-    cfg, run = load_run(args.config)
-    lcfg = _lightning_config(args.config)
-    api, sizes = lcfg.get("data", {}).get("api", "probs"), lcfg.get("model", {})
+    cfg, run, api, sizes, sets, roles = load_setting(args.config)
     report = json.loads(run.report_json.read_text())
-    sets = assign_sets(cfg)
-    manifest = run.load_manifest()
-    roles = {m["id"]: m["role"] for m in manifest["models"]}
     victim = next(i for i, r in roles.items() if r == "victim")
     test = [i for i, s in sets.items() if s == "test"]
     train = [i for i, s in sets.items() if s == "train"]
@@ -115,12 +109,7 @@ def main(argv=None) -> int:
     num_classes = raw_fps[victim].shape[-1] // (2 * cfg.key.num_datapoints)  # fingerprints: [U, V, 2NK]
     fps = {i: as_api(raw_fps[i], api, num_classes) for i in [victim, *train, *test]}
     x_train = torch.cat([fps[i] for i in [victim, *train]])
-    enc = train_autoencoder(
-        x_train,
-        args.epochs,
-        cfg.seed,
-        **{k: sizes[k] for k in ("hidden_dim", "embed_dim", "proj_dim") if k in sizes},
-    )
+    enc = train_autoencoder(x_train, args.epochs, cfg.seed, **sizes)
     rows = {
         "autoencoder": summary(scores(enc.encode, fps, victim, test), roles),
         "raw": summary(scores(lambda x: x, fps, victim, test), roles),
@@ -145,6 +134,18 @@ def main(argv=None) -> int:
     if args.plot:
         plot(rows, roles, args.plot)
     return 0
+
+
+def load_setting(paths: list[str]):
+    """``(cfg, run dir, API, encoder sizes, {id: set}, {id: role})`` of a run's stacked configs: the
+    encoder's API (``data.api``) and sizes (``model.hidden_dim / embed_dim / proj_dim``) included."""
+    from fpenc.zoo.sets import assign_sets
+
+    cfg, run = load_run(paths)
+    lcfg = _lightning_config(paths)
+    sizes = {k: v for k, v in lcfg.get("model", {}).items() if k in ("hidden_dim", "embed_dim", "proj_dim")}
+    roles = {m["id"]: m["role"] for m in run.load_manifest()["models"]}
+    return cfg, run, lcfg.get("data", {}).get("api", "probs"), sizes, assign_sets(cfg), roles
 
 
 def _lightning_config(paths: list[str]) -> dict:

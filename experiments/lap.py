@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: fpenc, benchmarks.harness
-from benchmarks.harness import config_args, load_run, save_figure, write_results
-from experiments.encoder_ablation import _lightning_config, scores, summary
+from benchmarks.harness import config_args, save_figure, write_results
+from experiments.encoder_ablation import load_setting, scores, summary
 
 
 def lap_perturbations(victim, x: torch.Tensor, eps: float, batch_size: int = 250) -> torch.Tensor:
@@ -95,17 +95,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from fpenc.fingerprint.key import load_key
     from fpenc.uap.bank import load_bank
-    from fpenc.zoo.sets import assign_sets
 
     t0 = time.perf_counter()
-    cfg, run = load_run(args.config)
-    lcfg = _lightning_config(args.config)
-    api = lcfg.get("data", {}).get("api", "probs")
-    sizes = {k: v for k, v in lcfg.get("model", {}).items() if k in ("hidden_dim", "embed_dim", "proj_dim")}
-    sets = assign_sets(cfg)
-    manifest = run.load_manifest()
-    roles = {m["id"]: m["role"] for m in manifest["models"]}
-    entries = {m["id"]: m for m in manifest["models"]}
+    cfg, run, api, sizes, sets, roles = load_setting(args.config)
+    entries = {m["id"]: m for m in run.load_manifest()["models"]}
     victim_id = next(i for i, r in roles.items() if r == "victim")
     ids = {s: [i for i, t in sets.items() if t == s] for s in ("train", "val", "test")}
     clean = load_key(run.key)["view_images"].float() / 255.0  # [V, N, C, H, W]
