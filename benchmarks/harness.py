@@ -135,14 +135,13 @@ def report_summary(report: dict) -> dict:
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Save a matplotlib figure (tight layout, 120 dpi), close it, say where."""
-    import matplotlib.pyplot as plt
+    """:func:`fpenc.io.save_figure` (tight layout, 120 dpi, atomic, closed) into a folder made if
+    missing; says where."""
+    from fpenc.io import save_figure as save
 
     path = Path(path)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
     print(f"wrote {path}")
     return path
 

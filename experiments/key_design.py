@@ -35,8 +35,9 @@ def auc(pos, neg) -> float:
 
 
 def validation_models(args) -> list[tuple[dict, object]]:
-    """``[(manifest entry, run dir)]``: the base run's val set, then every non-victim model of the
+    """``[(manifest entry, network)]``: the base run's val set, then every non-victim model of the
     ``--val-config`` zoos (built if missing; their victim must be the base run's)."""
+    from fpenc.rundir import load_zoo_model
     from fpenc.zoo.builder import build_zoo
     from fpenc.zoo.sets import assign_sets
 
@@ -51,18 +52,17 @@ def validation_models(args) -> list[tuple[dict, object]]:
         if next(m for m in zman["models"] if m["role"] == "victim")["sha256"] != victim:
             raise SystemExit(f"{extra}: its victim is not the base run's; stack it on the same config")
         out += [(m, erun) for m in zman["models"] if m["role"] != "victim"]
-    return out
+    return [(m, load_zoo_model(m, run)) for m, run in out]
 
 
 def judge(bundle_path: str, models, alpha: float | None) -> dict:
     from fpenc.bundle import load_bundle
-    from fpenc.rundir import load_zoo_model
     from fpenc.verdict_api import verify
 
     bundle = load_bundle(bundle_path)
     rows = []
-    for entry, run_dir in models:
-        v = verify(bundle, load_zoo_model(entry, run_dir), alpha=alpha)
+    for entry, net in models:
+        v = verify(bundle, net, alpha=alpha)
         rows.append(
             {
                 "id": entry["id"],

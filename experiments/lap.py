@@ -118,10 +118,9 @@ def main(argv=None) -> int:
     for arm, pert in perturbed.items():
         fps = {i: arm_fingerprints(net, clean, pert, api) for i, net in nets.items()}
         enc, sep = train_encoder(fps, ids["train"], ids["val"], roles, victim_id, args.epochs, cfg.seed, sizes)
-        arms[arm] = summary(scores(enc.encode, fps, victim_id, ids["test"]), roles) | {"val_separation": round(sep, 4)}
-        arms[arm]["pairs"] = {
-            i: s.round(4).tolist() for i, s in scores(enc.encode, fps, victim_id, ids["test"]).items()
-        }
+        sims = scores(enc.encode, fps, victim_id, ids["test"])
+        arms[arm] = summary(sims, roles) | {"val_separation": round(sep, 4)}
+        arms[arm]["pairs"] = {i: s.round(4).tolist() for i, s in sims.items()}
         print(
             f"{arm}: AUC pairs {arms[arm]['auc_pairs']:.3f} models {arms[arm]['auc_models']:.3f} gap {arms[arm]['gap']:+.3f}"
         )

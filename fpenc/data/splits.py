@@ -76,16 +76,20 @@ def make_splits(
         victim, attacker = perm[: n_train // 2], perm[n_train // 2 :]
     else:  # the owner's declared subset; the attacker's pool is everything else
         attacker = np.setdiff1d(perm, victim, assume_unique=True)
-    n_shared = int(round(homologous_overlap * min(len(victim), len(attacker))))
-    if len(victim) - n_shared > len(attacker):
-        n_shared = len(victim) - len(attacker)
-    homologous = np.concatenate(
+    homologous = _overlapping(victim, attacker, homologous_overlap, rng)
+    return {name: np.sort(arr).astype(np.int64) for name, arr in zip(SPLIT_NAMES, (victim, attacker, homologous))}
+
+
+def _overlapping(victim: np.ndarray, attacker: np.ndarray, overlap: float, rng: np.random.Generator) -> np.ndarray:
+    """``len(victim)`` indices, ``round(overlap * min(len(victim), len(attacker)))`` of them drawn from
+    ``victim`` (more if ``attacker`` is too small for the rest), the rest from ``attacker``."""
+    n_shared = max(int(round(overlap * min(len(victim), len(attacker)))), len(victim) - len(attacker))
+    return np.concatenate(
         [
             rng.choice(victim, size=n_shared, replace=False),
             rng.choice(attacker, size=len(victim) - n_shared, replace=False),
         ]
     )
-    return {name: np.sort(arr).astype(np.int64) for name, arr in zip(SPLIT_NAMES, (victim, attacker, homologous))}
 
 
 OVERLAP = "overlap:"
@@ -111,18 +115,11 @@ def parse_overlap(name: str) -> float | None:
 
 
 def overlap_split(splits: dict[str, np.ndarray], fraction: float, seed: int) -> np.ndarray:
-    """``len(victim)`` sorted indices: ``round(fraction * len(victim))`` drawn from ``splits["victim"]``,
-    the rest from ``splits["attacker"]`` (paper App. C.2: homologous models of every overlap rate);
+    """``len(victim)`` sorted indices, the share ``fraction`` drawn from ``splits["victim"]`` and the
+    rest from ``splits["attacker"]``, as :func:`make_splits` draws the homologous split (paper App. C.2: homologous models of every overlap rate);
     seeded by ``seed`` and ``fraction``, so one overlap gives one subset."""
-    victim, attacker = np.asarray(splits["victim"]), np.asarray(splits["attacker"])
-    n_shared = max(int(round(fraction * len(victim))), len(victim) - len(attacker))
     rng = np.random.default_rng([int(seed), int(round(fraction * 1_000_000))])
-    chosen = np.concatenate(
-        [
-            rng.choice(victim, size=n_shared, replace=False),
-            rng.choice(attacker, size=len(victim) - n_shared, replace=False),
-        ]
-    )
+    chosen = _overlapping(np.asarray(splits["victim"]), np.asarray(splits["attacker"]), fraction, rng)
     return np.sort(chosen).astype(np.int64)
 
 

@@ -151,10 +151,10 @@ def key_surrogate_ids(cfg: PipelineConfig, sets: dict[str, str] | None = None) -
 
     sets = assign_sets(cfg, complete=False) if sets is None else sets
     specs = plan_zoo(cfg)
+    train = ids_in(sets, "train")
     piracy = {s.id for s in specs if s.role == "piracy"}
-    found = [mid for mid in ids_in(sets, "train") if mid in piracy]
-    if not ids_in(sets, "train"):
-        found = [s.id for s in specs if s.role == "piracy" and s.attack is None and s.parent in (None, "victim")]
+    extracted = [s.id for s in specs if s.role == "piracy" and s.attack is None and s.parent in (None, "victim")]
+    found = [mid for mid in train if mid in piracy] if train else extracted
     if not found:
         raise ConfigError(
             "pipeline.key: selection 'conferrable' needs copies of the victim to craft the key with: the "
