@@ -47,6 +47,17 @@ class BundleJob:
     num_fingerprints: int | None = None
     seed: int = 0
 
+    def settings(self, outputs: str) -> dict:
+        """What a line's verdict depends on besides the suspect and the bundle: written on every
+        line, so that a rerun with other settings never takes lines made with these as its own."""
+        return {
+            "api": self.api,
+            "alpha": self.alpha,
+            "fingerprints": self.num_fingerprints,
+            "seed": self.seed,
+            "outputs": outputs,
+        }
+
 
 _BUNDLES: dict[str, Any] = {}  # this process's bundles, by SHA-256 (a worker loads each once)
 _UNIONS: dict[tuple, list] = {}  # this process's union of images per set of bundles and settings
@@ -210,4 +221,7 @@ def judge_file(path: str, jobs: list[BundleJob], outputs: str = "auto", trusted:
         if sandbox is not None:
             sandbox.close()
     seconds = round(time.perf_counter() - t0, 4)
-    return [{**line, "images_asked": asked, "suspect_seconds": seconds} for line in lines]
+    return [
+        {**line, "settings": job.settings(outputs), "images_asked": asked, "suspect_seconds": seconds}
+        for line, job in zip(lines, jobs)
+    ]

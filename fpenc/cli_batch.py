@@ -134,6 +134,23 @@ def _jobs(args) -> list:
     return jobs
 
 
+def _done(out: Path, jobs: list, outputs: str) -> dict:
+    """The lines of ``out`` already made for this batch's bundles, by (suspect, commitment); a line
+    made with other settings (alpha, fingerprints, seed, API, outputs) is refused, never reused."""
+    settings = {j.commitment: j.settings(outputs) for j in jobs}
+    done = {}
+    for r in read_results(out):
+        mine = settings.get(r["bundle_commitment"])
+        if mine is not None and r.get("settings") != mine:
+            theirs = r.get("settings") or "not recorded"
+            raise ConfigError(
+                f"{out} holds a result for {r['suspect']} made with other settings ({theirs}) than this command's "
+                f"({mine}): give another --out, or rerun with the settings of that file"
+            )
+        done[(r["suspect"], r["bundle_commitment"])] = r
+    return done
+
+
 def _show(row: dict, k: int, n: int) -> str:
     what = f"error: {row['error']}" if row["verdict"] == "error" else f"{row['verdict']:<14} p {row['p_value']:.3g}"
     return f"[{k}/{n}] {row['suspect']}  ({row['bundle']})  {what}"
@@ -162,7 +179,7 @@ def cmd_verify_batch(args, fail_on: list[str]) -> int:
         raise ConfigError(f"--out {out} is not a file; name the results file, e.g. results.jsonl")
     t0 = time.perf_counter()
     jobs = _jobs(args)
-    done = {(r["suspect"], r["bundle_commitment"]): r for r in read_results(out)}
+    done = _done(out, jobs, args.outputs)
     todo = {p: [j for j in jobs if (p, j.commitment) not in done] for p in paths}
     todo = {p: js for p, js in todo.items() if js}
     ex, k, failed = (make_executor(options) if todo else None), 0, 0

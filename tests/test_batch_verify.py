@@ -25,7 +25,7 @@ pytestmark = [
 ]
 pytest.importorskip("onnxruntime")
 # what a batch line adds to a plain result, and the times, which differ from run to run
-BATCH_ONLY = {"schema", "bundle", "bundle_commitment", "images_asked", "suspect_seconds", "seconds"}
+BATCH_ONLY = {"schema", "bundle", "bundle_commitment", "settings", "images_asked", "suspect_seconds", "seconds"}
 
 
 def _key(image: np.ndarray) -> str:
@@ -177,6 +177,24 @@ def test_resume_after_an_interrupted_run(two, local_lines, tmp_path, monkeypatch
     monkeypatch.setattr(fpenc.batch_verify, "judge_file", real_judge)
     rc, lines = batch(two, out2)
     assert rc == 11 and [_strip(r) for r in lines] == [_strip(r) for r in local_lines]
+
+
+def test_a_rerun_with_other_settings_never_reuses_lines(two, local_lines, tmp_path, capsys):
+    """Lines record the settings of their verdict; a rerun with another --alpha, --fingerprints or
+    --seed into the same file is refused (one line, exit 2) and the file is left as it was."""
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in local_lines))
+    before = out.read_text()
+    assert all(r["settings"]["alpha"] == 0.01 and r["settings"]["fingerprints"] is None for r in local_lines)
+    bundles = [a for b in two["bundles"] for a in ("--bundle", b)]
+    for more in (["--alpha", "0.05"], ["--fingerprints", "6"], ["--fingerprints", "6", "--seed", "1"]):
+        capsys.readouterr()
+        rc, _ = _main(["verify", "--suspects", str(two["folder"]), "--out", str(out), *more, *bundles])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert "other settings" in err and "another --out" in err
+        assert out.read_text() == before
+    assert batch(two, out) == (11, local_lines)  # the same settings: every line reused as it is
 
 
 def test_bad_suspects_are_lines_and_the_batch_goes_on(two, tmp_path):

@@ -114,6 +114,25 @@ def test_uap_bank_on_tiny_zoo_caches(tmp_path, tiny_fmnist):
     assert (tmp_path / "runs/tiny/uaps.pt").stat().st_mtime_ns == mtime  # cached, not recomputed
 
 
+def test_uap_bank_with_deepfool_ends_and_fools(tmp_path, tiny_fmnist):
+    """`uap.method: deepfool` through the stage: a max_steps run ends, the member stays in the
+    ball and fools held-out images (the bank passes it the victim split's selection images)."""
+    from conftest import tiny_zoo_config
+    from fpenc.cli import main
+    from fpenc.uap.bank import load_bank
+
+    config = tiny_zoo_config(tmp_path, tiny_fmnist)
+    overlay = tmp_path / "uap.yaml"
+    overlay.write_text(
+        "pipeline:\n  name: tiny\n  uap: {method: deepfool, num_uaps: 1, steps: 6, batch_size: 32, holdout: 50,"
+        " eps: 0.3}\n"
+    )
+    assert main(["uap", "--config", str(config), "--config", str(overlay), "--no-progress"]) == 0
+    bank = load_bank(tmp_path / "runs/tiny/uaps.pt")
+    assert bank["config"]["method"] == "deepfool" and bank["uaps"].abs().max() <= 0.3 + 1e-6
+    assert bank["fooling_rates"][0] > 0.2
+
+
 def test_transfer_matches_a_naive_count():
     from fpenc.uap.report import transfer
 
@@ -173,6 +192,62 @@ def test_deepfool_uap_ends_at_max_steps_and_fools():
     fooled = fooling_rate(net, v, x)
     random_v = project(torch.randn(1, 1, 8, 8), 2.0, "l2")[0]
     assert fooled > 0.5 and fooled > 2 * fooling_rate(net, random_v, x)
+
+
+def test_deepfool_uap_update_is_the_projected_sum_of_deepfool_steps():
+    """One update against a naive loop: each unfooled image's DeepFool step at the current v,
+    summed, divided by n ** step_exponent (0: the original additive update), projected."""
+    from fpenc.uap.module import DeepFoolUAPModule
+
+    net = tiny_net()
+    x = torch.rand(24, 1, 8, 8)
+    for exponent in (0.0, 0.5):
+        module = DeepFoolUAPModule(net, (1, 8, 8), eps=0.2, norm="linf", num_candidates=5, step_exponent=exponent)
+        v0 = module.v.detach().clone()
+        with torch.no_grad():
+            todo = net((x + v0).clamp(0, 1)).argmax(1) == net(x).argmax(1)
+        steps = [deepfool(net, (x[i : i + 1] + v0).clamp(0, 1), 5, 0.02, 20, "linf") for i in range(24) if todo[i]]
+        expected = project(v0 + torch.cat(steps).sum(0, keepdim=True) / len(steps) ** exponent, 0.2, "linf")
+        got, got_todo = module.updated(x)
+        assert torch.equal(got_todo, todo)
+        assert torch.allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="step_exponent"):
+        DeepFoolUAPModule(net, (1, 8, 8), eps=0.2, norm="linf", step_exponent=-1)
+
+
+def test_deepfool_uap_returns_the_iterate_that_fools_most_selection_images():
+    """With selection images, every iterate (the last one too) is scored on them and the best is
+    returned: its fooling rate there is the best rate seen, and no lower than the final v's."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fpenc.uap.bank import fooling_rate
+    from fpenc.uap.module import DeepFoolUAPModule
+
+    net = tiny_net(1)
+    x = torch.rand(256, 1, 8, 8)
+    selection = (torch.rand(64, 1, 8, 8) * 255).to(torch.uint8)  # uint8, as the bank passes them
+    dl = DataLoader(TensorDataset(x, torch.zeros(256, dtype=torch.long)), batch_size=32, shuffle=True)
+    module = DeepFoolUAPModule(net, (1, 8, 8), eps=0.3, norm="linf", num_candidates=5, selection=selection)
+    scored = []
+    original = module._consider
+    module._consider = lambda batch: (original(batch), scored.append(module.v.detach().clone()))
+    trainer = pl.Trainer(
+        max_steps=10,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, train_dataloaders=dl)
+    assert len(scored) == 11  # 10 steps, each scoring the v it starts from, then the last v
+    rates = [fooling_rate(net, v[0], selection) for v in scored]
+    v = module.perturbation()
+    assert fooling_rate(net, v, selection) == pytest.approx(max(rates)) == pytest.approx(module.best_rate)
+    assert max(rates) >= rates[-1] and max(rates) > 0.3
+    assert perturbation_norm(v, "linf") <= 0.3 + 1e-6
 
 
 def test_deepfool_linf_steps_along_the_gradient_sign_and_flips():

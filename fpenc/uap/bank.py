@@ -20,6 +20,7 @@ from fpenc.models.classifier import module_device
 
 FORMAT = "fpenc-uaps/1"
 TARGET_FOOLING = 0.8  # "the UAPs used in this work achieve >= 80% attack success" (§5.1)
+SELECTION_IMAGES = 1024  # DeepFool-UAP: training images each iterate is scored on (DeepFoolUAPModule)
 
 
 @torch.inference_mode()
@@ -42,6 +43,16 @@ def holdout_images(arrays, n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(arrays.test_x), generator=g)[: min(n, len(arrays.test_x))]
     return arrays.test_x[idx]
+
+
+def selection_images(arrays, splits, split: str, n: int = SELECTION_IMAGES, seed: int = 0) -> torch.Tensor:
+    """A seeded subset of ``n`` images (uint8) of the train set's ``split``: the data the UAP is
+    computed on, where DeepFool-UAP scores its iterates (the original algorithm's stopping test)."""
+    from fpenc.data.images import split_indices
+
+    idx = split_indices(arrays, split, splits)
+    g = torch.Generator().manual_seed(seed)
+    return arrays.train_x[idx[torch.randperm(len(idx), generator=g)[: min(n, len(idx))]]]
 
 
 def _tracker(victim, holdout, every: int, bar):
@@ -75,9 +86,12 @@ def compute_uap(
     seed: int,
     progress: bool = True,
     desc: str = "uap",
+    selection: torch.Tensor | None = None,
 ) -> dict:
     """Train one UAP of ``victim`` on ``data`` (a train DataLoader of ``(x, y, idx)`` batches, or a
-    LightningDataModule); returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``."""
+    LightningDataModule); returns ``{"uap": [C,H,W], "fooling_rate", "seconds", "history"}``.
+    ``selection`` (images of ``data``'s split, :func:`selection_images`): where the deepfool
+    method scores its iterates; ignored by sgd."""
     from fpenc.uap.module import DeepFoolUAPModule, SGDUAPModule
     from fpenc.zoo.training import quiet_trainer
 
@@ -85,7 +99,7 @@ def compute_uap(
     if cfg.method == "sgd":
         module = SGDUAPModule(victim, input_shape, eps=cfg.eps, norm=cfg.norm, lr=cfg.lr, seed=seed)
     else:
-        module = DeepFoolUAPModule(victim, input_shape, eps=cfg.eps, norm=cfg.norm, seed=seed)
+        module = DeepFoolUAPModule(victim, input_shape, eps=cfg.eps, norm=cfg.norm, selection=selection, seed=seed)
     bar = tqdm(
         total=cfg.steps,
         desc=desc,
@@ -162,6 +176,7 @@ def build_uap_bank(cfg: PipelineConfig, progress: bool = True, log=print) -> dic
             cfg.seed + i,
             progress,
             f"uap {i + 1}/{cfg.uap.num_uaps}",
+            selection_images(arrays, splits, "victim", seed=cfg.seed + i),
         )
         tqdm.write(
             f"[done] UAP {i + 1}/{cfg.uap.num_uaps}: fooling rate {m['fooling_rate']:.3f} "
