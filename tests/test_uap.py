@@ -12,6 +12,23 @@ from fpenc.uap.deepfool import deepfool
 from fpenc.uap.projection import perturbation_norm, project
 
 
+def fit_steps(module, loader, steps: int):
+    """Fit a UAP module for ``steps`` steps on CPU, quietly; returns the trainer."""
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return trainer
+
+
 def tiny_net(seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
@@ -48,7 +65,6 @@ def test_deepfool_flips_almost_every_image_with_small_perturbations():
 
 
 def _sgd_uap(eps, norm, steps=60):
-    import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
     from fpenc.uap.module import SGDUAPModule
@@ -57,16 +73,7 @@ def _sgd_uap(eps, norm, steps=60):
     x = torch.rand(512, 1, 8, 8)
     dl = DataLoader(TensorDataset(x, torch.zeros(512, dtype=torch.long)), batch_size=64, shuffle=True)
     module = SGDUAPModule(net, (1, 8, 8), eps=eps, norm=norm, lr=0.05)
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module, train_dataloaders=dl)
+    fit_steps(module, dl, steps)
     return module, net, x
 
 
@@ -166,7 +173,6 @@ def test_uap_ascent_loss_matches_a_per_image_reference():
 def test_deepfool_uap_ends_at_max_steps_and_fools():
     """DeepFool-UAP (manual optimisation) advances Lightning's global_step, so a max_steps run ends;
     its UAP stays in the ball and fools most images, far more than a random vector of its norm."""
-    import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
     from fpenc.uap.bank import fooling_rate
@@ -176,16 +182,7 @@ def test_deepfool_uap_ends_at_max_steps_and_fools():
     x = torch.rand(256, 1, 8, 8)
     dl = DataLoader(TensorDataset(x, torch.zeros(256, dtype=torch.long)), batch_size=32, shuffle=True)
     module = DeepFoolUAPModule(net, (1, 8, 8), eps=2.0, norm="l2", num_candidates=5)
-    trainer = pl.Trainer(
-        max_steps=12,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module, train_dataloaders=dl)  # never returned before: global_step stayed 0
+    trainer = fit_steps(module, dl, 12)  # never returned before: global_step stayed 0
     assert trainer.global_step == 12
     v = module.perturbation()
     assert perturbation_norm(v, "l2") <= 2.0 + 1e-5
@@ -218,7 +215,6 @@ def test_deepfool_uap_update_is_the_projected_sum_of_deepfool_steps():
 def test_deepfool_uap_returns_the_iterate_that_fools_most_selection_images():
     """With selection images, every iterate (the last one too) is scored on them and the best is
     returned: its fooling rate there is the best rate seen, and no lower than the final v's."""
-    import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
     from fpenc.uap.bank import fooling_rate
@@ -232,16 +228,7 @@ def test_deepfool_uap_returns_the_iterate_that_fools_most_selection_images():
     scored = []
     original = module._consider
     module._consider = lambda batch: (original(batch), scored.append(module.v.detach().clone()))
-    trainer = pl.Trainer(
-        max_steps=10,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module, train_dataloaders=dl)
+    fit_steps(module, dl, 10)
     assert len(scored) == 11  # 10 steps, each scoring the v it starts from, then the last v
     rates = [fooling_rate(net, v[0], selection) for v in scored]
     v = module.perturbation()

@@ -59,7 +59,9 @@ def _tracker(victim, holdout, every: int, bar):
     import pytorch_lightning as pl
 
     class FoolingTracker(pl.Callback):
-        """Every ``every`` steps: fooling rate on the held-out images, with the elapsed time."""
+        """Every ``every`` steps: the held-out fooling rate of the perturbation the module would
+        return if stopped there (DeepFool-UAP's best-scored iterate, SGD-UAP's ``v``), with the
+        elapsed time."""
 
         def on_train_start(self, trainer, pl_module):
             self.t0, self.history = time.perf_counter(), []
@@ -68,7 +70,7 @@ def _tracker(victim, holdout, every: int, bar):
             bar.update(1)
             step = trainer.global_step
             if step % every == 0 or step >= trainer.max_steps:
-                fr = fooling_rate(victim, pl_module.v.detach()[0], holdout)
+                fr = fooling_rate(victim, pl_module.perturbation(), holdout)
                 self.history.append(
                     {"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "fooling_rate": round(fr, 4)}
                 )
