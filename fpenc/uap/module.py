@@ -102,12 +102,11 @@ class DeepFoolUAPModule(_UAPBase):
     on; here every iterate is scored on ``selection`` (images of that same data, ``[S, C, H, W]``
     uint8 or [0, 1] float: :func:`fpenc.uap.bank.selection_images`) and :meth:`perturbation` returns
     the best-scored one. Without ``selection`` each iterate is scored on the next batch, before it
-    updates ``v`` — a noisier choice: the full additive step makes the iterates wander (the final
-    one fools as few as 0.39 of held-out images on the demo victim), so scoring on a fixed set is
-    what turns the wandering into a search. On the demo victim (L-inf 0.25, 100 steps of 256,
-    1024 selection images), the held-out fooling rate of five seeds is 0.82-0.84 with the
-    additive step against 0.77-0.80 with the 1/sqrt(n) step (``benchmarks/uap_methods.py``;
-    the step was chosen on test images outside the benchmark's held-out ones).
+    updates ``v``: a noisier choice. The full additive step makes the iterates wander, and scoring
+    on a fixed set is what turns the wandering into a search: on the demo victim (L-inf 0.25, 100
+    steps of 256, 1,024 selection images) five seeds fool 0.82-0.84 of the held-out images against
+    0.795 for the 1/sqrt(n) step scored on the next batch (``benchmarks/uap_methods.py``,
+    docs/results.md; both choices were made on test images outside the benchmark's held-out ones).
 
     The update is applied through a plain SGD step of learning rate 1 on the gradient
     ``v - v_new``: Lightning counts a step only when an optimiser steps, so without one
