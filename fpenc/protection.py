@@ -154,16 +154,20 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_protect(configs: list[str], extra_args: list[str] = ()) -> Path:
-    """Run ``fit`` then ``test --ckpt_path best`` on ``configs``; returns the bundle's path."""
+def run_protect(configs: list[str], extra_args: list[str] = (), resume: bool = True) -> Path:
+    """Run ``fit`` then ``test --ckpt_path best`` on ``configs``; returns the bundle's path. With
+    ``resume`` and an encoder checkpoint in the run's folder, ``fit`` goes on from its last epoch
+    (a finished fit ends at once) instead of training the encoder again."""
     from fpenc.config import load_pipeline_config
     from fpenc.lightning_cli import run
     from fpenc.rundir import RunDir
 
     flags = [a for c in configs for a in ("--config", str(c))]
-    run(["fit", *flags, *extra_args])
+    run_dir = RunDir(load_pipeline_config(configs).run_dir)
+    again = resume and run_dir.checkpoint("last").is_file() and "--ckpt_path" not in extra_args
+    run(["fit", *flags, *extra_args, *(["--ckpt_path", "last"] if again else [])])
     run(["test", *flags, *extra_args, "--ckpt_path", "best"])
-    report = RunDir(load_pipeline_config(configs).run_dir).report_json
+    report = run_dir.report_json
     bundle = json.loads(Path(report).read_text()).get("bundle")
     if not bundle:
         raise ConfigError(f"the test stage wrote no bundle (see {report}); is model.export_dir set to null?")
@@ -222,12 +226,14 @@ def protect(
         weights = RunDir(Path(runs) / name).owner_weights
         weights.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if not weights.is_file() or not _same_state(weights, state):
+        changed = not weights.is_file() or not _same_state(weights, state)
+        if changed:
             with atomic_path(weights) as tmp:
                 torch.save(state, tmp)
     configs = [*base, str(write_overlay(base, runs_dir=runs_dir, weights=weights, **kwargs))]
     log(describe_plan(configs))
-    return load_bundle(run_protect(configs, list(trainer_args)))
+    # the same weights again: the encoder goes on from its checkpoint; new weights: trained anew
+    return load_bundle(run_protect(configs, list(trainer_args), resume=model is None or not changed))
 
 
 def _same_state(path: Path, state: dict) -> bool:

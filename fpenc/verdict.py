@@ -23,11 +23,13 @@ A suspect is judged in three steps (plain numpy + scipy; the encoder runs in :mo
      and the victim's (Peng et al., CVPR 2022, §4.3).
    Each gets a one-sided prediction t-test against the reference models' values (``G - 1``
    degrees of freedom: "is the suspect above what a new independent model would score?").
-   The bundle's ``statistic`` says which decide: ``agreement`` (the default), or
-   ``agreement+similarity``, an intersection-union test: ``p = max(p_agreement, p_similarity)``.
-   Either way ``derived`` needs ``p < alpha``, and a suspect that agrees with the victim no more
-   than independent models do gets ``p_agreement >= 0.5`` and can never be ``derived``, whatever
-   the encoder says.
+   The bundle's ``statistic`` says which decide: ``agreement``; ``agreement+similarity``, an
+   intersection-union test, ``p = max(p_agreement, p_similarity)``; or ``agreement-or-similarity``,
+   a Bonferroni union, ``p = min(1, 2 min(p_agreement, p_z))``, where ``p_z`` tests the similarity
+   on Fisher's z scale and counts only for a suspect whose agreement is above the reference
+   models' mean. Whichever, ``derived`` needs ``p < alpha``, and a suspect that agrees with the
+   victim no more than independent models do (``p_agreement >= 0.5``) can never be ``derived``,
+   whatever the encoder says.
 
 The smallest p-value a bundle can give (the victim itself: agreement 1, similarity 1) is its
 **p-value floor**; an ``alpha`` at or below it can never yield ``derived`` and is refused.
@@ -41,24 +43,25 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fpenc.prediction_test import SD_FLOOR, decision_threshold, fisher_z, prediction_pvalue  # noqa: F401
+
 DERIVED, NOT_SHOWN, NOT_ASSESSABLE = "derived", "not shown", "not assessable"
 OUTCOMES = (DERIVED, NOT_SHOWN, NOT_ASSESSABLE)
 EXIT_CODES = {NOT_SHOWN: 0, DERIVED: 10, NOT_ASSESSABLE: 11}
 """``fpenc verify`` exit codes by outcome (2 is an input error, as for every fpenc command)."""
 
-STATISTICS = ("agreement", "agreement+similarity")
+STATISTICS = ("agreement", "agreement+similarity", "agreement-or-similarity")
+
+DEFAULT_STATISTIC = "agreement"
+"""The default verdict statistic. ``agreement-or-similarity`` is experimental: on the demo's bundle it
+derives more copies but accused an independent test model (docs/verdict.md)."""
 
 DEFAULT_ALPHA = 0.01
 """The default significance level. Alpha is the false-accusation rate the test is built to allow
 per independent suspect: at 0.05, one independent model in twenty would be called ``derived`` by
 design, which a tool that must never accuse cannot ship as its default."""
 
-SD_FLOOR = 0.01
-"""The smallest spread (standard deviation) the reference models' values are taken to have: near-
-identical reference models would otherwise make any suspect a hair above them "significant"."""
 
-
-# -- raw evidence ------------------------------------------------------------------------------
 def pair_similarities(h_suspect: torch.Tensor, h_victim: torch.Tensor) -> torch.Tensor:
     """Cosine similarities ``[P]`` of paired encoder representations ``[P, D]`` and ``[P, D]``."""
     if h_suspect.shape != h_victim.shape or h_suspect.ndim != 2:
@@ -93,41 +96,6 @@ def label_entropy(labels, num_classes: int) -> float:
 
 
 # -- the test ----------------------------------------------------------------------------------
-def _reference_fit(reference) -> tuple[float, float, int]:
-    """``(mean, sd * sqrt(1 + 1/G), G)`` of the reference values ``[G]`` (G >= 2, finite), ``sd``
-    at least :data:`SD_FLOOR`: the location, scale and size of the prediction t-test."""
-    r = np.asarray(reference, dtype=np.float64).reshape(-1)
-    if r.size < 2:
-        raise ValueError(f"the prediction test needs >= 2 reference models, got {r.size}")
-    if not np.isfinite(r).all():
-        raise ValueError("the prediction test needs finite values")
-    sd = max(float(r.std(ddof=1)), SD_FLOOR)
-    return float(r.mean()), sd * math.sqrt(1.0 + 1.0 / r.size), int(r.size)
-
-
-def prediction_pvalue(value: float, reference) -> float:
-    """One-sided prediction t-test: the probability that a new model of the reference population
-    (``reference [G]``, one value per model, G >= 2) scores ``value`` or more, under a normal fit:
-    ``t = (value - mean) / (sd * sqrt(1 + 1/G))`` with ``G - 1`` degrees of freedom, and ``sd``
-    at least :data:`SD_FLOOR`."""
-    from scipy import stats
-
-    mean, scale, g = _reference_fit(reference)
-    if not np.isfinite(value):
-        raise ValueError("the prediction test needs finite values")
-    return float(stats.t.sf((float(value) - mean) / scale, g - 1))
-
-
-def decision_threshold(reference, alpha: float) -> float:
-    """The value at which :func:`prediction_pvalue` against ``reference [G]`` equals ``alpha``:
-    ``mean + t_{1-alpha, G-1} * sd * sqrt(1 + 1/G)``. A suspect is ``derived`` on a statistic only
-    above it; ``value - threshold`` is the verdict's **margin** in the statistic's own units."""
-    from scipy import stats
-
-    mean, scale, g = _reference_fit(reference)
-    return float(mean + stats.t.isf(alpha, g - 1) * scale)
-
-
 NEAR_TIE = 0.005
 """A margin (in agreement units) below which the report flags a verdict as a near tie: half a
 percent of the key's answers would flip it."""
@@ -145,6 +113,8 @@ def pvalue_floor(reference_agreement, reference_similarity, statistic: str = "ag
     p = prediction_pvalue(1.0, reference_agreement)
     if check_statistic(statistic) == "agreement+similarity":
         p = max(p, prediction_pvalue(1.0, reference_similarity))
+    elif statistic == "agreement-or-similarity":
+        p = min(1.0, 2.0 * min(p, prediction_pvalue(float(fisher_z(1.0)), fisher_z(reference_similarity))))
     return p
 
 
@@ -239,24 +209,38 @@ def decide(
     ``answers``: how many key answers the agreement is a share of (for the margin in answers).
 
     Returns a :class:`Decision` with ``p_agreement``, ``p_similarity``, the reference ranges, the
-    thresholds and the **margin** in its evidence; ``p_value`` is ``p_agreement`` for the
-    ``agreement`` statistic, ``max`` of the two for ``agreement+similarity`` (the
-    intersection-union test). ``margin = agreement - agreement_threshold`` (positive: derived
-    side; under ``agreement+similarity`` the smaller of the two statistics' margins), and
-    ``near_tie`` is true when ``|margin| <`` :data:`NEAR_TIE`, i.e. a handful of answers would
-    flip the outcome of the test.
+    thresholds and the **margin** in its evidence. ``p_value``: ``p_agreement`` for the
+    ``agreement`` statistic; ``max`` of the two for ``agreement+similarity`` (the
+    intersection-union test); for ``agreement-or-similarity`` ``min(1, 2 min(p_agreement, p_z))``,
+    ``p_z`` the similarity's test on Fisher's z scale, counted only when the agreement is above the
+    reference mean (a Bonferroni union: each test at ``alpha / 2``). ``margin``: the statistic's
+    value minus the threshold at which its test reaches its level (positive: derived side; the
+    smaller of the two margins for ``agreement+similarity``, the larger of those that count for
+    ``agreement-or-similarity``); ``near_tie``: ``|margin| <`` :data:`NEAR_TIE`.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    statistic = check_statistic(statistic)
     ref_a = np.asarray(reference_agreement, dtype=np.float64)
     ref_s = np.asarray(reference_similarity, dtype=np.float64)
-    p_a, p_s = prediction_pvalue(agreement, ref_a), prediction_pvalue(similarity, ref_s)
-    both = check_statistic(statistic) == "agreement+similarity"
-    p = max(p_a, p_s) if both else p_a
-    thr_a, thr_s = decision_threshold(ref_a, alpha), decision_threshold(ref_s, alpha)
-    margin = float(agreement) - thr_a
-    if both:
-        margin = min(margin, float(similarity) - thr_s)
+    both, either = statistic == "agreement+similarity", statistic == "agreement-or-similarity"
+    p_a = prediction_pvalue(agreement, ref_a)
+    if either:
+        level = alpha / 2.0  # Bonferroni: each of the two tests at alpha / 2
+        ref_z = fisher_z(ref_s)
+        p_s = prediction_pvalue(float(fisher_z(similarity)), ref_z)
+        thr_a = decision_threshold(ref_a, level)
+        thr_s = float(np.tanh(decision_threshold(ref_z, level)))
+        counts = p_a < 0.5  # the similarity counts only above the reference models' mean agreement
+        p = min(1.0, 2.0 * min(p_a, p_s if counts else 1.0))
+        margin = max(float(agreement) - thr_a, float(similarity) - thr_s if counts else -math.inf)
+    else:
+        p_s = prediction_pvalue(similarity, ref_s)
+        p = max(p_a, p_s) if both else p_a
+        thr_a, thr_s = decision_threshold(ref_a, alpha), decision_threshold(ref_s, alpha)
+        margin = float(agreement) - thr_a
+        if both:
+            margin = min(margin, float(similarity) - thr_s)
     evidence = {
         "statistic": statistic,
         "p_agreement": p_a,
@@ -276,16 +260,22 @@ def decide(
         f"agreement with the victim on the key {agreement:.3f} (independent reference models "
         f"{_range(ref_a)}, p {p_a:.2g})"
     )
-    s_txt = f"encoder similarity {similarity:.3f} (reference {_range(ref_s)}, p {p_s:.2g})"
+    z = ", Fisher z" if either else ""
+    s_txt = f"encoder similarity {similarity:.3f} (reference {_range(ref_s)}, p {p_s:.2g}{z})"
     if p < alpha:
-        what = f"{a_txt} and {s_txt} are both" if both else f"{a_txt} is"
+        if either and counts and p_s < p_a:
+            what = f"{s_txt} is above what an independent model plausibly reaches, with the agreement above theirs"
+        else:
+            what = f"{a_txt} and {s_txt} are both" if both else f"{a_txt} is"
+            what += " above what an independent model plausibly reaches"
+        tested = "both tested" if both else ("either tested, Bonferroni" if either else s_txt)
+        return Decision(DERIVED, p, [f"{what} (p = {p:.2g} < alpha {alpha:g}; {tested})"], evidence)
+    if either:
+        why = f"{a_txt}; {s_txt}" + ("" if counts else " (not counted: the agreement is not above the reference mean)")
         return Decision(
-            DERIVED,
+            NOT_SHOWN,
             p,
-            [
-                f"{what} above what an independent model plausibly reaches "
-                f"(p = {p:.2g} < alpha {alpha:g}; {s_txt if not both else 'both tested'})"
-            ],
+            [f"{why}: neither beyond what independent models reach (p = {p:.2g} >= alpha {alpha:g}, Bonferroni)"],
             evidence,
         )
     weak = [t for t, q in ((a_txt, p_a), (s_txt, p_s)) if q >= alpha and (both or t is a_txt)]

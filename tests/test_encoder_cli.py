@@ -322,6 +322,13 @@ def test_bad_model_options_are_config_errors(kwargs, message):
         EncoderModule(input_dim=40, **kwargs)
 
 
+def test_experimental_statistic_warns():
+    from fpenc.encoder.module import EncoderModule
+
+    with pytest.warns(UserWarning, match="experimental"):
+        EncoderModule(input_dim=40, verdict_statistic="agreement-or-similarity")
+
+
 def test_damaged_checkpoint_is_one_line(tested, tmp_path, capsys):
     _, config, _ = tested
     bad = tmp_path / "bad.ckpt"

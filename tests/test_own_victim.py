@@ -144,7 +144,7 @@ def named_base(tmp_path, data, name: str):
 
 
 @pytest.mark.slow
-def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_nets, capsys):
+def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_nets, capsys, monkeypatch):
     """`fpenc protect` on a tiny base config: her model in, a bundle out; a pruned copy of it is
     `derived`, an independent model of her class is not."""
     tmp_path, data, net = own_nets
@@ -159,6 +159,16 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
     assert any(m["architecture"] == "ownnets.TinyNet" and m["id"].endswith("-victimdata") for m in reference)
     bundle = tmp_path / "checkpoints/hers.fpenc.safetensors"
     assert f"bundle:      {bundle}" in out and (tmp_path / "runs/hers/protect.yaml").is_file()
+    # run again: every stage is complete and the encoder goes on from its checkpoint, not trained anew
+    from fpenc.encoder.module import EncoderModule
+
+    def no_training(*_):
+        raise AssertionError("the encoder was trained again")
+
+    monkeypatch.setattr(EncoderModule, "training_step", no_training)
+    assert main([*args, "--init-args", '{"width": 8}', "-c", str(base), "--name", "hers"]) == 0
+    assert "[skip] victim: complete" in capsys.readouterr().out
+    monkeypatch.undo()
     import copy
 
     import ownnets

@@ -139,6 +139,47 @@ def test_decide_needs_both_statistics():
         decide(agreement=0.8, similarity=0.9, reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.0)
 
 
+def union_by_hand(agreement, similarity, ref_a, ref_s):
+    """The Bonferroni union on plain formulas: the similarity on Fisher's z scale (atanh), counted
+    only above the reference mean agreement."""
+
+    def p(v, ref):
+        r = np.asarray(ref, dtype=np.float64)
+        sd = max(r.std(ddof=1), SD_FLOOR)
+        return stats.t.sf((v - r.mean()) / (sd * math.sqrt(1 + 1 / len(r))), len(r) - 1)
+
+    p_a = p(agreement, ref_a)
+    p_z = p(math.atanh(min(similarity, 1 - 1e-6)), [math.atanh(x) for x in ref_s])
+    return min(1.0, 2 * min(p_a, p_z if agreement > np.mean(ref_a) else 1.0))
+
+
+def test_decide_either_statistic_is_a_bonferroni_union_guarded_by_the_agreement():
+    ref_a, ref_s = [0.60, 0.62, 0.66, 0.64, 0.59, 0.63], [0.79, 0.81, 0.74, 0.76, 0.45, 0.85]
+    kw = dict(reference_agreement=ref_a, reference_similarity=ref_s, alpha=0.01, statistic="agreement-or-similarity")
+    for a, s in [(0.74, 0.985), (0.74, 0.80), (0.90, 0.50), (0.60, 0.999), (0.63, 0.97), (1.0, 1.0)]:
+        d = decide(agreement=a, similarity=s, **kw)
+        assert d.p_value == pytest.approx(union_by_hand(a, s, ref_a, ref_s), rel=1e-9)
+        assert d.outcome == (DERIVED if d.p_value < 0.01 else NOT_SHOWN)
+    # the encoder alone carries a copy whose agreement is above the independents' but not by enough
+    copy = decide(agreement=0.70, similarity=0.985, **kw)
+    assert copy.outcome == DERIVED and copy.evidence["p_agreement"] > 0.005 and "Fisher z" in copy.reasons[0]
+    assert decide(agreement=0.70, similarity=0.985, **{**kw, "statistic": "agreement"}).outcome == NOT_SHOWN
+    # the same similarity with an agreement at or below the independents' mean counts for nothing
+    odd = decide(agreement=0.60, similarity=0.999, **kw)
+    assert odd.outcome == NOT_SHOWN and odd.p_value == 1.0 and "not counted" in odd.reasons[0]
+    # each test at alpha / 2: an agreement just past its alpha threshold is not enough
+    thr = decision_threshold(ref_a, 0.01)
+    assert decide(agreement=thr + 1e-3, similarity=0.5, **kw).outcome == NOT_SHOWN
+    strong = decide(agreement=decision_threshold(ref_a, 0.005) + 0.01, similarity=0.5, **kw)
+    assert strong.outcome == DERIVED and strong.evidence["margin"] == pytest.approx(0.01)
+    # the margin is the larger of the two that count, each against its alpha / 2 threshold
+    thr_s = math.tanh(decision_threshold([math.atanh(x) for x in ref_s], 0.005))
+    assert copy.evidence["similarity_threshold"] == pytest.approx(thr_s)
+    assert copy.evidence["margin"] == pytest.approx(0.985 - thr_s)
+    floor = pvalue_floor(ref_a, ref_s, "agreement-or-similarity")
+    assert floor == pytest.approx(union_by_hand(1.0, 1.0, ref_a, ref_s)) and floor < 1e-4
+
+
 @pytest.mark.parametrize("alpha", [0.05, 0.01, 1e-3])
 def test_decision_threshold_is_where_p_equals_alpha_and_sets_the_margin(alpha):
     ref_a, ref_s = [0.25, 0.28, 0.3, 0.27, 0.26], [0.4, 0.45, 0.5, 0.42, 0.48]

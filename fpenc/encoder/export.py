@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpenc.verdict import DEFAULT_ALPHA
+from fpenc.verdict import DEFAULT_ALPHA, DEFAULT_STATISTIC
 
 
 def bundle_path(export_dir: str | Path, name: str) -> Path:
@@ -58,7 +58,7 @@ def export_from_run(
     export_dir: str | Path,
     *,
     alpha: float = DEFAULT_ALPHA,
-    statistic: str = "agreement",
+    statistic: str = DEFAULT_STATISTIC,
     accuracy_share: float = 0.5,
     entropy_share: float = 0.5,
     ood_margin: float = 1.5,

@@ -25,7 +25,7 @@ from fpenc.encoder.loss import SupConLoss
 from fpenc.encoder.network import FingerprintEncoder
 from fpenc.encoder.options import VerdictOptions, check_args
 from fpenc.errors import ConfigError
-from fpenc.verdict import DEFAULT_ALPHA, pair_similarities
+from fpenc.verdict import DEFAULT_ALPHA, DEFAULT_STATISTIC, pair_similarities
 
 
 class EncoderModule(pl.LightningModule):
@@ -36,8 +36,10 @@ class EncoderModule(pl.LightningModule):
         lr, weight_decay: AdamW.
         alpha: the verdict's significance level (default 0.01; :mod:`fpenc.verdict`).
         verdict_statistic: what the verdict tests against the reference models: "agreement" (the
-            share of the key's labels that are the victim's; default) or "agreement+similarity" (both it
-            and the encoder's similarity, an intersection-union test). See :mod:`fpenc.verdict`.
+            share of the key's labels that are the victim's; default), "agreement+similarity" (both it
+            and the encoder's similarity, an intersection-union test) or "agreement-or-similarity"
+            (either, each at alpha / 2, the similarity only above the references' mean agreement;
+            experimental: it accused an independent model of the demo). See :mod:`fpenc.verdict`.
         num_fingerprints: fingerprint pairs per verdict (None: every pair of the bundle, no random draw).
         accuracy_share, entropy_share: the sanity gates: a suspect needs an accuracy of at least chance
             + ``accuracy_share`` x the victim's margin over chance, and a label entropy of at least
@@ -66,7 +68,7 @@ class EncoderModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         alpha: float = DEFAULT_ALPHA,
-        verdict_statistic: str = "agreement",
+        verdict_statistic: str = DEFAULT_STATISTIC,
         num_fingerprints: int | None = None,
         accuracy_share: float = 0.5,
         entropy_share: float = 0.5,

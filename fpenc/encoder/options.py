@@ -10,9 +10,10 @@ the encoder itself never uses them: :class:`VerdictOptions` carries them to the 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
-from fpenc.verdict import DEFAULT_ALPHA
+from fpenc.verdict import DEFAULT_ALPHA, DEFAULT_STATISTIC
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class VerdictOptions:
     """How ``fpenc test`` exports the bundle and verifies the zoo's models (see :class:`EncoderModule`)."""
 
     alpha: float = DEFAULT_ALPHA
-    verdict_statistic: str = "agreement"
+    verdict_statistic: str = DEFAULT_STATISTIC
     num_fingerprints: int | None = None
     accuracy_share: float = 0.5
     entropy_share: float = 0.5
@@ -92,3 +93,9 @@ def check_args(
                 f"{entropy_share}, ood_margin={ood_margin}, sanity_images={sanity_images}, "
                 f"num_fingerprints={num_fingerprints}, verdict_statistic={verdict_statistic!r}"
             )
+    if verdict_statistic == "agreement-or-similarity":
+        warnings.warn(
+            "model.verdict_statistic 'agreement-or-similarity' is experimental: on the demo's bundle it judged "
+            "an independent model derived (docs/verdict.md); keep such a bundle for research, do not accuse with it",
+            stacklevel=2,
+        )
