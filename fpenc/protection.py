@@ -132,15 +132,15 @@ def describe_plan(configs: list[str]) -> str:
         built = set()
     todo = [s for s in specs if s.id not in built and s.weights_sha256 is None]
     epochs = sum(s.epochs for s in todo)
-    d = cfg.data
-    arrays = load_data(d)
-    seconds = plan_seconds(todo, len(arrays.train_y), arrays.num_classes, tuple(arrays.input_shape))
     head = (
         f"fpenc protect: {cfg.name}: the victim is {cfg.zoo.victim.architecture} from {cfg.zoo.victim.weights} "
         "(loaded, never trained); "
     )
-    if not todo:
+    if not todo:  # nothing to estimate: the dataset is not read here (the stages read it)
         return head + f"all {len(specs) - 1} zoo models are built; next the UAPs, the key and the encoder"
+    d = cfg.data
+    arrays = load_data(d)
+    seconds = plan_seconds(todo, len(arrays.train_y), arrays.num_classes, tuple(arrays.input_shape))
     return head + (
         f"{len(todo)} of {len(specs) - 1} zoo models still to train ({epochs} epochs in all) on {d.dataset}: "
         f"roughly {max(1, round(seconds / 60))} min of training on this machine ({torch_threads()} threads), "
