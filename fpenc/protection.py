@@ -154,17 +154,19 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_protect(configs: list[str], extra_args: list[str] = (), resume: bool = True) -> Path:
-    """Run ``fit`` then ``test --ckpt_path best`` on ``configs``; returns the bundle's path. With
-    ``resume`` and an encoder checkpoint in the run's folder, ``fit`` goes on from its last epoch
-    (a finished fit ends at once) instead of training the encoder again."""
+def run_protect(configs: list[str], extra_args: list[str] = ()) -> Path:
+    """Run ``fit`` then ``test --ckpt_path best`` on ``configs``; returns the bundle's path. When the
+    run's folder holds an encoder checkpoint and the zoo it was trained on is the one the config
+    plans (:func:`zoo_unchanged`: the same victim weights, the same models), ``fit`` goes on from its
+    last epoch (a finished fit ends at once) instead of training the encoder again."""
     from fpenc.config import load_pipeline_config
     from fpenc.lightning_cli import run
     from fpenc.rundir import RunDir
 
     flags = [a for c in configs for a in ("--config", str(c))]
-    run_dir = RunDir(load_pipeline_config(configs).run_dir)
-    again = resume and run_dir.checkpoint("last").is_file() and "--ckpt_path" not in extra_args
+    cfg = load_pipeline_config(configs)
+    run_dir = RunDir(cfg.run_dir)
+    again = run_dir.checkpoint("last").is_file() and "--ckpt_path" not in extra_args and zoo_unchanged(cfg)
     run(["fit", *flags, *extra_args, *(["--ckpt_path", "last"] if again else [])])
     run(["test", *flags, *extra_args, "--ckpt_path", "best"])
     report = run_dir.report_json
@@ -226,14 +228,28 @@ def protect(
         weights = RunDir(Path(runs) / name).owner_weights
         weights.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        changed = not weights.is_file() or not _same_state(weights, state)
-        if changed:
+        if not weights.is_file() or not _same_state(weights, state):
             with atomic_path(weights) as tmp:
                 torch.save(state, tmp)
     configs = [*base, str(write_overlay(base, runs_dir=runs_dir, weights=weights, **kwargs))]
     log(describe_plan(configs))
-    # the same weights again: the encoder goes on from its checkpoint; new weights: trained anew
-    return load_bundle(run_protect(configs, list(trainer_args), resume=model is None or not changed))
+    return load_bundle(run_protect(configs, list(trainer_args)))
+
+
+def zoo_unchanged(cfg) -> bool:
+    """Whether every model ``cfg`` plans is recorded in its run's manifest with the same spec (the
+    owner's weights by content among them): the zoo stage will rebuild nothing."""
+    from dataclasses import asdict
+
+    from fpenc.rundir import RunDir
+    from fpenc.zoo.manifest import entries_by_id, load_manifest
+    from fpenc.zoo.plan import SPEC_DEFAULTS, plan_zoo
+
+    try:
+        built = entries_by_id(load_manifest(RunDir(cfg.run_dir).manifest))
+    except Exception:  # no manifest yet (or an unreadable one, which the zoo stage reports)
+        return False
+    return all(s.id in built and {**SPEC_DEFAULTS, **built[s.id].get("spec", {})} == asdict(s) for s in plan_zoo(cfg))
 
 
 def _same_state(path: Path, state: dict) -> bool:

@@ -189,6 +189,18 @@ def test_protect_one_command_then_verify_a_copy_and_an_independent_model(own_net
     assert rows[0].split(",")[1] == "derived" and rows[1].split(",")[1] != "derived"
     assert main([*args, "--init-args", "[8]"]) == 2
     assert "--init-args must be a JSON object" in capsys.readouterr().err
+    # new weights in her file: the zoo is not the one the encoder was trained on, so no resuming
+    from fpenc.config import load_pipeline_config
+    from fpenc.protection import zoo_unchanged
+
+    configs = [str(base), str(tmp_path / "runs/hers/protect.yaml")]
+    assert zoo_unchanged(load_pipeline_config(configs))
+    weights = tmp_path / "weights/mine.pt"
+    state = torch.load(weights, weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 0.01
+    torch.save(state, weights)
+    assert not zoo_unchanged(load_pipeline_config(configs))
 
 
 @pytest.mark.slow
