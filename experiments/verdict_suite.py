@@ -144,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     config_args(ap)
     ap.add_argument("--negatives-config", required=True)
     ap.add_argument("--bundle", default=None, help="default: checkpoints/<name>.fpenc.safetensors")
-    ap.add_argument("--out", default=None, help="results JSON (default experiments/results/verdict_suite_<name>.json)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="results JSON (default experiments/results/verdict_suite_<name>.json; with --out, the tables and the calibration plot go next to it)",
+    )
     add_executor_flags(ap)  # the extra zoos: one model after another here, or Ray tasks
     args = ap.parse_args(argv)
     from fpenc.bundle import load_bundle
@@ -190,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     calib["bundle"] = _shown(bundle.path)
     print(format_calibration(calib))
     name = cfg.name
-    plot = plot_calibration(
+    out = Path(args.out).resolve() if args.out else REPO / "experiments" / "results" / f"verdict_suite_{name}.json"
+    plot = plot_calibration(  # the docs' figure; next to --out for another bundle or layout
         calib,
-        REPO / "docs" / "figures" / f"calibration_{name}.png",
+        out.with_suffix(".png") if args.out else REPO / "docs" / "figures" / f"calibration_{name}.png",
         title=f"{name}: {calib['negatives']} independent models",
     )
-    out = Path(args.out or REPO / "experiments" / "results" / f"verdict_suite_{name}.json")
     result = {
         "experiment": "verdict_suite",
         "seed": cfg.seed,
