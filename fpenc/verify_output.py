@@ -106,13 +106,29 @@ def to_text(header: dict, r: dict) -> str:
         f"distance:    {r['ood_distance']:.4f} to the nearest encoder-training model{ood}",
         f"p-value:     {r['p_value']:.3g} (test of the {r['statistic']} against the reference models; alpha "
         f"{r['alpha']:g}; this bundle's floor {r['p_value_floor']:.3g})",
-        f"margin:      {r['margin']:+.4f} above the agreement at which p = alpha ({r['agreement_threshold']:.4f}"
-        f"{answers})" + ("; a near tie: a few answers would flip the test" if r["near_tie"] else ""),
+        f"margin:      {_margin(r, answers)}"
+        + ("; a near tie: a few answers would flip the test" if r["near_tie"] else ""),
         f"verdict:     {r['verdict']}",
         *[f"  because:   {reason}" for reason in r["reasons"]],
         f"queries:     {r['queries']} images ({r['seconds']:.2f} s)",
     ]
     return "\n".join(lines)
+
+
+def _margin(r: dict, answers: str) -> str:
+    """The margin line: above the threshold(s) of the bundle's statistic (``agreement``: the agreement
+    at which p = alpha; the two-statistic tests: both thresholds, at each test's own level)."""
+    a = f"{r['agreement_threshold']:.4f}{answers}"
+    if r.get("statistic", "agreement") == "agreement":
+        return f"{r['margin']:+.4f} above the agreement at which p = alpha ({a})"
+    which = "smaller" if r["statistic"] == "agreement+similarity" else "larger counted"
+    uncounted = r["statistic"] == "agreement-or-similarity" and r["p_agreement"] >= 0.5
+    return (
+        f"{r['margin']:+.4f}, the {which} of agreement {r['agreement'] - r['agreement_threshold']:+.4f} (threshold "
+        f"{a}) and similarity {r['similarity'] - r['similarity_threshold']:+.4f} (threshold "
+        f"{r['similarity_threshold']:.4f}"
+        + ("; not counted: the agreement is not above the reference mean)" if uncounted else ")")
+    )
 
 
 def render(fmt: str, header: dict, results: list[dict]) -> str:

@@ -238,3 +238,29 @@ def test_false_accusation_table_counts_only_assessable_models():
     rows = {r["alpha"]: r for r in false_accusation_table(p, ok, alphas=(0.01, 0.05))}
     assert rows[0.01]["derived"] == 1 and rows[0.05]["derived"] == 2 and rows[0.05]["negatives"] == 5
     assert rows[0.05]["rate"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("statistic", ["agreement", "agreement+similarity", "agreement-or-similarity"])
+def test_verify_text_names_the_margin_of_the_bundles_statistic(statistic):
+    from fpenc.verify_output import _margin
+
+    ref_a, ref_s = [0.60, 0.62, 0.66, 0.64, 0.59, 0.63], [0.79, 0.81, 0.74, 0.76, 0.45, 0.85]
+    for agreement in (0.60, 0.70):
+        d = decide(
+            agreement=agreement,
+            similarity=0.9,
+            reference_agreement=ref_a,
+            reference_similarity=ref_s,
+            alpha=0.01,
+            statistic=statistic,
+        )
+        r = {"agreement": agreement, "similarity": 0.9, **d.evidence, "p_agreement": d.evidence["p_agreement"]}
+        line = _margin(r, "")
+        assert line.startswith(f"{d.evidence['margin']:+.4f}")
+        a_margin = f"{agreement - d.evidence['agreement_threshold']:+.4f}"
+        if statistic == "agreement":
+            assert "above the agreement at which p = alpha" in line and "similarity" not in line
+        else:  # both statistics' margins, each against its own threshold
+            s_margin = f"{0.9 - d.evidence['similarity_threshold']:+.4f}"
+            assert f"agreement {a_margin}" in line and f"similarity {s_margin}" in line
+            assert ("not counted" in line) == (statistic == "agreement-or-similarity" and agreement < np.mean(ref_a))
