@@ -239,17 +239,15 @@ def protect(
 def zoo_unchanged(cfg) -> bool:
     """Whether every model ``cfg`` plans is recorded in its run's manifest with the same spec (the
     owner's weights by content among them): the zoo stage will rebuild nothing."""
-    from dataclasses import asdict
-
     from fpenc.rundir import RunDir
     from fpenc.zoo.manifest import entries_by_id, load_manifest
-    from fpenc.zoo.plan import SPEC_DEFAULTS, plan_zoo
+    from fpenc.zoo.plan import plan_zoo, recorded_as
 
     try:
         built = entries_by_id(load_manifest(RunDir(cfg.run_dir).manifest))
     except Exception:  # no manifest yet (or an unreadable one, which the zoo stage reports)
         return False
-    return all(s.id in built and {**SPEC_DEFAULTS, **built[s.id].get("spec", {})} == asdict(s) for s in plan_zoo(cfg))
+    return all(recorded_as(built.get(s.id), s) for s in plan_zoo(cfg))
 
 
 def _same_state(path: Path, state: dict) -> bool:

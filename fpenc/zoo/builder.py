@@ -20,7 +20,7 @@ from fpenc.executor import ExecutorOptions
 from fpenc.io import load_weights, save_weights
 from fpenc.rundir import SPLITS, RunDir
 from fpenc.zoo.manifest import FORMAT, entries_by_id, format_table, load_manifest, save_manifest
-from fpenc.zoo.plan import SPEC_DEFAULTS, ModelSpec, model_id, plan_zoo  # noqa: F401 (re-exported)
+from fpenc.zoo.plan import SPEC_DEFAULTS, ModelSpec, model_id, plan_zoo, recorded_as  # noqa: F401 (re-exported)
 from fpenc.zoo.sets import assign_sets, reference_ids  # noqa: F401 (re-exported)
 from fpenc.zoo.training import quiet_lightning
 
@@ -75,7 +75,7 @@ class ZooBuilder:
         return arrays, splits
 
     def _is_complete(self, entry: dict | None, spec: ModelSpec, parent_sha: str | None) -> bool:
-        if not entry or {**SPEC_DEFAULTS, **entry.get("spec", {})} != asdict(spec):  # (older specs: fewer fields)
+        if not recorded_as(entry, spec):
             return False
         try:
             load_weights(self.run_dir.weights(entry), expected_sha256=entry.get("sha256"))

@@ -36,6 +36,11 @@ SPEC_DEFAULTS = {"options": {}, "attack": None, "training": {}, "weights_sha256"
 """Fields added to :class:`ModelSpec` after the first manifests: their values in older entries."""
 
 
+def recorded_as(entry: dict | None, spec: ModelSpec) -> bool:
+    """Whether a manifest ``entry`` records a model made from ``spec`` (older entries: fewer fields)."""
+    return bool(entry) and {**SPEC_DEFAULTS, **entry.get("spec", {})} == asdict(spec)
+
+
 def model_id(role: str, architecture: str, optimizer: str, seed: int, data: str = "default") -> str:
     """A zoo model's id, e.g. ``homologous-fmnist_a-adam-s3`` (``-victimdata`` etc. for non-default data)."""
     return f"{role}-{architecture}-{optimizer}-s{seed}" + ("" if data == "default" else f"-{_slug(data)}data")
