@@ -234,7 +234,9 @@ def test_pair_fingerprints_match_full_fingerprints(toy):
     n_views = len(set(pairs[:, 1].tolist()))
     assert suspect.queries == n_views * N + 7 * N
     full = fingerprints(from_module(small_cnn(5)), toy["uaps"], toy["view_images"])
-    torch.testing.assert_close(got, full[pairs[:, 0], pairs[:, 1]], rtol=0, atol=1e-6)
+    # the same answers up to float noise: batches of another size take other kernels (1.01e-6 seen
+    # with 16 threads); a class flips only when its probability moves by far more than this
+    torch.testing.assert_close(got, full[pairs[:, 0], pairs[:, 1]], rtol=0, atol=1e-5)
 
 
 def test_verify_queries_and_similarity(toy):
