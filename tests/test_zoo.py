@@ -178,3 +178,16 @@ def test_second_concurrent_zoo_on_one_run_dir_refuses(tmp_path, tiny_fmnist):
     finally:
         first.kill()
         first.wait()
+
+
+def test_a_diverged_model_is_refused_and_the_built_ones_kept(tmp_path, tiny_fmnist, capsys):
+    """A grid whose training blows up (SGD at lr 1e9: NaN weights) stops the zoo with one line that
+    names the model and what to change; the victim, trained before it, stays recorded."""
+    from conftest import tiny_config, tiny_grid
+
+    grids = [tiny_grid("homologous", "fmnist_c", opts="sgd", more="lr: 1.0e+9")]
+    config = tiny_config(tmp_path, tiny_fmnist, "tiny", grids)
+    assert main(["zoo", "--config", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "homologous-fmnist_c-sgd-s0" in err and "diverged" in err and "smaller lr" in err
+    assert [m["id"] for m in read_manifest(tmp_path)["models"]] == ["victim"]

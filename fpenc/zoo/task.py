@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from fpenc.config import PipelineConfig
+from fpenc.errors import FpencError
 from fpenc.zoo.plan import ModelSpec
 
 _DATA: dict = {}  # repr(DataConfig) -> ImageArrays, per worker process
@@ -147,4 +148,11 @@ def train_task(cfg: PipelineConfig, spec: ModelSpec, splits: dict, parent_net, p
     splits = {k: np.array(v) for k, v in splits.items()}  # writable copies (Ray's shared arrays are read-only)
     net, info = train_net(cfg, spec, arrays, splits, parent_net, progress)
     state = plain_state_dict(net) if getattr(net, "config", {}).get(QUANTIZED) else net.state_dict()
-    return {"state": state, "arch": arch_config(net), "probs": predict_probs(net, arrays.test_x), "info": info}
+    probs = predict_probs(net, arrays.test_x)
+    if not torch.isfinite(probs).all():  # a diverged model is no model: never record it
+        raise FpencError(
+            f"zoo model {spec.id}: its training diverged (NaN or inf outputs after {spec.epochs} epoch(s), "
+            f"{spec.optimizer} at lr {spec.lr:g}); give its grid a smaller lr (grid key lr:) or another "
+            "optimizer, and run the command again: the models already built are kept"
+        )
+    return {"state": state, "arch": arch_config(net), "probs": probs, "info": info}
