@@ -190,8 +190,12 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
         )
         == 0
     )
-    for logger in probe.loggers:  # finish the logger's own run: its log is complete once this returns
-        logger.experiment.finish()
+    (logger,) = probe.loggers
+    # named <config>-<stage>, grouped by config: fit and test of one config tell apart after `wandb sync`
+    # (read from the run itself: the log's `run` record can lag behind finish() on a loaded machine)
+    exp = logger.experiment
+    assert (exp.name, exp.group, exp.job_type) == ("tinyenc-test", "tinyenc", "test")
+    exp.finish()  # finish the logger's own run: its log is complete once this returns
     capsys.readouterr()
     kinds = [k for k in probe.kinds if k in (BundleExportCallback, ReportCallback, WandbDashboardCallback)]
     assert kinds == [BundleExportCallback, ReportCallback, WandbDashboardCallback]  # the CLI's defaults, in order
@@ -231,10 +235,6 @@ def test_test_fills_a_wandb_dashboard_offline(fitted_run, tmp_path, monkeypatch,
             summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in record.summary.update})
         elif kind == "artifact":
             artifacts[record.artifact.name] = record.artifact
-        elif kind == "run":
-            meta = record.run
-    # named <config>-<stage>, grouped by config: fit and test of one config tell apart after `wandb sync`
-    assert (meta.display_name, meta.run_group, meta.job_type) == ("tinyenc-test", "tinyenc", "test")
     assert summary["test/auc"] == pytest.approx(report["auc"])
     assert summary["test/p_value_floor"] == pytest.approx(report["p_value_floor"])
     assert summary["test/piracy_derived"] == report["piracy_derived"]
