@@ -5,65 +5,75 @@ then ``verify`` of a model that lives on the GPU (Python API) and of a TorchScri
     python benchmarks/gpu_smoke.py benchmarks/results/gpu_smoke.json
 
 The tiny data and zoo are the test suite's (``tests/conftest.py``, ``tests/test_encoder_cli.py``:
-seed 0), the encoder trained 20 epochs. ``SMOKE_DEVICE=cpu`` runs the same on the CPU.
+seed 0), the encoder trained 20 epochs. ``--device cpu`` runs the same on the CPU.
 """
 
+from __future__ import annotations
+
+import argparse
 import contextlib
 import io
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path.cwd()
-sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+REPO = Path(__file__).resolve().parents[1]
 
-import torch  # noqa: E402
-from test_encoder_cli import encoder_config  # noqa: E402
 
-from conftest import make_fmnist_files  # noqa: E402
-from fpenc.cli import main  # noqa: E402
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="the results JSON")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--tmp", type=Path, default=Path("/tmp/gpu_smoke"), help="where the tiny run is made")
+    args = ap.parse_args(argv)
+    sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+    import torch
+    from test_encoder_cli import encoder_config
 
-DEV = os.environ.get("SMOKE_DEVICE", "cuda")
-out = {
-    "torch": torch.__version__,
-    "cuda": torch.cuda.is_available(),
-    "device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
-}
-tmp = Path(os.environ.get("SMOKE_TMP", "/tmp/gpu_smoke"))
-tmp.mkdir(exist_ok=True)
-data = make_fmnist_files(tmp / "fmnist")
-cfg = encoder_config(tmp, data)
-accelerator = "accelerator: gpu" if DEV == "cuda" else "accelerator: cpu"
-cfg.write_text(cfg.read_text().replace("accelerator: cpu", accelerator).replace("max_epochs: 3", "max_epochs: 20"))
-t = time.perf_counter()
-rc = main(["fit", "--config", str(cfg)])
-out["fit_rc"], out["fit_s"] = rc, round(time.perf_counter() - t, 1)
-buf = io.StringIO()
-t = time.perf_counter()
-with contextlib.redirect_stdout(buf):
-    rc = main(["test", "--config", str(cfg), "--ckpt_path", "best"])
-out["test_rc"], out["test_s"] = rc, round(time.perf_counter() - t, 1)
-print(buf.getvalue()[-1500:])
-bundle = next((tmp / "checkpoints").glob("*.fpenc.safetensors"))
+    from conftest import make_fmnist_files
+    from fpenc.bundle import load_bundle
+    from fpenc.cli import main as fpenc_main
+    from fpenc.rundir import RunDir
+    from fpenc.verdict_api import verify
 
-from fpenc.bundle import load_bundle  # noqa: E402
-from fpenc.rundir import RunDir  # noqa: E402
-from fpenc.verdict_api import verify  # noqa: E402
+    dev = args.device
+    out = {
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
+    }
+    tmp = args.tmp
+    tmp.mkdir(exist_ok=True)
+    cfg = encoder_config(tmp, make_fmnist_files(tmp / "fmnist"))
+    accelerator = "accelerator: gpu" if dev == "cuda" else "accelerator: cpu"
+    cfg.write_text(cfg.read_text().replace("accelerator: cpu", accelerator).replace("max_epochs: 3", "max_epochs: 20"))
+    t = time.perf_counter()
+    rc = fpenc_main(["fit", "--config", str(cfg)])
+    out["fit_rc"], out["fit_s"] = rc, round(time.perf_counter() - t, 1)
+    buf = io.StringIO()
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(buf):
+        rc = fpenc_main(["test", "--config", str(cfg), "--ckpt_path", "best"])
+    out["test_rc"], out["test_s"] = rc, round(time.perf_counter() - t, 1)
+    print(buf.getvalue()[-1500:])
+    bundle = next((tmp / "checkpoints").glob("*.fpenc.safetensors"))
+    run = RunDir(tmp / "runs/tinyenc")
+    victim = run.load_model(next(m for m in run.load_manifest()["models"] if m["role"] == "victim")).to(dev)
+    v = verify(load_bundle(bundle), victim)
+    out["verify_cuda_victim"] = {"outcome": v.outcome, "p": v.p_value, "agreement": v.agreement}
+    ts = tmp / "victim_ts.pt"
+    torch.jit.save(torch.jit.trace(victim.cpu().eval(), torch.rand(2, 1, 28, 28)), ts)
+    cli = [sys.executable, "-m", "fpenc.cli", "verify", "--bundle", str(bundle), "--suspect", str(ts), "--json"]
+    r = subprocess.run(cli, capture_output=True, text=True, cwd=REPO)
+    out["verify_cli_rc"] = r.returncode
+    out["verify_cli_tail"] = (r.stdout + r.stderr)[-600:]
+    out["max_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev == "cuda" else None
+    print(json.dumps(out, indent=1))
+    args.out.write_text(json.dumps(out, indent=1))
+    return out
 
-run = RunDir(tmp / "runs/tinyenc")
-man = run.load_manifest()
-victim = run.load_model(next(m for m in man["models"] if m["role"] == "victim")).to(DEV)
-v = verify(load_bundle(bundle), victim)
-out["verify_cuda_victim"] = {"outcome": v.outcome, "p": v.p_value, "agreement": v.agreement}
-ts = tmp / "victim_ts.pt"
-torch.jit.save(torch.jit.trace(victim.cpu().eval(), torch.rand(2, 1, 28, 28)), ts)
-cli = [sys.executable, "-m", "fpenc.cli", "verify", "--bundle", str(bundle), "--suspect", str(ts), "--json"]
-r = subprocess.run(cli, capture_output=True, text=True)
-out["verify_cli_rc"] = r.returncode
-out["verify_cli_tail"] = (r.stdout + r.stderr)[-600:]
-out["max_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if DEV == "cuda" else None
-print(json.dumps(out, indent=1))
-json.dump(out, open(sys.argv[1], "w"), indent=1)
+
+if __name__ == "__main__":
+    main()
