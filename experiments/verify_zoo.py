@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rc not in (0, 10, 11):  # the verdict's exit codes
                     print(f"fpenc verify failed on {r['id']} ({kind}), exit {rc}", file=sys.stderr)
                     return 1
-                got = json.loads(buf.getvalue())
+                (got,) = json.loads(buf.getvalue())["results"]  # one suspect: one result
                 rows.append(
                     {
                         "id": r["id"],
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                         "similarity": round(got["similarity"], 4),
                         "agreement": round(got["agreement"], 4),
                         "p_value": got["p_value"],
+                        "margin": None if got.get("margin") is None else round(got["margin"], 4),
+                        "margin_answers": got.get("margin_answers"),
                         "verdict": got["verdict"],
                         "report_verdict": r["verdict"],
                         "queries": got["queries"],

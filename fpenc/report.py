@@ -173,7 +173,7 @@ def format_markdown(report: dict) -> str:
         f"{report['auc_models_verdict']:.4f}.",
         f"Reference models (independent; the verdict's population): {', '.join(report.get('reference_models', []))}.",
         "",
-        f"Near ties (|margin| < {NEAR_TIE}: a few key answers would flip the test): "
+        f"Near ties (|margin| < {NEAR_TIE}, or one changed answer would flip the test): "
         f"{', '.join(report.get('near_ties', [])) or 'none'}.",
         "",
         "| model | split | role | accuracy | agreement | margin | similarity | p-value | verdict |",

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fpenc.answer_margin import answers_to_flip
 from fpenc.prediction_test import SD_FLOOR, decision_threshold, fisher_z, prediction_pvalue  # noqa: F401
 
 DERIVED, NOT_SHOWN, NOT_ASSESSABLE = "derived", "not shown", "not assessable"
@@ -98,7 +99,8 @@ def label_entropy(labels, num_classes: int) -> float:
 # -- the test ----------------------------------------------------------------------------------
 NEAR_TIE = 0.005
 """A margin (in agreement units) below which the report flags a verdict as a near tie: half a
-percent of the key's answers would flip it."""
+percent of the key's answer slots would flip it. A verdict that one changed answer would flip
+(``|margin_answers| <= 1``, :mod:`fpenc.answer_margin`) is a near tie too."""
 
 
 def check_statistic(statistic: str) -> str:
@@ -202,11 +204,12 @@ def decide(
     sanity: list[str] = (),
     ood: str | None = None,
     statistic: str = "agreement",
-    answers: int | None = None,
+    answers: tuple | None = None,
 ) -> Decision:
     """The verdict from the suspect's statistics and the reference models' (``[G]`` each, on the
     same pairs); ``sanity`` and ``ood``: reasons from the gates (any makes it not assessable);
-    ``answers``: how many key answers the agreement is a share of (for the margin in answers).
+    ``answers``: ``(groups, agree)`` of the agreement's answer slots (:mod:`fpenc.answer_margin`), for
+    the margin in distinct answers (``margin_answers``).
 
     Returns a :class:`Decision` with ``p_agreement``, ``p_similarity``, the reference ranges, the
     thresholds and the **margin** in its evidence. ``p_value``: ``p_agreement`` for the
@@ -241,6 +244,7 @@ def decide(
         margin = float(agreement) - thr_a
         if both:
             margin = min(margin, float(similarity) - thr_s)
+    flips = None if answers is None else answers_to_flip(*answers, float(agreement) - thr_a)
     evidence = {
         "statistic": statistic,
         "p_agreement": p_a,
@@ -248,8 +252,8 @@ def decide(
         "agreement_threshold": thr_a,
         "similarity_threshold": thr_s,
         "margin": margin,
-        "margin_answers": None if answers is None else round((float(agreement) - thr_a) * answers, 1),
-        "near_tie": abs(margin) < NEAR_TIE,
+        "margin_answers": flips,
+        "near_tie": abs(margin) < NEAR_TIE or (statistic == "agreement" and flips is not None and abs(flips) <= 1),
         "reference_agreement_range": [float(ref_a.min()), float(ref_a.max())],
         "reference_similarity_range": [float(ref_s.min()), float(ref_s.max())],
     }

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from fpenc.answer_margin import answer_groups
 from fpenc.api import apply_api, parse_api, reveals
 from fpenc.errors import ConfigError, FpencError
 from fpenc.fingerprint.fingerprints import pair_fingerprints, query_images
@@ -173,6 +174,7 @@ def verify_suspect(
     fps = apply_api(fps.reshape(-1, k), wanted).reshape(fps.shape)  # the encoder's view of the answers
     victim_fps = bundle.victim_fingerprints[pairs[:, 0], pairs[:, 1]].float()
     agreements = pair_agreement(fps, victim_fps, k)
+    slot_agree = fps.reshape(len(pairs), -1, k).argmax(-1) == victim_fps.reshape(len(pairs), -1, k).argmax(-1)
     enc = bundle.encoder()
     with torch.inference_mode():  # one encoder pass for both sides (eval mode: rows are independent)
         h = enc.encode(torch.cat([fps, victim_fps]))
@@ -198,7 +200,7 @@ def verify_suspect(
         ),
         ood=ood,
         statistic=bundle_statistic(bundle),
-        answers=int(fps.shape[0] * fps.shape[1] // k),
+        answers=(answer_groups(bundle.view_images, pairs), slot_agree),
     )
     zoo_ids = meta.get("zoo_embedding_models") or []
     return {

@@ -95,7 +95,8 @@ def to_text(header: dict, r: dict) -> str:
     ood = "" if g["ood_threshold"] is None else f" (limit {g['ood_threshold']:.3f})"
     lo_a, hi_a = r["reference_agreement_range"]
     lo_s, hi_s = r["reference_similarity_range"]
-    answers = "" if r["margin_answers"] is None else f", {r['margin_answers']:+.0f} key answers"
+    flips = r["margin_answers"]
+    answers = "" if flips is None else f", {flips:+d} distinct answer{'' if abs(flips) == 1 else 's'} to flip it"
     lines += [
         f"sanity:      accuracy {s['accuracy']:.3f} on {s['labelled_images']} labelled images (min "
         f"{g['min_accuracy']:.3f}), label entropy {s['label_entropy']:.3f} (min {g['min_label_entropy']:.3f})",

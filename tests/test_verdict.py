@@ -187,12 +187,14 @@ def test_decision_threshold_is_where_p_equals_alpha_and_sets_the_margin(alpha):
     assert prediction_pvalue(thr, ref_a) == pytest.approx(alpha, rel=1e-9)
     r = np.asarray(ref_a)  # by hand: mean + t quantile x sd x sqrt(1 + 1/G)
     assert thr == pytest.approx(r.mean() + stats.t.ppf(1 - alpha, 4) * r.std(ddof=1) * math.sqrt(1.2))
-    kw = dict(reference_agreement=ref_a, reference_similarity=ref_s, alpha=alpha, answers=4000)
+    slots = (np.arange(4000), np.ones(4000, dtype=bool))  # 4,000 distinct answers, all the victim's
+    kw = dict(reference_agreement=ref_a, reference_similarity=ref_s, alpha=alpha, answers=slots)
     above = decide(agreement=thr + 0.02, similarity=0.5, **kw)
     below = decide(agreement=thr - 0.02, similarity=0.5, **kw)
     assert (above.outcome, below.outcome) == (DERIVED, NOT_SHOWN)
     assert above.evidence["margin"] == pytest.approx(0.02) and below.evidence["margin"] == pytest.approx(-0.02)
-    assert above.evidence["margin_answers"] == pytest.approx(80.0) and not above.evidence["near_tie"]
+    assert above.evidence["margin_answers"] == 80 and not above.evidence["near_tie"]
+    assert below.evidence["margin_answers"] is None  # no answer is otherwise than the victim's: none to change
     tie = decide(agreement=thr + NEAR_TIE / 2, similarity=0.5, **kw)
     assert tie.outcome == DERIVED and tie.evidence["near_tie"]
     # under agreement+similarity the margin is the smaller of the two statistics'
