@@ -121,7 +121,8 @@ def _margin(r: dict, answers: str) -> str:
     at which p = alpha; the two-statistic tests: both thresholds, at each test's own level)."""
     a = f"{r['agreement_threshold']:.4f}{answers}"
     if r.get("statistic", "agreement") == "agreement":
-        return f"{r['margin']:+.4f} above the agreement at which p = alpha ({a})"
+        side = "above" if r["margin"] >= 0 else "below"
+        return f"{r['margin']:+.4f}: {side} the agreement at which p = alpha ({a})"
     which = "smaller" if r["statistic"] == "agreement+similarity" else "larger counted"
     uncounted = r["statistic"] == "agreement-or-similarity" and r["p_agreement"] >= 0.5
     return (

@@ -261,7 +261,8 @@ def test_verify_text_names_the_margin_of_the_bundles_statistic(statistic):
         assert line.startswith(f"{d.evidence['margin']:+.4f}")
         a_margin = f"{agreement - d.evidence['agreement_threshold']:+.4f}"
         if statistic == "agreement":
-            assert "above the agreement at which p = alpha" in line and "similarity" not in line
+            side = "above" if agreement - d.evidence["agreement_threshold"] >= 0 else "below"
+            assert f": {side} the agreement at which p = alpha" in line and "similarity" not in line
         else:  # both statistics' margins, each against its own threshold
             s_margin = f"{0.9 - d.evidence['similarity_threshold']:+.4f}"
             assert f"agreement {a_margin}" in line and f"similarity {s_margin}" in line
