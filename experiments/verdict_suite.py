@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "summary": {group: summarise(rows) for group, rows in results.items()},
         "calibration": {k: v for k, v in calib.items() if k != "models"},
-        "calibration_plot": str(plot.relative_to(REPO)),
+        "calibration_plot": _shown(plot),
         "results": results,
         "seconds": round(time.time() - t0, 1),
     }
