@@ -58,6 +58,9 @@ def _worker(rank: int, folder: str) -> None:
         share = list(DistributedSampler(range(N_VAL), num_replicas=WORLD, rank=rank, shuffle=False))
         out = loss_grads_representations(tiny_module(), x[mine], label[mine], val[share], model[share], pair[share])
         torch.save(out, f"{folder}/rank{rank}.pt")
+        # both ranks done before either tears down: a rank that leaves first closes the other's gloo
+        # connections mid-teardown, which can abort it (SIGABRT, seen once under load)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
