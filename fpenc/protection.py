@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fpenc.errors import ConfigError
+from fpenc.errors import ConfigError, WeightsFileError
 
 DEFAULT_BASE = "fmnist_demo"
 
@@ -128,7 +128,10 @@ def describe_plan(configs: list[str]) -> str:
     specs = plan_zoo(cfg)
     try:
         built = set(entries_by_id(load_manifest(RunDir(cfg.run_dir).manifest)))
-    except Exception:  # no manifest yet (or an unreadable one, which the zoo stage reports)
+    except (
+        WeightsFileError,
+        OSError,
+    ):  # an unreadable manifest (a missing one reads as empty): the zoo stage reports it
         built = set()
     todo = [s for s in specs if s.id not in built and s.weights_sha256 is None]
     epochs = sum(s.epochs for s in todo)
@@ -245,7 +248,10 @@ def zoo_unchanged(cfg) -> bool:
 
     try:
         built = entries_by_id(load_manifest(RunDir(cfg.run_dir).manifest))
-    except Exception:  # no manifest yet (or an unreadable one, which the zoo stage reports)
+    except (
+        WeightsFileError,
+        OSError,
+    ):  # an unreadable manifest (a missing one reads as empty): the zoo stage reports it
         return False
     return all(recorded_as(built.get(s.id), s) for s in plan_zoo(cfg))
 

@@ -72,11 +72,11 @@ def pair_similarities(h_suspect: torch.Tensor, h_victim: torch.Tensor) -> torch.
     return torch.nn.functional.cosine_similarity(h_suspect.float(), h_victim.float(), dim=1)
 
 
-def pair_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per pair, the share of the ``2 N`` answers of a fingerprint whose arg-max class is the victim's.
+def slot_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per pair and answer slot, whether the fingerprint's arg-max class is the victim's: ``[P, 2 N]`` bool.
 
     ``fingerprints``, ``victim_fingerprints``: ``[P, 2 N K]`` (laid out as
-    :func:`fpenc.fingerprint.fingerprints.fingerprints`). Returns ``[P]`` float64 in [0, 1].
+    :func:`fpenc.fingerprint.fingerprints.fingerprints`).
     """
     if fingerprints.shape != victim_fingerprints.shape or fingerprints.ndim != 2:
         raise ValueError(
@@ -84,9 +84,15 @@ def pair_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor
             f"{tuple(victim_fingerprints.shape)}"
         )
     p = fingerprints.shape[0]
-    a = fingerprints.reshape(p, -1, num_classes).argmax(-1)
-    b = victim_fingerprints.reshape(p, -1, num_classes).argmax(-1)
-    return (a == b).double().mean(1)
+    return fingerprints.reshape(p, -1, num_classes).argmax(-1) == victim_fingerprints.reshape(
+        p, -1, num_classes
+    ).argmax(-1)
+
+
+def pair_agreement(fingerprints: torch.Tensor, victim_fingerprints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per pair, the share of the ``2 N`` answers of a fingerprint whose arg-max class is the victim's:
+    ``[P]`` float64 in [0, 1] (:func:`slot_agreement` averaged over the slots)."""
+    return slot_agreement(fingerprints, victim_fingerprints, num_classes).double().mean(1)
 
 
 def label_entropy(labels, num_classes: int) -> float:

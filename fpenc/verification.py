@@ -32,10 +32,10 @@ from fpenc.verdict import (
     decide,
     label_entropy,
     ood_distance,
-    pair_agreement,
     pair_similarities,
     pvalue_floor,
     sanity_reasons,
+    slot_agreement,
 )
 
 __all__ = [
@@ -173,8 +173,8 @@ def verify_suspect(
     )
     fps = apply_api(fps.reshape(-1, k), wanted).reshape(fps.shape)  # the encoder's view of the answers
     victim_fps = bundle.victim_fingerprints[pairs[:, 0], pairs[:, 1]].float()
-    agreements = pair_agreement(fps, victim_fps, k)
-    slot_agree = fps.reshape(len(pairs), -1, k).argmax(-1) == victim_fps.reshape(len(pairs), -1, k).argmax(-1)
+    slot_agree = slot_agreement(fps, victim_fps, k)  # [P, 2N]: for the agreement and its margin in answers
+    agreements = slot_agree.double().mean(1)
     enc = bundle.encoder()
     with torch.inference_mode():  # one encoder pass for both sides (eval mode: rows are independent)
         h = enc.encode(torch.cat([fps, victim_fps]))
